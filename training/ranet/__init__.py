@@ -1,0 +1,1 @@
+"""RANet training, evaluation, calibration and export for Cascade."""

@@ -1,0 +1,129 @@
+"""Command line: ``python -m ranet {macs,train,export,cascade,golden} ...`` (run from ``training/``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .config import PRESETS, get_preset
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN_PATH = REPO / "packages" / "proto" / "testdata" / "codec-golden.json"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_macs(args: argparse.Namespace) -> None:
+    from .macs import count_params, exit_macs, stage_macs
+    from .model import RANet
+
+    model = RANet(get_preset(args.config).model).eval()
+    print(json.dumps({
+        "config": args.config, "params": count_params(model),
+        "exit_macs": exit_macs(model), "stage_macs": stage_macs(model),
+    }, indent=1))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .data import data_root, load_cifar10
+    from .train import Device, train
+
+    preset = get_preset(args.config)
+    tc = preset.train
+    if args.epochs is not None:
+        tc = dataclasses.replace(tc, epochs=args.epochs)
+    dev = Device.pick(args.device)
+    _log(f"training {args.config} on {dev.describe()} for {tc.epochs} epochs into {args.out}")
+    data = load_cifar10(data_root(args.data))
+    summary = train(preset.model, tc, data, Path(args.out), dev, log=_log, stop_after=args.stop_after)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .pipeline import export_model_dir
+
+    export_model_dir(Path(args.checkpoint), Path(args.out), args.data, name=args.name, log=_log, limit=args.limit)
+
+
+def cmd_golden(args: argparse.Namespace) -> None:
+    from .codec import golden_vectors
+
+    Path(args.out).write_text(json.dumps(golden_vectors(), indent=1) + "\n")
+    _log(f"wrote {args.out}")
+
+
+def cmd_cascade(args: argparse.Namespace) -> None:
+    from .cascade import ModelDir, load_images, run_cascade, summarise
+
+    model = ModelDir.load(Path(args.model))
+    op = args.operating_point or model.manifest.get("default_operating_point", "balanced")
+    data = load_images(Path(args.images))
+    results = run_cascade(model, data.images, model.thresholds(op), split=args.split, encoding=args.encoding)
+    if args.predictions:
+        with open(args.predictions, "w") as f:
+            for i, (r, y) in enumerate(zip(results, data.labels)):
+                f.write(json.dumps({"index": i, "label": int(y), **r}) + "\n")
+    summary = {"model": model.manifest["name"], "version": model.manifest["version"], "operating_point": op,
+               "split": args.split, "encoding": args.encoding,
+               **summarise(results, data.labels, len(model.manifest["exits"]))}
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"{summary['model']} {summary['version']}  operating point {op}  split {args.split}  {args.encoding}")
+    print(f"frames {summary['frames']}  accuracy {summary['accuracy'] * 100:.2f} %  "
+          f"offload rate {summary['offload_rate'] * 100:.1f} %  bytes/offload {summary['bytes_per_offload']:,}  "
+          f"bytes/frame {summary['bytes_per_frame']:,.0f}")
+    print("exits: " + "  ".join(f"{e + 1}:{n}" for e, n in enumerate(summary["exits"])))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ranet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("macs", help="parameters and cumulative MACs per exit of a config")
+    p.add_argument("--config", default="cifar10-paper", choices=sorted(PRESETS))
+    p.set_defaults(fn=cmd_macs)
+
+    p = sub.add_parser("train", help="train a config on CIFAR-10 (resumes from OUT/last.pt)")
+    p.add_argument("--config", required=True, choices=sorted(PRESETS))
+    p.add_argument("--out", required=True, help="run folder for checkpoints")
+    p.add_argument("--data", help="CIFAR-10 folder (default: $CASCADE_DATA or ../shared/data/cifar-10)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--stop-after", type=int, help="stop after N epochs in this call; run again to resume")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("export", help="evaluate, calibrate and export a checkpoint as a split model directory")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="model directory to write, e.g. ../models/ranet-cifar10")
+    p.add_argument("--name", default="ranet-cifar10")
+    p.add_argument("--data", help="CIFAR-10 folder (default: $CASCADE_DATA or ../shared/data/cifar-10)")
+    p.add_argument("--limit", type=int, help="evaluate on the first N validation and test images only")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("cascade", help="run the split cascade in-process on a model directory (reference results)")
+    p.add_argument("--model", default=str(REPO / "models" / "ranet-cifar10"))
+    p.add_argument("--images", default=str(REPO / "samples" / "cifar10-test-1000.bin"),
+                   help="CIFAR-10 binary file (raw or .gz)")
+    p.add_argument("--operating-point", help="threshold set from the manifest (default: the manifest's default)")
+    p.add_argument("--split", type=int, default=1, help="stages run on the edge")
+    p.add_argument("--encoding", default="int8", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--predictions", help="write one JSON line per image here")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(fn=cmd_cascade)
+
+    p = sub.add_parser("golden", help="write the codec golden vectors other runtimes test against")
+    p.add_argument("--out", default=str(GOLDEN_PATH))
+    p.set_defaults(fn=cmd_golden)
+
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The cascade as the split deployment runs it, in-process, from a model directory alone (no PyTorch).
+
+The edge runs stages 0..split-1 and stops at the first exit whose confidence reaches its threshold; every other
+frame carries its state, encoded as on the wire, to the cloud stages. This is the reference that other runtimes'
+predictions are checked against.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codec import encode, roundtrip_batch
+from .data import Split, read_batch_file
+from .export import StageRunner, StageSpec, TensorSpec, softmax
+
+
+@dataclass
+class ModelDir:
+    """A split model directory: its manifest and an onnxruntime runner over its stages."""
+
+    path: Path
+    manifest: dict
+    runner: StageRunner
+
+    @staticmethod
+    def load(path: Path, threads: int = 0) -> "ModelDir":
+        manifest = json.loads((path / "manifest.json").read_text())
+        if manifest.get("format") != "cascade-model/1":
+            raise ValueError(f"{path}/manifest.json: format {manifest.get('format')!r} is not cascade-model/1")
+        specs = [
+            StageSpec(s["index"], tuple(s["exits"]),
+                      tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in s["inputs"]),
+                      tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in s["outputs"]))
+            for s in manifest["stages"]
+        ]
+        return ModelDir(path, manifest, StageRunner(path, specs, threads))
+
+    def thresholds(self, operating_point: str) -> np.ndarray:
+        for op in self.manifest["operating_points"]:
+            if op["name"] == operating_point:
+                return np.array(op["thresholds"], dtype=np.float64)
+        names = ", ".join(op["name"] for op in self.manifest["operating_points"])
+        raise KeyError(f"operating point {operating_point!r} not in the manifest; it has: {names}")
+
+
+def run_cascade(model: ModelDir, images: np.ndarray, thresholds: np.ndarray, split: int = 1,
+                encoding: str = "int8", batch: int = 500) -> list[dict]:
+    """One result per image: exit index, class, confidence, tier (edge or cloud) and offload bytes."""
+    specs = model.runner.specs
+    if not 1 <= split <= len(specs):
+        raise ValueError(f"split {split} out of range 1..{len(specs)}")
+    edge_exits = [e for s in specs[:split] for e in s.exits]
+    state_names = [t.name for t in specs[split - 1].outputs if not t.name.startswith("logits")]
+    results: list[dict] = []
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch]
+        t = model.runner.run(x, last=split - 1)
+        decided = np.zeros(len(x), dtype=bool)
+        out: list[dict | None] = [None] * len(x)
+        for e in edge_exits:
+            p = softmax(t[f"logits{e}"])
+            conf, cls = p.max(1), p.argmax(1)
+            fire = ~decided & (conf >= thresholds[e])
+            if e == len(thresholds) - 1:
+                fire = ~decided
+            for j in np.flatnonzero(fire):
+                out[j] = {"exit": e, "class": int(cls[j]), "confidence": float(conf[j]), "tier": "edge", "bytes": 0}
+            decided |= fire
+        hard = np.flatnonzero(~decided)
+        if len(hard) and state_names:
+            feeds = {n: roundtrip_batch(t[n][hard], encoding) for n in state_names}
+            nbytes = x[0].nbytes + sum(encode(t[n][hard[0]], encoding).nbytes for n in state_names)
+            cloud = model.runner.run(x[hard], first=split, feeds=feeds)
+            done = np.zeros(len(hard), dtype=bool)
+            for s in specs[split:]:
+                for e in s.exits:
+                    p = softmax(cloud[f"logits{e}"])
+                    conf, cls = p.max(1), p.argmax(1)
+                    fire = ~done & ((conf >= thresholds[e]) | (e == len(thresholds) - 1))
+                    for j in np.flatnonzero(fire):
+                        out[hard[j]] = {"exit": e, "class": int(cls[j]), "confidence": float(conf[j]),
+                                        "tier": "cloud", "bytes": nbytes}
+                    done |= fire
+        results.extend(r for r in out if r is not None)
+    return results
+
+
+def summarise(results: list[dict], labels: np.ndarray | None, num_exits: int) -> dict:
+    frames = len(results)
+    offloaded = [r for r in results if r["tier"] == "cloud"]
+    summary = {
+        "frames": frames,
+        "results": frames,
+        "offload_rate": len(offloaded) / frames if frames else 0.0,
+        "exits": [sum(r["exit"] == e for r in results) for e in range(num_exits)],
+        "bytes_per_offload": offloaded[0]["bytes"] if offloaded else 0,
+        "bytes_per_frame": sum(r["bytes"] for r in results) / frames if frames else 0.0,
+    }
+    if labels is not None:
+        summary["accuracy"] = float(np.mean([r["class"] == int(y) for r, y in zip(results, labels)]))
+    return summary
+
+
+def load_images(path: Path) -> Split:
+    """A CIFAR-10 binary file (raw or .gz) of any number of records."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return read_batch_file(path.parent, name, verify=False)
