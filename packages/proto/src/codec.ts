@@ -1,0 +1,179 @@
+/**
+ * The tensor codec of the wire format, byte-identical to training/ranet/codec.py (checked by golden vectors).
+ *
+ * Arithmetic is float64 on float32 inputs, rounding is floor(v + 0.5), bytes are little-endian.
+ * int8 quantises one sample per channel (dimension 0): lo = min(0, min x), hi = max(0, max x),
+ * scale = f32((hi - lo) / 255) (1 when hi == lo), zero = clamp(floor(-128 - lo / scale + 0.5), -128, 127),
+ * q = clamp(floor(x / scale + 0.5) + zero, -128, 127).
+ */
+
+export const ENCODINGS = ['fp32', 'fp16', 'int8'] as const;
+export type Encoding = (typeof ENCODINGS)[number];
+
+/** One sample's tensor as it travels. */
+export interface EncodedTensor {
+  encoding: Encoding;
+  shape: number[];
+  data: Uint8Array;
+  /** int8 only: float32 scale per channel. */
+  scales?: Float32Array;
+  /** int8 only: zero point per channel. */
+  zeroPoints?: Int8Array;
+}
+
+export class CodecError extends Error {
+  override name = 'CodecError';
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Bytes of tensor payload: data plus int8's per-channel scale (4 B) and zero point (1 B). */
+export function payloadBytes(t: EncodedTensor): number {
+  return t.data.byteLength + (t.scales ? t.scales.length * 4 : 0) + (t.zeroPoints ? t.zeroPoints.length : 0);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE binary16 bits of a float32 value, round to nearest even (as numpy's cast). */
+export function toHalfBits(value: number): number {
+  f32[0] = value;
+  const x = u32[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0); // inf / nan
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow to zero
+    mant |= 0x800000; // implicit leading one
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let m = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    if (rest > half || (rest === half && (m & 1))) m += 1;
+    return sign | m; // may carry into the smallest normal, which is the right encoding
+  }
+  let m = mant >>> 13;
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) {
+    m += 1;
+    if (m === 0x400) {
+      m = 0;
+      e += 1;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | m;
+}
+
+export function fromHalfBits(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/** Per-channel int8 quantisation of one sample laid out channel first. */
+export function quantizeInt8(x: Float32Array, shape: readonly number[]): {
+  q: Int8Array;
+  scales: Float32Array;
+  zeroPoints: Int8Array;
+} {
+  const channels = shape[0] ?? 1;
+  const per = x.length / channels;
+  const q = new Int8Array(x.length);
+  const scales = new Float32Array(channels);
+  const zeroPoints = new Int8Array(channels);
+  for (let c = 0; c < channels; c++) {
+    const base = c * per;
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < per; i++) {
+      const v = x[base + i]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    let scale = Math.fround((hi - lo) / 255);
+    if (scale === 0) scale = 1;
+    scales[c] = scale;
+    const zp = clamp(Math.floor(-128 - lo / scale + 0.5), -128, 127);
+    zeroPoints[c] = zp;
+    for (let i = 0; i < per; i++) q[base + i] = clamp(Math.floor(x[base + i]! / scale + 0.5) + zp, -128, 127);
+  }
+  return { q, scales, zeroPoints };
+}
+
+export function dequantizeInt8(q: Int8Array, scales: Float32Array, zeroPoints: Int8Array): Float32Array {
+  const channels = scales.length;
+  const per = q.length / channels;
+  const out = new Float32Array(q.length);
+  for (let c = 0; c < channels; c++) {
+    const s = scales[c]!;
+    const z = zeroPoints[c]!;
+    for (let i = 0; i < per; i++) out[c * per + i] = (q[c * per + i]! - z) * s;
+  }
+  return out;
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+function bytesOf(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** Encodes one sample (little-endian hosts, which is every platform Node.js ships for). */
+export function encodeTensor(x: Float32Array, shape: readonly number[], encoding: Encoding): EncodedTensor {
+  if (x.length !== elementCount(shape)) {
+    throw new CodecError(`tensor has ${x.length} values but shape [${shape.join(', ')}] needs ${elementCount(shape)}`);
+  }
+  switch (encoding) {
+    case 'fp32':
+      return { encoding, shape: [...shape], data: new Uint8Array(bytesOf(x)) };
+    case 'fp16': {
+      const h = new Uint16Array(x.length);
+      for (let i = 0; i < x.length; i++) h[i] = toHalfBits(x[i]!);
+      return { encoding, shape: [...shape], data: bytesOf(h) };
+    }
+    case 'int8': {
+      const { q, scales, zeroPoints } = quantizeInt8(x, shape);
+      return { encoding, shape: [...shape], data: bytesOf(q), scales, zeroPoints };
+    }
+  }
+}
+
+/** Decodes to float32; throws CodecError naming what does not fit. */
+export function decodeTensor(t: EncodedTensor): Float32Array {
+  const n = elementCount(t.shape);
+  const width = t.encoding === 'fp32' ? 4 : t.encoding === 'fp16' ? 2 : 1;
+  if (t.data.byteLength !== n * width) {
+    throw new CodecError(`${t.encoding} tensor of shape [${t.shape.join(', ')}] needs ${n * width} bytes, got ${t.data.byteLength}`);
+  }
+  // Copy so the result is aligned and owns its memory: wire buffers are views into a larger message, and a Node
+  // Buffer's slice() is a view too.
+  const raw = new Uint8Array(t.data);
+  switch (t.encoding) {
+    case 'fp32':
+      return new Float32Array(raw.buffer, 0, n);
+    case 'fp16': {
+      const h = new Uint16Array(raw.buffer, 0, n);
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = fromHalfBits(h[i]!);
+      return out;
+    }
+    case 'int8': {
+      const channels = t.shape[0] ?? 1;
+      if (!t.scales || !t.zeroPoints || t.scales.length !== channels || t.zeroPoints.length !== channels) {
+        throw new CodecError(`int8 tensor of ${channels} channels needs ${channels} scales and zero points`);
+      }
+      return dequantizeInt8(new Int8Array(raw.buffer, 0, n), t.scales, t.zeroPoints);
+    }
+  }
+}
