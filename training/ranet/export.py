@@ -153,5 +153,7 @@ class StageRunner:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float64, as every runtime computes confidences (thresholds compare to it)."""
+    z = z.astype(np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .calibrate import exit_index
 from .codec import roundtrip_batch
-from .export import StageRunner, StageSpec
+from .export import StageRunner, StageSpec, softmax
 
 
 def payload_bytes(spec: StageSpec, image_bytes: int) -> dict[str, int]:
@@ -58,8 +58,7 @@ def split_study(runner: StageRunner, images: np.ndarray, labels: np.ndarray, spl
 
 
 def _cascade_accuracy(logits: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> float:
-    z = logits - logits.max(axis=2, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(axis=2, keepdims=True)
+    p = softmax(logits)
     where = exit_index(p.max(axis=2), thresholds)
     pred = p.argmax(axis=2)[where, np.arange(p.shape[1])]
     return float((pred == labels).mean())

@@ -1,0 +1,24 @@
+/** @cascade/runtime: what edge and cloud share: model directories, the exit rule and the stage runner. */
+export {
+  MODEL_FORMAT,
+  ModelDirError,
+  carriedOutputs,
+  loadModelDir,
+  operatingPoint,
+  type ExitSpec,
+  type Manifest,
+  type ModelDir,
+  type OperatingPoint,
+  type StageSpec,
+  type TensorSpec,
+} from './manifest.js';
+export { decide, exitsHere, softmax, type ExitDecision } from './policy.js';
+export { InferenceError, StageRunner, type StageResult } from './runner.js';
+export {
+  EXECUTION_PROVIDERS,
+  StageSessions,
+  type ExecutionProvider,
+  type Feeds,
+  type HostTensor,
+  type StageSessionOptions,
+} from './stages.js';

@@ -1,0 +1,88 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { ModelDir } from './manifest.js';
+import type { Feeds, StageSessionOptions } from './stages.js';
+
+/** Thrown when inference fails in the worker thread; the message is onnxruntime's. */
+export class InferenceError extends Error {
+  override name = 'InferenceError';
+}
+
+export interface StageResult {
+  outputs: Feeds;
+  /** Wall time of session.run() inside the worker thread. */
+  computeMs: number;
+}
+
+function workerFile(): string {
+  const here = fileURLToPath(import.meta.url);
+  // Under a TypeScript loader (tests) this module is src/runner.ts; the worker always runs the compiled file.
+  const compiled = here.endsWith('.ts') ? join(dirname(here), '..', 'dist', 'stage-worker.js') : join(dirname(here), 'stage-worker.js');
+  if (!existsSync(compiled)) throw new Error(`${compiled} is missing: build @cascade/runtime first (pnpm run build)`);
+  return compiled;
+}
+
+/**
+ * Runs stages in a dedicated worker thread so that onnxruntime's blocking run() never stalls the event loop
+ * (NATS heartbeats, /metrics). Calls are queued in order; tensors move by transfer, not copy.
+ */
+export class StageRunner {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (r: StageResult) => void; reject: (e: Error) => void }>();
+  private closed = false;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (msg: { id: number; out?: Feeds; ms?: number; error?: string }) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.error !== undefined) p.reject(new InferenceError(msg.error));
+      else p.resolve({ outputs: msg.out!, computeMs: msg.ms! });
+    });
+    worker.on('error', (err) => this.failAll(err));
+    worker.on('exit', (code) => this.failAll(new InferenceError(`stage worker exited with code ${code}`)));
+  }
+
+  static async create(model: ModelDir, options: StageSessionOptions = {}): Promise<StageRunner> {
+    const worker = new Worker(workerFile(), { workerData: { model, options } });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (msg: { ready?: boolean; error?: string }) => {
+        if (msg.ready === undefined) return;
+        worker.off('message', onMessage);
+        if (msg.ready) resolve();
+        else reject(new InferenceError(`cannot load stages of ${model.path}: ${msg.error}`));
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    return new StageRunner(worker);
+  }
+
+  /** Runs one stage on a batch. Input buffers are transferred: do not reuse them after the call. */
+  run(stage: number, feeds: Feeds): Promise<StageResult> {
+    if (this.closed) return Promise.reject(new InferenceError('stage runner is closed'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const transfer = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+      this.worker.postMessage({ id, stage, feeds }, transfer);
+    });
+  }
+
+  private failAll(err: Error): void {
+    this.closed = true;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  /** Releases the sessions and ends the worker thread; idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const exited = new Promise((resolve) => this.worker.once('exit', resolve));
+    this.worker.postMessage('close');
+    await exited;
+  }
+}

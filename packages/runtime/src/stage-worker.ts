@@ -1,0 +1,39 @@
+// Worker-thread side of StageRunner: owns the onnxruntime sessions, whose run() blocks its thread.
+import { parentPort, workerData } from 'node:worker_threads';
+import { StageSessions, type Feeds, type StageSessionOptions } from './stages.js';
+import type { ModelDir } from './manifest.js';
+
+interface Init {
+  model: ModelDir;
+  options: StageSessionOptions;
+}
+export interface RunMessage {
+  id: number;
+  stage: number;
+  feeds: Feeds;
+}
+
+const port = parentPort!;
+const { model, options } = workerData as Init;
+const ready = StageSessions.create(model, options);
+ready.then(
+  () => port.postMessage({ ready: true }),
+  (err: Error) => port.postMessage({ ready: false, error: err.message }),
+);
+
+port.on('message', async (msg: RunMessage | 'close') => {
+  const sessions = await ready;
+  if (msg === 'close') {
+    await sessions.release();
+    port.close();
+    return;
+  }
+  const started = performance.now();
+  try {
+    const out = await sessions.run(msg.stage, msg.feeds);
+    const transfer = Object.values(out).map((t) => t.data.buffer as ArrayBuffer);
+    port.postMessage({ id: msg.id, out, ms: performance.now() - started }, transfer);
+  } catch (err) {
+    port.postMessage({ id: msg.id, error: (err as Error).message });
+  }
+});
