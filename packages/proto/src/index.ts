@@ -22,6 +22,8 @@ export {
   toWireTensor,
   v1,
   type FrameResultMessage,
+  type InferReply,
+  type InferRequest,
   type InferReplyMessage,
   type InferRequestMessage,
   type TensorMessage,

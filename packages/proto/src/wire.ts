@@ -11,6 +11,9 @@ export type TensorMessage = cascade.v1.Tensor.$Properties;
 export type InferRequestMessage = cascade.v1.InferRequest.$Properties;
 export type InferReplyMessage = cascade.v1.InferReply.$Properties;
 export type FrameResultMessage = cascade.v1.FrameResult.$Properties;
+/** A decoded request (every field present, defaults filled). */
+export type InferRequest = cascade.v1.InferRequest;
+export type InferReply = cascade.v1.InferReply;
 
 /** Stable error codes a worker answers with (the `ErrorCode` enum of cascade.v1, by name). */
 export const ErrorCode = {

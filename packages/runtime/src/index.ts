@@ -22,3 +22,4 @@ export {
   type HostTensor,
   type StageSessionOptions,
 } from './stages.js';
+export { FlagError, numberFlag, parseFlags, usage, type Flag } from './flags.js';

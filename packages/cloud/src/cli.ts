@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
+import { FlagError, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { ConfigError } from './errors.js';
+import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
+import { CloudWorker } from './worker.js';
+
+const FLAGS = {
+  model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
+  nats: { type: 'string', env: 'NATS_URL', help: `NATS server URL(s), comma-separated (default ${D.nats})` },
+  id: { type: 'string', env: 'CASCADE_WORKER_ID', help: 'worker id (default <hostname>-<pid>)' },
+  'max-batch': { type: 'string', env: 'CASCADE_MAX_BATCH', help: `largest batch (default ${D.maxBatch})` },
+  'max-delay-ms': { type: 'string', env: 'CASCADE_MAX_DELAY_MS', help: `batching delay in ms (default ${D.maxDelayMs})` },
+  'queue-limit': { type: 'string', env: 'CASCADE_QUEUE_LIMIT', help: `queued requests before OVERLOADED (default ${D.queueLimit})` },
+  'max-request-bytes': { type: 'string', env: 'CASCADE_MAX_REQUEST_BYTES', help: `largest request (default ${D.maxRequestBytes})` },
+  ep: { type: 'string', env: 'CASCADE_EP', help: 'execution provider: cpu or cuda (default cpu)' },
+  threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads (default: onnxruntime decides)' },
+  help: { type: 'boolean', help: 'show this help' },
+} as const satisfies Record<string, Flag>;
+
+const USAGE = usage('cascade-cloud --model DIR [options]', FLAGS);
+
+/** Worker options from flags and environment, or 'help'. */
+export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): WorkerOptions | 'help' {
+  const f = parseFlags(FLAGS, argv, env);
+  if (f.help) return 'help';
+  const o: WorkerOptions = { model: f.model ?? '' };
+  if (f.nats) o.nats = f.nats;
+  if (f.id) o.id = f.id;
+  if (f.ep) o.executionProvider = f.ep as WorkerOptions['executionProvider'];
+  const nums = { maxBatch: 'max-batch', maxDelayMs: 'max-delay-ms', queueLimit: 'queue-limit', maxRequestBytes: 'max-request-bytes', threads: 'threads' } as const;
+  for (const [key, flag] of Object.entries(nums)) {
+    const n = numberFlag(flag, f[flag]);
+    if (n !== undefined) o[key as keyof typeof nums] = n;
+  }
+  return o;
+}
+
+async function main(): Promise<void> {
+  let options: WorkerOptions | 'help';
+  try {
+    options = parseWorkerArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`cascade-cloud: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (options === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let worker: CloudWorker;
+  try {
+    worker = await CloudWorker.create(options);
+  } catch (err) {
+    process.stderr.write(`cascade-cloud: ${(err as Error).message}\n`);
+    process.exit(err instanceof ConfigError || err instanceof FlagError ? 2 : 1);
+  }
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void worker.shutdown());
+  await worker.run();
+  process.exit(0);
+}
+
+void main();

@@ -1,0 +1,145 @@
+import { ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
+import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
+import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Batcher, type Outcome } from './batcher.js';
+import { RequestError } from './errors.js';
+import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
+import { peekRequestId, validateRequest } from './validate.js';
+
+export type WorkerState = 'created' | 'running' | 'draining' | 'stopped';
+
+/** Counts kept by a worker, by reply status (`ok` or an error code). */
+export type WorkerCounts = Record<string, number>;
+
+type Log = (event: string, fields?: Record<string, unknown>) => void;
+const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
+
+/**
+ * A cloud worker: a NATS service endpoint on cascade.v1.infer.<model> in a queue group. `create()` loads the model
+ * and connects; `run()` serves until `shutdown()` (or SIGTERM in the CLI), then drains: it stops taking requests,
+ * answers everything queued, and resolves.
+ */
+export class CloudWorker {
+  state: WorkerState = 'created';
+  readonly counts: WorkerCounts = {};
+  private service: Service | undefined;
+  private stopped!: Promise<void>;
+  private resolveStopped!: () => void;
+  private shuttingDown: Promise<void> | undefined;
+
+  private constructor(
+    readonly options: CompiledWorkerOptions,
+    readonly model: ModelDir,
+    private readonly nc: NatsConnection,
+    private readonly runner: StageRunner,
+    private readonly batcher: Batcher,
+    private readonly defaultThresholds: number[],
+    private readonly log: Log,
+  ) {
+    this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
+  }
+
+  static async create(options: WorkerOptions, log: Log = stderrLog): Promise<CloudWorker> {
+    const o = compileWorkerOptions(options);
+    const model = await loadModelDir(o.model);
+    const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
+    let nc: NatsConnection;
+    try {
+      nc = await connect({ servers: o.nats.split(','), name: `cascade-cloud ${o.id}` });
+    } catch (err) {
+      await runner.close();
+      throw err;
+    }
+    const batcher = new Batcher(runner, model.manifest, o);
+    const thresholds = operatingPoint(model.manifest).thresholds;
+    return new CloudWorker(o, model, nc, runner, batcher, thresholds, log);
+  }
+
+  get queueDepth(): number {
+    return this.batcher.depth;
+  }
+
+  /** Starts serving; resolves when the worker has drained and stopped. */
+  async run(): Promise<void> {
+    if (this.state !== 'created') throw new Error(`run() called in state ${this.state}`);
+    const m = this.model.manifest;
+    this.service = await new Svcm(this.nc).add({
+      name: 'cascade-worker',
+      version: '0.1.0',
+      description: `finishes ${m.name} frames from stage 1 on`,
+      metadata: { model: m.name, model_version: m.version, worker: this.options.id, ep: this.options.executionProvider },
+      queue: this.options.queue,
+    });
+    this.service.addEndpoint('infer', {
+      subject: subjects.infer(m.name),
+      handler: (err, msg) => {
+        if (err) this.log('endpoint_error', { error: err.message });
+        else this.handle(msg);
+      },
+    });
+    this.state = 'running';
+    this.log('worker_started', { id: this.options.id, model: m.name, version: m.version, subject: subjects.infer(m.name) });
+    await this.stopped;
+  }
+
+  private handle(msg: ServiceMsg): void {
+    const enqueuedAt = performance.now();
+    let replied = false;
+    const reply = (o: Outcome, requestId: string) => {
+      if (replied) return;
+      replied = true;
+      const status = o.kind === 'prediction' ? 'ok' : o.code;
+      this.counts[status] = (this.counts[status] ?? 0) + 1;
+      msg.respond(v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish());
+    };
+    if (this.state !== 'running') {
+      reply({ kind: 'error', code: ErrorCode.DRAINING, message: 'worker is shutting down' }, peekRequestId(msg.data));
+      return;
+    }
+    try {
+      const req = validateRequest(msg.data, this.model.manifest, this.options.maxRequestBytes, this.defaultThresholds);
+      this.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId) });
+    } catch (err) {
+      const e = err instanceof RequestError ? err : new RequestError(ErrorCode.INTERNAL, (err as Error).message);
+      if (e.code === ErrorCode.INTERNAL) this.log('request_failed', { error: e.message });
+      reply({ kind: 'error', code: e.code, message: e.message }, peekRequestId(msg.data));
+    }
+  }
+
+  /** Stops taking work, answers what is queued, closes NATS and the stage runner. Idempotent. */
+  shutdown(): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      if (this.state === 'running') {
+        this.state = 'draining';
+        this.log('worker_draining', { queued: this.batcher.depth });
+        await this.service?.stop();
+        await this.batcher.idle();
+      }
+      await this.nc.drain().catch(() => undefined);
+      await this.runner.close();
+      this.state = 'stopped';
+      this.log('worker_stopped', { counts: this.counts });
+      this.resolveStopped();
+    })();
+    return this.shuttingDown;
+  }
+}
+
+function toReply(o: Outcome, requestId: string, workerId: string, classes: string[]): InferReplyMessage {
+  if (o.kind === 'error') {
+    return { requestId, workerId, error: { code: v1.ErrorCode[o.code], message: o.message } };
+  }
+  return {
+    requestId,
+    workerId,
+    prediction: {
+      classIndex: o.classIndex,
+      label: classes[o.classIndex] ?? '',
+      confidence: o.confidence,
+      exit: o.exit,
+      probabilities: o.probabilities ?? [],
+      timings: { queueMs: o.queueMs, computeMs: o.computeMs, batchSize: o.batchSize },
+    },
+  };
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
+import { FlagError, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { createWriteStream } from 'node:fs';
+import { EdgeAgent, type EdgeResult } from './agent.js';
+import { DEFAULT_EDGE_OPTIONS as D, EdgeConfigError, type EdgeOptions } from './options.js';
+import { openSource, SourceError } from './sources.js';
+import { formatSummary, summarise } from './summary.js';
+
+const FLAGS = {
+  model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
+  source: { type: 'string', env: 'CASCADE_SOURCE', help: 'CIFAR .bin[.gz], image folder, video file, rtsp:// URL or /dev/videoN (required)' },
+  nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s); without it hard frames fall back locally' },
+  id: { type: 'string', env: 'CASCADE_EDGE_ID', help: 'edge id (default: hostname)' },
+  split: { type: 'string', env: 'CASCADE_SPLIT', help: 'stages run on the edge (default: the manifest default)' },
+  'operating-point': { type: 'string', env: 'CASCADE_OPERATING_POINT', help: 'threshold set from the manifest' },
+  thresholds: { type: 'string', env: 'CASCADE_THRESHOLDS', help: 'comma-separated thresholds, one per exit (overrides the operating point)' },
+  mode: { type: 'string', env: 'CASCADE_OFFLOAD_MODE', help: `offload mode: state or image (default ${D.mode})` },
+  encoding: { type: 'string', env: 'CASCADE_ENCODING', help: `state encoding: fp32, fp16 or int8 (default ${D.encoding})` },
+  'timeout-ms': { type: 'string', env: 'CASCADE_TIMEOUT_MS', help: `offload deadline (default ${D.timeoutMs})` },
+  'max-inflight': { type: 'string', env: 'CASCADE_MAX_INFLIGHT', help: `offloads in flight (default ${D.maxInflight})` },
+  threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads' },
+  fps: { type: 'string', env: 'CASCADE_FPS', help: 'frames per second sampled from video and cameras (default 5)' },
+  limit: { type: 'string', help: 'stop after N frames' },
+  out: { type: 'string', help: 'write result lines to this file instead of stdout' },
+  summary: { type: 'boolean', help: 'print a summary table to stderr at the end' },
+  help: { type: 'boolean', help: 'show this help' },
+} as const satisfies Record<string, Flag>;
+
+const USAGE = usage('cascade-edge --model DIR --source SPEC [options]', FLAGS);
+
+export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
+  const f = parseFlags(FLAGS, argv, env);
+  if (f.help) return 'help' as const;
+  if (!f.source) throw new FlagError('--source is required');
+  const o: EdgeOptions = { model: f.model ?? '' };
+  if (f.nats) o.nats = f.nats;
+  if (f.id) o.id = f.id;
+  if (f['operating-point']) o.operatingPoint = f['operating-point'];
+  if (f.mode) o.mode = f.mode as EdgeOptions['mode'];
+  if (f.encoding) o.encoding = f.encoding as EdgeOptions['encoding'];
+  if (f.thresholds) o.thresholds = f.thresholds.split(',').map((t, i) => numberFlag(`thresholds[${i}]`, t)!);
+  const split = numberFlag('split', f.split);
+  if (split !== undefined) o.split = split;
+  const timeout = numberFlag('timeout-ms', f['timeout-ms']);
+  if (timeout !== undefined) o.timeoutMs = timeout;
+  const inflight = numberFlag('max-inflight', f['max-inflight']);
+  if (inflight !== undefined) o.maxInflight = inflight;
+  const threads = numberFlag('threads', f.threads);
+  if (threads !== undefined) o.threads = threads;
+  return {
+    options: o,
+    source: f.source,
+    fps: numberFlag('fps', f.fps),
+    limit: numberFlag('limit', f.limit),
+    out: f.out,
+    summary: Boolean(f.summary),
+  };
+}
+
+async function main(): Promise<void> {
+  let args: ReturnType<typeof parseEdgeArgs>;
+  try {
+    args = parseEdgeArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`cascade-edge: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let agent: EdgeAgent;
+  try {
+    agent = await EdgeAgent.create(args.options);
+  } catch (err) {
+    process.stderr.write(`cascade-edge: ${(err as Error).message}\n`);
+    process.exit(err instanceof EdgeConfigError ? 2 : 1);
+  }
+  const sink = args.out ? createWriteStream(args.out) : process.stdout;
+  const results: EdgeResult[] = [];
+  let frames = 0;
+  let stopping = false;
+  process.once('SIGTERM', () => (stopping = true));
+  process.once('SIGINT', () => (stopping = true));
+  try {
+    const size = agent.model.manifest.input.shape[1]!;
+    const source = await openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });
+    async function* untilStopped() {
+      for await (const f of source) {
+        if (stopping) return;
+        yield f;
+      }
+    }
+    frames = await agent.run(untilStopped(), (r) => {
+      results.push(r);
+      sink.write(`${JSON.stringify(r)}\n`);
+    });
+  } catch (err) {
+    process.stderr.write(`cascade-edge: ${(err as Error).message}\n`);
+    await agent.close();
+    process.exit(err instanceof SourceError ? 2 : 1);
+  }
+  await agent.close();
+  if (sink !== process.stdout) await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
+  if (args.summary) {
+    const op = args.options.thresholds ? 'custom' : (args.options.operatingPoint ?? agent.model.manifest.default_operating_point ?? '');
+    process.stderr.write(`${formatSummary(summarise(results, frames, op, agent.model.manifest.exits.length))}\n`);
+  }
+}
+
+void main();

@@ -1,0 +1,72 @@
+import { ENCODINGS, type Encoding } from '@cascade/proto';
+import { hostname } from 'node:os';
+
+/** How hard frames travel: image + carried state (`state`), or the image alone with the cloud redoing the edge stages. */
+export const OFFLOAD_MODES = ['state', 'image'] as const;
+export type OffloadMode = (typeof OFFLOAD_MODES)[number];
+
+/** Options of an edge agent. */
+export interface EdgeOptions {
+  /** Model directory. */
+  model: string;
+  /** NATS server URL(s); without it every hard frame falls back to its best local exit. */
+  nats?: string;
+  /** Edge id: results subject cascade.v1.results.<id>. @default `<hostname>` */
+  id?: string;
+  /** Stages run on the edge. @default the manifest's default_split, else 1 */
+  split?: number;
+  /** Operating point from the manifest. @default the manifest's default */
+  operatingPoint?: string;
+  /** Thresholds, one per exit, overriding the operating point. */
+  thresholds?: number[];
+  /** @default 'state' */
+  mode?: OffloadMode;
+  /** Encoding of the carried state. @default 'int8' */
+  encoding?: Encoding;
+  /** Offload deadline in ms; past it the frame falls back. @default 1000 */
+  timeoutMs?: number;
+  /** Offloads in flight at once; the source waits when they are all busy. @default 16 */
+  maxInflight?: number;
+  /** onnxruntime intra-op threads (0: onnxruntime's choice). @default 0 */
+  threads?: number;
+}
+
+export class EdgeConfigError extends Error {
+  override name = 'EdgeConfigError';
+}
+
+export interface CompiledEdgeOptions extends Required<Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds'>> {
+  nats?: string;
+  split?: number;
+  operatingPoint?: string;
+  thresholds?: number[];
+}
+
+export const DEFAULT_EDGE_OPTIONS = { mode: 'state', encoding: 'int8', timeoutMs: 1000, maxInflight: 16, threads: 0 } as const;
+
+/** Fills defaults and validates once at start-up; errors name the field. */
+export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
+  if (!o.model) throw new EdgeConfigError('model: a model directory is required');
+  const mode = o.mode ?? DEFAULT_EDGE_OPTIONS.mode;
+  if (!OFFLOAD_MODES.includes(mode)) throw new EdgeConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
+  const encoding = o.encoding ?? DEFAULT_EDGE_OPTIONS.encoding;
+  if (!ENCODINGS.includes(encoding)) throw new EdgeConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
+  const int = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new EdgeConfigError(`${name} must be an integer >= ${min}, got ${v}`);
+    return v;
+  };
+  if (o.thresholds?.some((t) => !Number.isFinite(t))) throw new EdgeConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
+  return {
+    model: o.model,
+    ...(o.nats ? { nats: o.nats } : {}),
+    id: o.id ?? hostname(),
+    ...(o.split !== undefined ? { split: int('split', o.split, 1) } : {}),
+    ...(o.operatingPoint ? { operatingPoint: o.operatingPoint } : {}),
+    ...(o.thresholds ? { thresholds: o.thresholds } : {}),
+    mode,
+    encoding,
+    timeoutMs: int('timeoutMs', o.timeoutMs ?? DEFAULT_EDGE_OPTIONS.timeoutMs, 1),
+    maxInflight: int('maxInflight', o.maxInflight ?? DEFAULT_EDGE_OPTIONS.maxInflight, 1),
+    threads: int('threads', o.threads ?? DEFAULT_EDGE_OPTIONS.threads, 0),
+  };
+}

@@ -1,0 +1,120 @@
+import { spawn } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+
+/** One frame as the edge takes it in: planar uint8 pixels [3, H, W]. */
+export interface Frame {
+  id: string;
+  pixels: Uint8Array;
+  /** Ground truth, when the source has it (CIFAR files). */
+  label?: number;
+  capturedUnixMs: number;
+}
+
+export interface SourceOptions {
+  /** Model input height and width. */
+  size: number;
+  /** Frames per second sampled from video, RTSP and cameras. @default 5 */
+  fps?: number;
+  /** Stop after this many frames. */
+  limit?: number;
+}
+
+export class SourceError extends Error {
+  override name = 'SourceError';
+}
+
+const CIFAR_RECORD = 1 + 3 * 32 * 32;
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+
+/**
+ * Opens a source by its spec: a CIFAR-10 binary file (`.bin`, `.bin.gz` or `cifar:PATH`), a directory of PNG/JPEG
+ * images, an `rtsp://` URL, a V4L2 camera (`/dev/videoN` or `v4l2:/dev/videoN`), or any video file ffmpeg reads.
+ */
+export async function openSource(spec: string, options: SourceOptions): Promise<AsyncIterable<Frame>> {
+  if (spec.startsWith('cifar:') || /\.bin(\.gz)?$/.test(spec)) return cifarFrames(spec.replace(/^cifar:/, ''), options);
+  if (spec.startsWith('rtsp://') || spec.startsWith('rtsps://')) return ffmpegFrames(spec, ['-rtsp_transport', 'tcp'], options);
+  if (spec.startsWith('v4l2:') || spec.startsWith('/dev/video')) {
+    return ffmpegFrames(spec.replace(/^v4l2:/, ''), ['-f', 'v4l2'], options);
+  }
+  const info = await stat(spec).catch(() => {
+    throw new SourceError(`source ${spec}: no such file or directory`);
+  });
+  if (info.isDirectory()) return imageDirFrames(spec, options);
+  return ffmpegFrames(spec, [], options);
+}
+
+async function* cifarFrames(path: string, o: SourceOptions): AsyncIterable<Frame> {
+  let raw: Buffer = await readFile(path).catch((err: Error) => {
+    throw new SourceError(`source ${path}: ${err.message}`);
+  });
+  if (path.endsWith('.gz')) raw = gunzipSync(raw);
+  if (raw.length % CIFAR_RECORD !== 0) {
+    throw new SourceError(`source ${path}: ${raw.length} bytes is not a whole number of ${CIFAR_RECORD}-byte CIFAR records`);
+  }
+  if (o.size !== 32) throw new SourceError(`source ${path}: CIFAR images are 32x32 but the model takes ${o.size}x${o.size}`);
+  const n = Math.min(raw.length / CIFAR_RECORD, o.limit ?? Infinity);
+  const name = basename(path);
+  for (let i = 0; i < n; i++) {
+    const rec = raw.subarray(i * CIFAR_RECORD, (i + 1) * CIFAR_RECORD);
+    yield { id: `${name}#${i}`, pixels: new Uint8Array(rec.subarray(1)), label: rec[0]!, capturedUnixMs: Date.now() };
+  }
+}
+
+async function* imageDirFrames(dir: string, o: SourceOptions): AsyncIterable<Frame> {
+  const files = (await readdir(dir)).filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase())).sort();
+  if (files.length === 0) throw new SourceError(`source ${dir}: no .png, .jpg or .jpeg files`);
+  const n = Math.min(files.length, o.limit ?? Infinity);
+  for (let i = 0; i < n; i++) {
+    const file = join(dir, files[i]!);
+    for await (const f of ffmpegFrames(file, [], { ...o, limit: 1 }, true)) yield { ...f, id: files[i]! };
+  }
+}
+
+/** Decodes with ffmpeg to rgb24 at the model's size (and, for streams, the sampling rate), then to planar CHW. */
+async function* ffmpegFrames(input: string, inputArgs: string[], o: SourceOptions, still = false): AsyncIterable<Frame> {
+  const size = o.size;
+  const filters = [...(still ? [] : [`fps=${o.fps ?? 5}`]), `scale=${size}:${size}`];
+  const args = ['-hide_banner', '-loglevel', 'error', ...inputArgs, '-i', input, '-vf', filters.join(','),
+    '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
+  const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number>((resolve, reject) => {
+    proc.on('error', (err) => reject(new SourceError(`ffmpeg could not start (${err.message}): install ffmpeg`)));
+    proc.on('close', (code) => resolve(code ?? 1));
+  });
+  const frameBytes = size * size * 3;
+  let pending: Buffer = Buffer.alloc(0);
+  let count = 0;
+  const limit = o.limit ?? Infinity;
+  try {
+    for await (const chunk of proc.stdout as AsyncIterable<Buffer>) {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (pending.length >= frameBytes && count < limit) {
+        const hwc = pending.subarray(0, frameBytes);
+        pending = pending.subarray(frameBytes);
+        yield { id: `${basename(input)}#${count}`, pixels: toPlanar(hwc, size), capturedUnixMs: Date.now() };
+        count++;
+      }
+      if (count >= limit) break;
+    }
+  } finally {
+    if (proc.exitCode === null) proc.kill('SIGTERM');
+  }
+  const code = await exited;
+  if (count === 0 && code !== 0) throw new SourceError(`source ${input}: ffmpeg failed: ${stderr.trim() || `exit ${code}`}`);
+}
+
+/** Interleaved RGB [H, W, 3] to planar [3, H, W]. */
+export function toPlanar(hwc: Uint8Array, size: number): Uint8Array {
+  const plane = size * size;
+  const out = new Uint8Array(plane * 3);
+  for (let i = 0; i < plane; i++) {
+    out[i] = hwc[i * 3]!;
+    out[plane + i] = hwc[i * 3 + 1]!;
+    out[2 * plane + i] = hwc[i * 3 + 2]!;
+  }
+  return out;
+}

@@ -1,0 +1,46 @@
+import { parseArgs } from 'node:util';
+
+/** One command-line flag, declared once: its type, the environment variable that may set it, and its help. */
+export interface Flag {
+  type: 'string' | 'boolean';
+  env?: string;
+  help: string;
+}
+
+export class FlagError extends Error {
+  override name = 'FlagError';
+}
+
+/** Values by flag name: command line first, then the flag's environment variable. */
+export function parseFlags<T extends Record<string, Flag>>(
+  table: T,
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string } {
+  const options = Object.fromEntries(Object.entries(table).map(([k, f]) => [k, { type: f.type }]));
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: argv, options: options as never, strict: true, allowPositionals: false }).values as never;
+  } catch (err) {
+    throw new FlagError((err as Error).message, { cause: err });
+  }
+  const out: Record<string, string | boolean> = {};
+  for (const [k, f] of Object.entries(table)) {
+    const v = values[k] ?? (f.env ? env[f.env] : undefined);
+    if (v !== undefined) out[k] = v;
+  }
+  return out as never;
+}
+
+/** A number flag's value, or undefined; throws FlagError naming the flag. */
+export function numberFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new FlagError(`--${name}: "${v}" is not a number`);
+  return n;
+}
+
+export function usage(command: string, table: Record<string, Flag>): string {
+  const lines = Object.entries(table).map(([name, f]) => `  --${name.padEnd(20)} ${f.help}${f.env ? ` [$${f.env}]` : ''}`);
+  return `usage: ${command}\n${lines.join('\n')}\n`;
+}
