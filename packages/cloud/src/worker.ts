@@ -78,6 +78,7 @@ export class CloudWorker {
         else this.handle(msg);
       },
     });
+    await this.nc.flush(); // the server has the subscription before we say we are serving
     this.state = 'running';
     this.log('worker_started', { id: this.options.id, model: m.name, version: m.version, subject: subjects.infer(m.name) });
     await this.stopped;

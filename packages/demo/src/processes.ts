@@ -1,0 +1,52 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+/** A cloud worker running as its own process (the way operators run them). */
+export interface WorkerProcess {
+  id: string;
+  process: ChildProcess;
+  /** Everything it wrote to stderr (structured log lines). */
+  log(): string;
+  /** SIGTERM, then resolves with the exit code once it has drained. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Path of the cascade-cloud CLI. */
+export function cloudCli(): string {
+  return require.resolve('@cascade/cloud').replace(/index\.js$/, 'cli.js');
+}
+
+/** Starts `cascade-cloud` and resolves once its service endpoint is subscribed. */
+export async function startWorker(args: { model: string; nats: string; id: string; extra?: string[] }): Promise<WorkerProcess> {
+  const proc = spawn(process.execPath, [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...(args.extra ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker ${args.id} did not start in 30 s:\n${log}`)), 30_000);
+    proc.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+      if (log.includes('"worker_started"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker ${args.id} exited with code ${code}:\n${log}`));
+    });
+  });
+  return {
+    id: args.id,
+    process: proc,
+    log: () => log,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (code) => resolve(code));
+        proc.kill(signal);
+      }),
+  };
+}

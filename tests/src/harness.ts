@@ -1,0 +1,74 @@
+import { startNatsServer, ensureNatsServer } from '@cascade/demo';
+import { encodeTensor, imageTensor, toWireTensor, v1, type InferReply, type InferRequestMessage } from '@cascade/proto';
+import { carriedOutputs, loadModelDir, operatingPoint, type ModelDir } from '@cascade/runtime';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+export const MODEL = `${REPO}models/ranet-cifar10`;
+export const SAMPLES = `${REPO}samples/cifar10-test-1000.bin`;
+
+export interface TestNats {
+  url: string;
+  /** How the server was obtained, for the test log. */
+  kind: 'NATS_URL' | 'testcontainers' | 'nats-server';
+  stop(): Promise<void>;
+}
+
+/** NATS for a test: NATS_URL when set, a testcontainers NATS container when a container runtime exists, else a local nats-server. */
+export async function natsForTests(): Promise<TestNats> {
+  if (process.env.NATS_URL) return { url: process.env.NATS_URL, kind: 'NATS_URL', stop: async () => undefined };
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    const { NatsContainer } = await import('@testcontainers/nats');
+    const container = await new NatsContainer('nats:2.10-alpine').start();
+    const url = `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
+    return { url, kind: 'testcontainers', stop: async () => void (await container.stop()) };
+  } catch {
+    ensureNatsServer();
+    const server = await startNatsServer();
+    return { url: server.url, kind: 'nats-server', stop: () => server.stop() };
+  }
+}
+
+export function sampleImage(i: number): Uint8Array {
+  const raw = readFileSync(SAMPLES);
+  return new Uint8Array(raw.subarray(i * 3073 + 1, (i + 1) * 3073));
+}
+
+export async function model(): Promise<ModelDir> {
+  return loadModelDir(MODEL);
+}
+
+/** A well-formed request for stage 1 on: a real image and a carried state of the right shape. */
+export function validRequest(m: ModelDir, overrides: Partial<InferRequestMessage> = {}): InferRequestMessage {
+  const man = m.manifest;
+  const state = carriedOutputs(man, 0).map((spec) => {
+    const shape = spec.shape.slice(1);
+    const values = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => (i % 7) * 0.1);
+    return toWireTensor(spec.name, encodeTensor(values, shape, 'int8'));
+  });
+  return {
+    requestId: `req-${Math.random().toString(36).slice(2)}`,
+    edgeId: 'test',
+    model: man.name,
+    modelVersion: man.version,
+    firstStage: 1,
+    image: imageTensor(sampleImage(0), man.input.shape),
+    state,
+    deadlineUnixMs: Date.now() + 30_000,
+    edgeExit: 1,
+    thresholds: operatingPoint(man).thresholds,
+    ...overrides,
+  };
+}
+
+export function encodeRequest(r: InferRequestMessage): Uint8Array {
+  return v1.InferRequest.encode(r).finish();
+}
+
+export function decodeReply(data: Uint8Array): InferReply & { code: string | undefined } {
+  const r = v1.InferReply.decode(data);
+  return { ...r, code: r.error ? v1.ErrorCode[r.error.code ?? 0] : undefined };
+}

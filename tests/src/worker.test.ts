@@ -1,0 +1,108 @@
+import { startWorker, type WorkerProcess } from '@cascade/demo';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { subjects } from '@cascade/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeReply, encodeRequest, MODEL, model, natsForTests, validRequest, type TestNats } from './harness.js';
+import type { ModelDir } from '@cascade/runtime';
+
+let nats: TestNats;
+let nc: NatsConnection;
+let m: ModelDir;
+let subject: string;
+
+beforeAll(async () => {
+  nats = await natsForTests();
+  nc = await connect({ servers: nats.url });
+  m = await model();
+  subject = subjects.infer(m.manifest.name);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+});
+
+const ask = async (data: Uint8Array) => decodeReply((await nc.request(subject, data, { timeout: 10_000 })).data);
+
+describe('worker - bad requests get coded errors and the worker keeps serving', () => {
+  let worker: WorkerProcess;
+  beforeAll(async () => {
+    worker = await startWorker({ model: MODEL, nats: nats.url, id: 'wbad', extra: ['--threads', '1', '--max-request-bytes', '65536'] });
+  });
+  afterAll(async () => {
+    expect(await worker.stop()).toBe(0);
+  });
+
+  it('malformed bytes are BAD_REQUEST', async () => {
+    const r = await ask(new Uint8Array([0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]));
+    expect(r.code).toBe('BAD_REQUEST');
+    expect(r.error?.message).toMatch(/not a cascade.v1.InferRequest/);
+  });
+
+  it('a truncated request is BAD_REQUEST', async () => {
+    const full = encodeRequest(validRequest(m));
+    const r = await ask(full.subarray(0, Math.floor(full.length / 2)));
+    expect(r.code).toBe('BAD_REQUEST');
+  });
+
+  it('an oversized request is TOO_LARGE', async () => {
+    const r = await ask(new Uint8Array(100_000));
+    expect(r.code).toBe('TOO_LARGE');
+    expect(r.error?.message).toMatch(/100000 bytes exceeds the limit of 65536/);
+  });
+
+  it('another model version is MODEL_MISMATCH', async () => {
+    const r = await ask(encodeRequest(validRequest(m, { modelVersion: '0000000000000000', requestId: 'v1' })));
+    expect(r.code).toBe('MODEL_MISMATCH');
+    expect(r.requestId).toBe('v1');
+  });
+
+  it('a state tensor of the wrong shape is BAD_REQUEST naming the tensor', async () => {
+    const req = validRequest(m);
+    req.state![0]!.shape = [1, 2, 3];
+    const r = await ask(encodeRequest(req));
+    expect(r.code).toBe('BAD_REQUEST');
+    expect(r.error?.message).toMatch(/state0/);
+  });
+
+  it('a request whose deadline has passed is EXPIRED', async () => {
+    const r = await ask(encodeRequest(validRequest(m, { deadlineUnixMs: Date.now() - 1000 })));
+    expect(r.code).toBe('EXPIRED');
+  });
+
+  it('after all that, a valid request gets a prediction', async () => {
+    const r = await ask(encodeRequest(validRequest(m, { requestId: 'ok-1' })));
+    expect(r.code).toBeUndefined();
+    expect(r.requestId).toBe('ok-1');
+    expect(r.prediction?.exit).toBeGreaterThanOrEqual(2);
+    expect(r.prediction?.label).toBe(m.manifest.classes[r.prediction!.classIndex!]);
+    expect(worker.process.exitCode).toBeNull();
+  });
+});
+
+describe('worker - load and shutdown', () => {
+  it('a full queue answers OVERLOADED at once', async () => {
+    const w = await startWorker({ model: MODEL, nats: nats.url, id: 'wfull', extra: ['--threads', '1', '--queue-limit', '4', '--max-delay-ms', '2000', '--max-batch', '64'] });
+    try {
+      const replies = await Promise.all(Array.from({ length: 12 }, () => ask(encodeRequest(validRequest(m)))));
+      const codes = replies.map((r) => r.code ?? 'ok');
+      expect(codes.filter((c) => c === 'ok')).toHaveLength(4);
+      expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(8);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('SIGTERM drains: every queued request is answered, then the worker exits 0', async () => {
+    const w = await startWorker({ model: MODEL, nats: nats.url, id: 'wdrain', extra: ['--threads', '1', '--max-delay-ms', '1500', '--max-batch', '64'] });
+    const pending = Array.from({ length: 30 }, (_, i) => ask(encodeRequest(validRequest(m, { requestId: `d${i}` }))));
+    await new Promise((r) => setTimeout(r, 300)); // all 30 are queued, waiting for the batch delay
+    const exit = w.stop('SIGTERM');
+    const replies = await Promise.all(pending);
+    expect(replies.map((r) => r.code ?? 'ok')).toEqual(new Array(30).fill('ok'));
+    expect(new Set(replies.map((r) => r.requestId)).size).toBe(30);
+    expect(await exit).toBe(0);
+    expect(w.log()).toMatch(/"worker_draining"/);
+    await expect(nc.request(subject, encodeRequest(validRequest(m)), { timeout: 2000 })).rejects.toThrow();
+  });
+});
