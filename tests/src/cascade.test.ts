@@ -1,5 +1,5 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
-import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
+import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult } from '@cascade/edge';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,16 +19,18 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-async function runEdge(options: { operatingPoint?: string; timeoutMs?: number; limit?: number; onResult?: (r: EdgeResult, n: number) => void } = {}) {
-  const agent = await EdgeAgent.create(
-    { model: MODEL, nats: nats.url, id: 'edge-test', threads: 1, timeoutMs: options.timeoutMs ?? 5000, ...(options.operatingPoint ? { operatingPoint: options.operatingPoint } : {}) },
-    () => undefined,
-  );
+interface RunOptions extends Partial<EdgeOptions> {
+  limit?: number;
+  onResult?: (r: EdgeResult, n: number) => void;
+}
+
+async function runEdge({ limit, onResult, ...edge }: RunOptions = {}) {
+  const agent = await EdgeAgent.create({ model: MODEL, nats: nats.url, id: 'edge-test', threads: 1, timeoutMs: 5000, ...edge }, () => undefined);
   const results: EdgeResult[] = [];
   try {
-    const frames = await agent.run(await openSource(SAMPLES, { size: 32, ...(options.limit ? { limit: options.limit } : {}) }), (r) => {
+    const frames = await agent.run(await openSource(SAMPLES, { size: 32, ...(limit ? { limit } : {}) }), (r) => {
       results.push(r);
-      options.onResult?.(r, results.length);
+      onResult?.(r, results.length);
     });
     return { frames, results };
   } finally {
@@ -36,14 +38,32 @@ async function runEdge(options: { operatingPoint?: string; timeoutMs?: number; l
   }
 }
 
-function pythonReference(operatingPoint: string): { exit: number; class: number; tier: string }[] {
+const references = new Map<string, { exit: number; class: number; tier: string }[]>();
+
+/** Results of `python -m ranet cascade` on the same model, images and operating point (memoised). */
+function pythonReference(operatingPoint: string, encoding = 'int8'): { exit: number; class: number; tier: string }[] {
+  const key = `${operatingPoint}/${encoding}`;
+  if (!references.has(key)) references.set(key, runPython(operatingPoint, encoding));
+  return references.get(key)!;
+}
+
+function runPython(operatingPoint: string, encoding: string): { exit: number; class: number; tier: string }[] {
   const out = join(mkdtempSync(join(tmpdir(), 'cascade-ref-')), 'ref.jsonl');
   execFileSync('python3', ['-m', 'ranet', 'cascade', '--model', MODEL, '--images', SAMPLES, '--operating-point', operatingPoint,
-    '--encoding', 'int8', '--predictions', out], { cwd: join(REPO, 'training'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    '--encoding', encoding, '--predictions', out], { cwd: join(REPO, 'training'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: '1' } });
   return readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 }
 
 const byIndex = (results: EdgeResult[]) => new Map(results.map((r) => [Number(r.frame.split('#')[1]), r]));
+
+/** Frames whose exit, class or tier differ from the reference (by frame index). */
+function mismatches(ref: { exit: number; class: number; tier: string }[], results: EdgeResult[]) {
+  const got = byIndex(results);
+  expect(got.size).toBe(ref.length);
+  return ref
+    .map((p, i) => ({ i, python: [p.exit, p.class, p.tier].join(), edge: [got.get(i)?.exit, got.get(i)?.class, got.get(i)?.tier].join() }))
+    .filter((d) => d.python !== d.edge);
+}
 
 describe('cascade - edge agent and two workers over NATS', () => {
   it('every frame gets one result equal to the Python reference (same exit, same class)', async () => {
@@ -53,17 +73,27 @@ describe('cascade - edge agent and two workers over NATS', () => {
     const { frames, results } = await runEdge({ operatingPoint: op });
     expect(frames).toBe(1000);
     expect(results).toHaveLength(1000);
-    const got = byIndex(results);
-    expect(got.size).toBe(1000);
+    expect(byIndex(results).size).toBe(1000);
     const offloaded = results.filter((r) => r.outcome === 'offloaded');
     expect(offloaded.length).toBeGreaterThan(50);
     expect(results.filter((r) => r.outcome === 'fallback' || r.outcome === 'error')).toEqual([]);
     expect(new Set(offloaded.map((r) => r.worker))).toEqual(new Set(['w1', 'w2']));
-    const ref = pythonReference(op);
-    const mismatches = ref
-      .map((p, i) => ({ i, python: [p.exit, p.class, p.tier], edge: [got.get(i)!.exit, got.get(i)!.class, got.get(i)!.tier] }))
-      .filter((d) => d.python.join() !== d.edge.join());
-    expect(mismatches).toEqual([]);
+    expect(mismatches(pythonReference(op), results)).toEqual([]);
+  });
+
+  it('the WebAssembly backend gives the same results', async () => {
+    const { results } = await runEdge({ operatingPoint: 'accurate', backend: 'web', limit: 300 });
+    expect(results).toHaveLength(300);
+    expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(10);
+    expect(mismatches(pythonReference('accurate').slice(0, 300), results)).toEqual([]);
+  });
+
+  it('image mode (the cloud redoes the edge stages) equals the unquantised reference', async () => {
+    const { results } = await runEdge({ operatingPoint: 'accurate', mode: 'image', limit: 500 });
+    const offloaded = results.filter((r) => r.outcome === 'offloaded');
+    expect(offloaded.length).toBeGreaterThan(10);
+    for (const r of offloaded) expect(r.offload_bytes).toBe(3072);
+    expect(mismatches(pythonReference('accurate', 'fp32').slice(0, 500), results)).toEqual([]);
   });
 
   it('a worker killed mid-run loses no frame: its in-flight frames fall back', async () => {

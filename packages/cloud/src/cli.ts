@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
-import { FlagError, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { ConfigError } from './errors.js';
 import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
@@ -60,4 +60,4 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-void main();
+if (isMain(import.meta.url)) void main();

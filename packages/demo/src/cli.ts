@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // cascade-demo: nats-server + cloud workers + one edge agent over the bundled CIFAR-10 samples, then a summary.
 import { formatSummary } from '@cascade/edge';
-import { FlagError, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { fileURLToPath } from 'node:url';
 import { runDemo, type DemoOptions } from './demo.js';
 
@@ -68,4 +68,4 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+if (isMain(import.meta.url)) void main();

@@ -84,7 +84,7 @@ export class EdgeAgent {
     if (thresholds.length !== m.exits.length) {
       throw new EdgeConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
     }
-    const runner = await StageRunner.create(model, { last: split - 1, threads: o.threads });
+    const runner = await StageRunner.create(model, { last: split - 1, threads: o.threads, backend: o.backend });
     let nc: NatsConnection | undefined;
     if (o.nats) {
       try {
@@ -94,7 +94,8 @@ export class EdgeAgent {
         throw err;
       }
     }
-    log('edge_started', { id: o.id, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding, nats: Boolean(nc) });
+    log('edge_started', { id: o.id, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding, backend: o.backend,
+      nats: Boolean(nc) });
     return new EdgeAgent(o, model, split, thresholds, runner, nc, log);
   }
 

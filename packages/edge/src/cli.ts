@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
-import { FlagError, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { createWriteStream } from 'node:fs';
 import { EdgeAgent, type EdgeResult } from './agent.js';
 import { DEFAULT_EDGE_OPTIONS as D, EdgeConfigError, type EdgeOptions } from './options.js';
@@ -20,6 +20,7 @@ const FLAGS = {
   'timeout-ms': { type: 'string', env: 'CASCADE_TIMEOUT_MS', help: `offload deadline (default ${D.timeoutMs})` },
   'max-inflight': { type: 'string', env: 'CASCADE_MAX_INFLIGHT', help: `offloads in flight (default ${D.maxInflight})` },
   threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads' },
+  backend: { type: 'string', env: 'CASCADE_BACKEND', help: 'node (onnxruntime-node) or web (onnxruntime-web, wasm) (default node)' },
   fps: { type: 'string', env: 'CASCADE_FPS', help: 'frames per second sampled from video and cameras (default 5)' },
   limit: { type: 'string', help: 'stop after N frames' },
   out: { type: 'string', help: 'write result lines to this file instead of stdout' },
@@ -39,6 +40,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (f['operating-point']) o.operatingPoint = f['operating-point'];
   if (f.mode) o.mode = f.mode as EdgeOptions['mode'];
   if (f.encoding) o.encoding = f.encoding as EdgeOptions['encoding'];
+  if (f.backend) o.backend = f.backend as EdgeOptions['backend'];
   if (f.thresholds) o.thresholds = f.thresholds.split(',').map((t, i) => numberFlag(`thresholds[${i}]`, t)!);
   const split = numberFlag('split', f.split);
   if (split !== undefined) o.split = split;
@@ -109,4 +111,4 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+if (isMain(import.meta.url)) void main();

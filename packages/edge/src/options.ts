@@ -1,4 +1,5 @@
 import { ENCODINGS, type Encoding } from '@cascade/proto';
+import { BACKENDS, type Backend } from '@cascade/runtime';
 import { hostname } from 'node:os';
 
 /** How hard frames travel: image + carried state (`state`), or the image alone with the cloud redoing the edge stages. */
@@ -29,6 +30,8 @@ export interface EdgeOptions {
   maxInflight?: number;
   /** onnxruntime intra-op threads (0: onnxruntime's choice). @default 0 */
   threads?: number;
+  /** `node` (onnxruntime-node) or `web` (onnxruntime-web, WebAssembly). @default 'node' */
+  backend?: Backend;
 }
 
 export class EdgeConfigError extends Error {
@@ -42,7 +45,14 @@ export interface CompiledEdgeOptions extends Required<Omit<EdgeOptions, 'nats' |
   thresholds?: number[];
 }
 
-export const DEFAULT_EDGE_OPTIONS = { mode: 'state', encoding: 'int8', timeoutMs: 1000, maxInflight: 16, threads: 0 } as const;
+export const DEFAULT_EDGE_OPTIONS = {
+  mode: 'state',
+  encoding: 'int8',
+  timeoutMs: 1000,
+  maxInflight: 16,
+  threads: 0,
+  backend: 'node',
+} as const;
 
 /** Fills defaults and validates once at start-up; errors name the field. */
 export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
@@ -55,6 +65,8 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     if (!Number.isInteger(v) || v < min) throw new EdgeConfigError(`${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
+  const backend = o.backend ?? DEFAULT_EDGE_OPTIONS.backend;
+  if (!BACKENDS.includes(backend)) throw new EdgeConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
   if (o.thresholds?.some((t) => !Number.isFinite(t))) throw new EdgeConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
   return {
     model: o.model,
@@ -68,5 +80,6 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     timeoutMs: int('timeoutMs', o.timeoutMs ?? DEFAULT_EDGE_OPTIONS.timeoutMs, 1),
     maxInflight: int('maxInflight', o.maxInflight ?? DEFAULT_EDGE_OPTIONS.maxInflight, 1),
     threads: int('threads', o.threads ?? DEFAULT_EDGE_OPTIONS.threads, 0),
+    backend,
   };
 }

@@ -1,4 +1,17 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+/** Whether the module at `url` is the program being run (not imported, e.g. by a test). */
+export function isMain(url: string): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(url));
+  } catch {
+    return false;
+  }
+}
 
 /** One command-line flag, declared once: its type, the environment variable that may set it, and its help. */
 export interface Flag {

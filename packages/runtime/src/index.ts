@@ -15,11 +15,13 @@ export {
 export { decide, exitsHere, softmax, type ExitDecision } from './policy.js';
 export { InferenceError, StageRunner, type StageResult } from './runner.js';
 export {
+  BACKENDS,
   EXECUTION_PROVIDERS,
+  type Backend,
   StageSessions,
   type ExecutionProvider,
   type Feeds,
   type HostTensor,
   type StageSessionOptions,
 } from './stages.js';
-export { FlagError, numberFlag, parseFlags, usage, type Flag } from './flags.js';
+export { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';

@@ -121,3 +121,27 @@ describe('exit policy', () => {
     expect(exitsHere(2, 0.01, [0.8, 0.9, 0])).toBe(true);
   });
 });
+
+describe('stage runner - onnxruntime-web backend', () => {
+  it('gives the same logits as onnxruntime-node', async () => {
+    const model = await loadModelDir(MODEL);
+    const images = await sampleImages(16);
+    const node = await StageRunner.create(model, { threads: 1, last: 0 });
+    const web = await StageRunner.create(model, { threads: 1, last: 0, backend: 'web' });
+    try {
+      const a = await node.run(0, { image: { data: images.slice(), dims: [16, 3, 32, 32] } });
+      const b = await web.run(0, { image: { data: images.slice(), dims: [16, 3, 32, 32] } });
+      for (const name of Object.keys(a.outputs)) {
+        const x = a.outputs[name]!.data as Float32Array;
+        const y = b.outputs[name]!.data as Float32Array;
+        expect(y.length).toBe(x.length);
+        let max = 0;
+        for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
+        expect(max).toBeLessThan(1e-3);
+      }
+    } finally {
+      await node.close();
+      await web.close();
+    }
+  });
+});

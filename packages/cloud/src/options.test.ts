@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { parseWorkerArgs } from './cli.js';
+import { compileWorkerOptions, DEFAULT_WORKER_OPTIONS } from './options.js';
+
+describe('worker options', () => {
+  it('defaults are filled and documented values hold', () => {
+    const o = compileWorkerOptions({ model: 'm' });
+    expect(o.maxBatch).toBe(DEFAULT_WORKER_OPTIONS.maxBatch);
+    expect(o.queue).toBe('cascade-workers');
+    expect(o.executionProvider).toBe('cpu');
+  });
+
+  it('bad values are refused naming the field', () => {
+    expect(() => compileWorkerOptions({ model: '' })).toThrow(/model/);
+    expect(() => compileWorkerOptions({ model: 'm', maxBatch: 0 })).toThrow(/maxBatch must be an integer >= 1/);
+    expect(() => compileWorkerOptions({ model: 'm', executionProvider: 'tpu' as never })).toThrow(/cpu, cuda/);
+  });
+
+  it('flags win over environment variables', () => {
+    const o = parseWorkerArgs(['--model', 'a', '--max-batch', '8'], { CASCADE_MODEL: 'b', CASCADE_MAX_BATCH: '4', NATS_URL: 'nats://x:1' });
+    expect(o).toMatchObject({ model: 'a', maxBatch: 8, nats: 'nats://x:1' });
+  });
+
+  it('a non-numeric number flag is named', () => {
+    expect(() => parseWorkerArgs(['--model', 'a', '--queue-limit', 'lots'], {})).toThrow(/--queue-limit: "lots" is not a number/);
+  });
+});

@@ -1,0 +1,83 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compileEdgeOptions } from './options.js';
+import { openSource, toPlanar, type Frame } from './sources.js';
+
+const SAMPLES = new URL('../../../samples/cifar10-test-1000.bin', import.meta.url).pathname;
+const records = readFileSync(SAMPLES);
+const planar = (i: number) => new Uint8Array(records.subarray(i * 3073 + 1, (i + 1) * 3073));
+
+function interleaved(chw: Uint8Array): Buffer {
+  const out = Buffer.alloc(chw.length);
+  for (let p = 0; p < 1024; p++) for (let c = 0; c < 3; c++) out[p * 3 + c] = chw[c * 1024 + p]!;
+  return out;
+}
+
+async function collect(it: AsyncIterable<Frame>): Promise<Frame[]> {
+  const out: Frame[] = [];
+  for await (const f of it) out.push(f);
+  return out;
+}
+
+const ffmpeg = (args: string[]) => execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
+
+describe('sources - CIFAR binary', () => {
+  it('yields planar pixels and labels, in order, up to the limit', async () => {
+    const frames = await collect(await openSource(SAMPLES, { size: 32, limit: 5 }));
+    expect(frames).toHaveLength(5);
+    expect(frames[3]!.pixels).toEqual(planar(3));
+    expect(frames[3]!.label).toBe(records[3 * 3073]);
+    expect(frames[3]!.id).toBe('cifar10-test-1000.bin#3');
+  });
+
+  it('a truncated file is refused with its size', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'src-'));
+    writeFileSync(join(dir, 'bad.bin'), records.subarray(0, 5000));
+    await expect(collect(await openSource(join(dir, 'bad.bin'), { size: 32 }))).rejects.toThrow(/5000 bytes is not a whole number/);
+  });
+});
+
+describe('sources - ffmpeg', () => {
+  it('a folder of PNGs decodes to the exact pixels', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'png-'));
+    for (let i = 0; i < 3; i++) {
+      writeFileSync(join(dir, `raw${i}`), interleaved(planar(i)));
+      ffmpeg(['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', '32x32', '-i', join(dir, `raw${i}`), '-frames:v', '1', join(dir, `img${i}.png`)]);
+    }
+    const frames = await collect(await openSource(dir, { size: 32 }));
+    expect(frames.map((f) => f.id)).toEqual(['img0.png', 'img1.png', 'img2.png']);
+    frames.forEach((f, i) => expect(f.pixels).toEqual(planar(i)));
+  });
+
+  it('a video file is sampled at the requested rate and resized to the model input', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vid-'));
+    const raw = Buffer.concat(Array.from({ length: 10 }, (_, i) => interleaved(planar(i))));
+    writeFileSync(join(dir, 'frames.rgb'), raw);
+    ffmpeg(['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', '32x32', '-r', '10', '-i', join(dir, 'frames.rgb'), '-vf', 'scale=64:64',
+      '-c:v', 'ffv1', join(dir, 'clip.mkv')]);
+    const frames = await collect(await openSource(join(dir, 'clip.mkv'), { size: 32, fps: 5 }));
+    expect(frames).toHaveLength(5);
+    for (const f of frames) expect(f.pixels).toHaveLength(3 * 32 * 32);
+  });
+
+  it('a missing file names the source', async () => {
+    await expect(openSource('/nonexistent/clip.mp4', { size: 32 })).rejects.toThrow(/\/nonexistent\/clip.mp4: no such file/);
+  });
+
+  it('toPlanar moves interleaved RGB to channel planes', () => {
+    const hwc = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(Array.from(toPlanar(hwc, 2))).toEqual([1, 4, 7, 10, 2, 5, 8, 11, 3, 6, 9, 12]);
+  });
+});
+
+describe('edge options', () => {
+  it('an unknown mode, encoding or backend is named', () => {
+    expect(() => compileEdgeOptions({ model: 'm', mode: 'jpeg' as never })).toThrow(/mode must be one of state, image/);
+    expect(() => compileEdgeOptions({ model: 'm', encoding: 'bf16' as never })).toThrow(/encoding must be one of/);
+    expect(() => compileEdgeOptions({ model: 'm', backend: 'gpu' as never })).toThrow(/backend must be one of node, web/);
+    expect(() => compileEdgeOptions({ model: 'm', maxInflight: 0 })).toThrow(/maxInflight must be an integer >= 1/);
+  });
+});
