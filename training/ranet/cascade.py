@@ -53,38 +53,32 @@ def run_cascade(model: ModelDir, images: np.ndarray, thresholds: np.ndarray, spl
     specs = model.runner.specs
     if not 1 <= split <= len(specs):
         raise ValueError(f"split {split} out of range 1..{len(specs)}")
-    edge_exits = [e for s in specs[:split] for e in s.exits]
+    last_exit = len(thresholds) - 1
     state_names = [t.name for t in specs[split - 1].outputs if not t.name.startswith("logits")]
     results: list[dict] = []
     for i in range(0, len(images), batch):
         x = images[i : i + batch]
-        t = model.runner.run(x, last=split - 1)
-        decided = np.zeros(len(x), dtype=bool)
         out: list[dict | None] = [None] * len(x)
-        for e in edge_exits:
-            p = softmax(t[f"logits{e}"])
-            conf, cls = p.max(1), p.argmax(1)
-            fire = ~decided & (conf >= thresholds[e])
-            if e == len(thresholds) - 1:
-                fire = ~decided
-            for j in np.flatnonzero(fire):
-                out[j] = {"exit": e, "class": int(cls[j]), "confidence": float(conf[j]), "tier": "edge", "bytes": 0}
-            decided |= fire
-        hard = np.flatnonzero(~decided)
-        if len(hard) and state_names:
-            feeds = {n: roundtrip_batch(t[n][hard], encoding) for n in state_names}
-            nbytes = x[0].nbytes + sum(encode(t[n][hard[0]], encoding).nbytes for n in state_names)
-            cloud = model.runner.run(x[hard], first=split, feeds=feeds)
-            done = np.zeros(len(hard), dtype=bool)
-            for s in specs[split:]:
-                for e in s.exits:
-                    p = softmax(cloud[f"logits{e}"])
-                    conf, cls = p.max(1), p.argmax(1)
-                    fire = ~done & ((conf >= thresholds[e]) | (e == len(thresholds) - 1))
-                    for j in np.flatnonzero(fire):
-                        out[hard[j]] = {"exit": e, "class": int(cls[j]), "confidence": float(conf[j]),
-                                        "tier": "cloud", "bytes": nbytes}
-                    done |= fire
+
+        def take(tensors: dict, stages: list[StageSpec], rows: np.ndarray, tier: str, nbytes: int) -> None:
+            """Assigns every row that leaves at one of ``stages``' exits."""
+            open_rows = np.ones(len(rows), dtype=bool)
+            for e in (e for s in stages for e in s.exits):
+                p = softmax(tensors[f"logits{e}"])
+                conf, cls = p.max(1), p.argmax(1)
+                fire = open_rows & ((conf >= thresholds[e]) | (e == last_exit))
+                for j in np.flatnonzero(fire):
+                    out[rows[j]] = {"exit": e, "class": int(cls[j]), "confidence": float(conf[j]), "tier": tier,
+                                    "bytes": nbytes}
+                open_rows &= ~fire
+
+        edge = model.runner.run(x, last=split - 1)
+        take(edge, specs[:split], np.arange(len(x)), "edge", 0)
+        hard = np.array([j for j, r in enumerate(out) if r is None], dtype=np.int64)
+        if len(hard):
+            feeds = {n: roundtrip_batch(edge[n][hard], encoding) for n in state_names}
+            nbytes = x[0].nbytes + sum(encode(edge[n][hard[0]], encoding).nbytes for n in state_names)
+            take(model.runner.run(x[hard], first=split, feeds=feeds), specs[split:], hard, "cloud", nbytes)
         results.extend(r for r in out if r is not None)
     return results
 
