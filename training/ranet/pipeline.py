@@ -171,7 +171,7 @@ def render_report(m: dict) -> str:
         lines.append(f"| {op['name']} | {op['max_drop'] * 100:.2f} pt | {op['val_accuracy'] * 100:.2f} |"
                      f" {op['test']['accuracy'] * 100:.2f} | {op['test']['expected_macs'] / 1e6:.2f} |"
                      f" {op['test']['edge_exit_rate'] * 100:.1f} % |")
-    lines += ["", "## Budgeted batch classification (test; paper: RANET.md §3.2)", "",
+    lines += ["", "## Budgeted batch classification (test)", "",
               "| q | avg MMACs | test top-1 % |", "|---|---|---|"]
     for p in m["eval"]["budgeted"][::4]:
         lines.append(f"| {p['q']:.2f} | {p['avg_macs'] / 1e6:.2f} | {p['accuracy'] * 100:.2f} |")

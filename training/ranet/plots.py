@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from . import paper  # noqa: E402
 
@@ -27,17 +28,21 @@ def accuracy_vs_macs(path: Path, title: str, exit_macs: list[int], exit_acc: lis
 
     b.plot([p["avg_macs"] / 1e6 for p in budgeted], [p["accuracy"] * 100 for p in budgeted], ".-", label=title)
     b.plot(paper.BUDGETED_MMACS, paper.BUDGETED_ACC, "s--", color="grey", label="paper RANet")
-    for op in operating_points:
+    for i, op in enumerate(operating_points):
         test = op.get("test", {})
         if test:
             b.plot(test["expected_macs"] / 1e6, test["accuracy"] * 100, "r*", markersize=10)
             b.annotate(op["name"], (test["expected_macs"] / 1e6, test["accuracy"] * 100), textcoords="offset points",
-                       xytext=(4, 4), fontsize=8, color="red")
+                       xytext=(6, -14 - 10 * i), fontsize=8, color="red",
+                       arrowprops={"arrowstyle": "-", "color": "red", "lw": 0.5})
     b.set_xscale("log")
     b.set(xlabel="average MMACs per image (log)", ylabel="test top-1 %",
           title="budgeted batch classification (thresholds from validation)")
     b.grid(alpha=0.3)
     b.legend(fontsize=8)
+    for ax in (a, b):
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
