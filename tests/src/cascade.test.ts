@@ -1,5 +1,7 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult } from '@cascade/edge';
+import { subjects, v1 } from '@cascade/proto';
+import { connect } from '@nats-io/transport-node';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -70,7 +72,19 @@ describe('cascade - edge agent and two workers over NATS', () => {
     workers.push(await startWorker({ model: MODEL, nats: nats.url, id: 'w1', extra: ['--threads', '1'] }));
     workers.push(await startWorker({ model: MODEL, nats: nats.url, id: 'w2', extra: ['--threads', '1'] }));
     const op = 'accurate';
+    const watcher = await connect({ servers: nats.url });
+    const published: { frameId: string; outcome: string; tier: string }[] = [];
+    const sub = watcher.subscribe(subjects.results('edge-test'), {
+      callback: (_err, msg) => void published.push(v1.FrameResult.decode(msg.data) as never),
+    });
+    await watcher.flush();
     const { frames, results } = await runEdge({ operatingPoint: op });
+    await watcher.flush();
+    sub.unsubscribe();
+    await watcher.close();
+    // Every result is also published on cascade.v1.results.<edge-id>.
+    expect(published).toHaveLength(1000);
+    expect(new Set(published.map((p) => p.frameId))).toEqual(new Set(results.map((r) => r.frame)));
     expect(frames).toBe(1000);
     expect(results).toHaveLength(1000);
     expect(byIndex(results).size).toBe(1000);
