@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, natsForTests, REPO, SAMPLES, type TestNats } from './harness.js';
+import { metricValue, MODEL, natsForTests, REPO, SAMPLES, type TestNats } from './harness.js';
 
 let nats: TestNats;
 const workers: WorkerProcess[] = [];
@@ -27,14 +27,18 @@ interface RunOptions extends Partial<EdgeOptions> {
 }
 
 async function runEdge({ limit, onResult, ...edge }: RunOptions = {}) {
-  const agent = await EdgeAgent.create({ model: MODEL, nats: nats.url, id: 'edge-test', threads: 1, timeoutMs: 5000, ...edge }, () => undefined);
+  const agent = await EdgeAgent.create(
+    { model: MODEL, nats: nats.url, id: 'edge-test', threads: 1, timeoutMs: 5000, metricsPort: 0, metricsHost: '127.0.0.1', ...edge },
+    () => undefined,
+  );
   const results: EdgeResult[] = [];
   try {
     const frames = await agent.run(await openSource(SAMPLES, { size: 32, ...(limit ? { limit } : {}) }), (r) => {
       results.push(r);
       onResult?.(r, results.length);
     });
-    return { frames, results };
+    const metrics = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
+    return { frames, results, metrics };
   } finally {
     await agent.close();
   }
@@ -78,7 +82,7 @@ describe('cascade - edge agent and two workers over NATS', () => {
       callback: (_err, msg) => void published.push(v1.FrameResult.decode(msg.data) as never),
     });
     await watcher.flush();
-    const { frames, results } = await runEdge({ operatingPoint: op });
+    const { frames, results, metrics } = await runEdge({ operatingPoint: op });
     await watcher.flush();
     sub.unsubscribe();
     await watcher.close();
@@ -93,6 +97,14 @@ describe('cascade - edge agent and two workers over NATS', () => {
     expect(results.filter((r) => r.outcome === 'fallback' || r.outcome === 'error')).toEqual([]);
     expect(new Set(offloaded.map((r) => r.worker))).toEqual(new Set(['w1', 'w2']));
     expect(mismatches(pythonReference(op), results)).toEqual([]);
+    // The edge's /metrics agree with its results.
+    const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
+    expect(metricValue(metrics, 'cascade_edge_frames_total', { outcome: 'exited', edge: 'edge-test' })).toBe(count('exited'));
+    expect(metricValue(metrics, 'cascade_edge_frames_total', { outcome: 'offloaded' })).toBe(count('offloaded'));
+    expect(metricValue(metrics, 'cascade_offload_bytes_count')).toBe(count('offloaded'));
+    expect(metricValue(metrics, 'cascade_edge_stage_seconds_count', { stage: '0' })).toBe(1000);
+    expect(metricValue(metrics, 'cascade_exit_total', { exit: '0', tier: 'edge' })).toBe(results.filter((r) => r.exit === 0).length);
+    expect(metrics).toMatch(/cascade_build_info\{component="edge",.*model_version="[0-9a-f]{16}".*\} 1/);
   });
 
   it('the WebAssembly backend gives the same results', async () => {

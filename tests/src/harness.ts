@@ -72,3 +72,14 @@ export function decodeReply(data: Uint8Array): InferReply & { code: string | und
   const r = v1.InferReply.decode(data);
   return { ...r, code: r.error ? v1.ErrorCode[r.error.code ?? 0] : undefined };
 }
+
+/** The value of one sample in Prometheus text format, matched by name and labels (in any order). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return undefined;
+}

@@ -2,7 +2,7 @@ import { startWorker, type WorkerProcess } from '@cascade/demo';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '@cascade/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeReply, encodeRequest, MODEL, model, natsForTests, validRequest, type TestNats } from './harness.js';
+import { decodeReply, encodeRequest, metricValue, MODEL, model, natsForTests, validRequest, type TestNats } from './harness.js';
 import type { ModelDir } from '@cascade/runtime';
 
 let nats: TestNats;
@@ -77,6 +77,20 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
     expect(r.prediction?.exit).toBeGreaterThanOrEqual(2);
     expect(r.prediction?.label).toBe(m.manifest.classes[r.prediction!.classIndex!]);
     expect(worker.process.exitCode).toBeNull();
+  });
+
+  it('/metrics counts every reply by status', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
+    const count = (status: string) => metricValue(text, 'cascade_worker_requests_total', { status, worker: 'wbad' });
+    expect(count('BAD_REQUEST')).toBe(3);
+    expect(count('TOO_LARGE')).toBe(1);
+    expect(count('MODEL_MISMATCH')).toBe(1);
+    expect(count('EXPIRED')).toBe(1);
+    expect(count('ok')).toBe(1);
+    expect(metricValue(text, 'cascade_worker_batch_size_count')).toBe(1);
+    expect(metricValue(text, 'cascade_worker_queue_depth')).toBe(0);
+    expect(metricValue(text, 'cascade_nats_connected')).toBe(1);
+    expect(text).toMatch(/cascade_build_info\{[^}]*component="cloud"[^}]*\} 1/);
   });
 });
 

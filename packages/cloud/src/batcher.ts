@@ -28,6 +28,12 @@ export interface BatcherOptions {
   queueLimit: number;
 }
 
+/** Hooks for metrics; called on the event loop. */
+export interface BatchObserver {
+  batch(size: number, queuedSeconds: number[]): void;
+  stage(stage: number, seconds: number): void;
+}
+
 /**
  * A bounded queue that forms batches (up to maxBatch, waiting at most maxDelayMs for the oldest request) and runs
  * them through the stages, letting confident frames leave at each cloud exit before the next stage.
@@ -42,6 +48,7 @@ export class Batcher {
     private readonly runner: StageRunner,
     private readonly manifest: Manifest,
     private readonly options: BatcherOptions,
+    private readonly observer?: BatchObserver,
   ) {}
 
   get depth(): number {
@@ -111,6 +118,7 @@ export class Batcher {
     const m = this.manifest;
     const started = performance.now();
     const size = jobs.length;
+    this.observer?.batch(size, jobs.map((j) => (started - j.enqueuedAt) / 1000));
     const pixels = m.input.shape.reduce((a, b) => a * b, 1);
     let active = jobs.map((_, i) => i);
     let carried: Feeds = {};
@@ -125,6 +133,7 @@ export class Batcher {
         for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
         const { outputs, computeMs: ms } = await this.runner.run(s, feeds);
         computeMs += ms;
+        this.observer?.stage(s, ms / 1000);
         const leaving = new Set<number>();
         for (const e of stage.exits) {
           const logits = outputs[m.exits[e]!.output]!.data as Float32Array;

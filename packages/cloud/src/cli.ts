@@ -15,6 +15,8 @@ const FLAGS = {
   'max-request-bytes': { type: 'string', env: 'CASCADE_MAX_REQUEST_BYTES', help: `largest request (default ${D.maxRequestBytes})` },
   ep: { type: 'string', env: 'CASCADE_EP', help: 'execution provider: cpu or cuda (default cpu)' },
   threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads (default: onnxruntime decides)' },
+  'metrics-port': { type: 'string', env: 'CASCADE_METRICS_PORT', help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})` },
+  'metrics-host': { type: 'string', env: 'CASCADE_METRICS_HOST', help: `/metrics address (default ${D.metricsHost})` },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -27,8 +29,9 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const o: WorkerOptions = { model: f.model ?? '' };
   if (f.nats) o.nats = f.nats;
   if (f.id) o.id = f.id;
+  if (f['metrics-host']) o.metricsHost = f['metrics-host'];
   if (f.ep) o.executionProvider = f.ep as WorkerOptions['executionProvider'];
-  const nums = { maxBatch: 'max-batch', maxDelayMs: 'max-delay-ms', queueLimit: 'queue-limit', maxRequestBytes: 'max-request-bytes', threads: 'threads' } as const;
+  const nums = { maxBatch: 'max-batch', maxDelayMs: 'max-delay-ms', queueLimit: 'queue-limit', maxRequestBytes: 'max-request-bytes', threads: 'threads', metricsPort: 'metrics-port' } as const;
   for (const [key, flag] of Object.entries(nums)) {
     const n = numberFlag(flag, f[flag]);
     if (n !== undefined) o[key as keyof typeof nums] = n;

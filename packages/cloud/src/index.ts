@@ -1,5 +1,6 @@
 /** @cascade/cloud: the cloud worker. */
-export { Batcher, type BatcherOptions, type Job, type Outcome } from './batcher.js';
+export { Batcher, type BatchObserver, type BatcherOptions, type Job, type Outcome } from './batcher.js';
+export { natsStats, WorkerMetrics } from './metrics.js';
 export { ConfigError, RequestError } from './errors.js';
 export { compileWorkerOptions, DEFAULT_WORKER_OPTIONS, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 export { peekRequestId, validateRequest, type ValidRequest } from './validate.js';

@@ -24,6 +24,10 @@ export interface WorkerOptions {
   threads?: number;
   /** Queue group of the service endpoint. @default 'cascade-workers' */
   queue?: string;
+  /** Port of GET /metrics; 0 picks a free port, -1 turns it off. @default 9464 */
+  metricsPort?: number;
+  /** Address /metrics listens on. @default '0.0.0.0' */
+  metricsHost?: string;
 }
 
 export type CompiledWorkerOptions = Required<WorkerOptions>;
@@ -37,6 +41,8 @@ export const DEFAULT_WORKER_OPTIONS = {
   executionProvider: 'cpu',
   threads: 0,
   queue: 'cascade-workers',
+  metricsPort: 9464,
+  metricsHost: '0.0.0.0',
 } as const;
 
 function positiveInt(name: string, v: number, min = 1): number {
@@ -64,5 +70,7 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     executionProvider: ep,
     threads: positiveInt('threads', o.threads ?? DEFAULT_WORKER_OPTIONS.threads, 0),
     queue: o.queue ?? DEFAULT_WORKER_OPTIONS.queue,
+    metricsPort: positiveInt('metricsPort', o.metricsPort ?? DEFAULT_WORKER_OPTIONS.metricsPort, -1),
+    metricsHost: o.metricsHost ?? DEFAULT_WORKER_OPTIONS.metricsHost,
   };
 }

@@ -2,7 +2,9 @@ import { ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto'
 import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { serveMetrics, type MetricsServer } from '@cascade/runtime';
 import { Batcher, type Outcome } from './batcher.js';
+import { WorkerMetrics } from './metrics.js';
 import { RequestError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { peekRequestId, validateRequest } from './validate.js';
@@ -27,6 +29,7 @@ export class CloudWorker {
   private stopped!: Promise<void>;
   private resolveStopped!: () => void;
   private shuttingDown: Promise<void> | undefined;
+  private metricsServer: MetricsServer | undefined;
 
   private constructor(
     readonly options: CompiledWorkerOptions,
@@ -36,6 +39,7 @@ export class CloudWorker {
     private readonly batcher: Batcher,
     private readonly defaultThresholds: number[],
     private readonly log: Log,
+    readonly metrics: WorkerMetrics,
   ) {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
   }
@@ -51,9 +55,24 @@ export class CloudWorker {
       await runner.close();
       throw err;
     }
-    const batcher = new Batcher(runner, model.manifest, o);
-    const thresholds = operatingPoint(model.manifest).thresholds;
-    return new CloudWorker(o, model, nc, runner, batcher, thresholds, log);
+    const m = model.manifest;
+    let batcher: Batcher | undefined;
+    const metrics = new WorkerMetrics({ worker: o.id, model: m.name, modelVersion: m.version, ep: o.executionProvider },
+      () => batcher?.depth ?? 0, () => nc);
+    batcher = new Batcher(runner, m, o, {
+      batch: (size, queued) => {
+        metrics.batchSize.observe(size);
+        for (const q of queued) metrics.queueSeconds.observe(q);
+      },
+      stage: (stage, seconds) => metrics.computeSeconds.observe({ stage: String(stage) }, seconds),
+    });
+    const thresholds = operatingPoint(m).thresholds;
+    return new CloudWorker(o, model, nc, runner, batcher, thresholds, log, metrics);
+  }
+
+  /** Port of the /metrics endpoint once running (undefined when disabled). */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
   }
 
   get queueDepth(): number {
@@ -79,8 +98,12 @@ export class CloudWorker {
       },
     });
     await this.nc.flush(); // the server has the subscription before we say we are serving
+    if (this.options.metricsPort >= 0) {
+      this.metricsServer = await serveMetrics(this.metrics.registry, this.options.metricsPort, this.options.metricsHost);
+    }
     this.state = 'running';
-    this.log('worker_started', { id: this.options.id, model: m.name, version: m.version, subject: subjects.infer(m.name) });
+    this.log('worker_started', { id: this.options.id, model: m.name, version: m.version, subject: subjects.infer(m.name),
+      metrics_port: this.metricsServer?.port ?? null });
     await this.stopped;
   }
 
@@ -92,6 +115,8 @@ export class CloudWorker {
       replied = true;
       const status = o.kind === 'prediction' ? 'ok' : o.code;
       this.counts[status] = (this.counts[status] ?? 0) + 1;
+      this.metrics.requests.inc({ status });
+      this.metrics.requestSeconds.observe((performance.now() - enqueuedAt) / 1000);
       msg.respond(v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish());
     };
     if (this.state !== 'running') {
@@ -119,6 +144,7 @@ export class CloudWorker {
       }
       await this.nc.drain().catch(() => undefined);
       await this.runner.close();
+      await this.metricsServer?.close();
       this.state = 'stopped';
       this.log('worker_stopped', { counts: this.counts });
       this.resolveStopped();

@@ -53,6 +53,7 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
         nats: url,
         id: 'demo-edge',
         threads: 1,
+        metricsPort: -1,
         ...(o.operatingPoint ? { operatingPoint: o.operatingPoint } : {}),
         ...(o.mode ? { mode: o.mode } : {}),
         ...(o.encoding ? { encoding: o.encoding } : {}),

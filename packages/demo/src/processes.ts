@@ -7,6 +7,8 @@ const require = createRequire(import.meta.url);
 export interface WorkerProcess {
   id: string;
   process: ChildProcess;
+  /** Port of its /metrics endpoint (any free port unless `extra` sets --metrics-port). */
+  metricsPort: number | null;
   /** Everything it wrote to stderr (structured log lines). */
   log(): string;
   /** SIGTERM, then resolves with the exit code once it has drained. */
@@ -20,7 +22,8 @@ export function cloudCli(): string {
 
 /** Starts `cascade-cloud` and resolves once its service endpoint is subscribed. */
 export async function startWorker(args: { model: string; nats: string; id: string; extra?: string[] }): Promise<WorkerProcess> {
-  const proc = spawn(process.execPath, [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...(args.extra ?? [])], {
+  const metricsArgs = args.extra?.includes('--metrics-port') ? [] : ['--metrics-port', '0', '--metrics-host', '127.0.0.1'];
+  const proc = spawn(process.execPath, [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...metricsArgs, ...(args.extra ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
@@ -38,9 +41,12 @@ export async function startWorker(args: { model: string; nats: string; id: strin
       reject(new Error(`worker ${args.id} exited with code ${code}:\n${log}`));
     });
   });
+  const started = log.split('\n').find((l) => l.includes('"worker_started"'));
+  const metricsPort = started ? ((JSON.parse(started) as { metrics_port?: number | null }).metrics_port ?? null) : null;
   return {
     id: args.id,
     process: proc,
+    metricsPort,
     log: () => log,
     stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {

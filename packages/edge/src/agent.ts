@@ -19,6 +19,8 @@ import {
   type ModelDir,
 } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { serveMetrics, type MetricsServer } from '@cascade/runtime';
+import { EdgeMetrics } from './metrics.js';
 import { randomUUID } from 'node:crypto';
 import { compileEdgeOptions, EdgeConfigError, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import type { Frame } from './sources.js';
@@ -63,6 +65,7 @@ export class EdgeAgent {
   private slotWaiters: (() => void)[] = [];
   private readonly pending = new Set<Promise<void>>();
   private closed = false;
+  private metricsServer: MetricsServer | undefined;
 
   private constructor(
     readonly options: CompiledEdgeOptions,
@@ -72,6 +75,7 @@ export class EdgeAgent {
     private readonly runner: StageRunner,
     private readonly nc: NatsConnection | undefined,
     private readonly log: Log,
+    readonly metrics: EdgeMetrics,
   ) {}
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
@@ -94,9 +98,22 @@ export class EdgeAgent {
         throw err;
       }
     }
+    const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
+    const op = o.thresholds ? undefined : (operatingPoint(m, o.operatingPoint) as { test?: { edge_exit_rate: number } });
+    metrics.expectedOffloadRate.set(op?.test && split === (m.default_split ?? 1) ? 1 - op.test.edge_exit_rate : -1);
+    metrics.cloudReachable.set(nc ? 1 : 0);
+    const agent = new EdgeAgent(o, model, split, thresholds, runner, nc, log, metrics);
+    if (o.metricsPort >= 0) {
+      try {
+        agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost);
+      } catch (err) {
+        await agent.close();
+        throw err;
+      }
+    }
     log('edge_started', { id: o.id, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding, backend: o.backend,
-      nats: Boolean(nc) });
-    return new EdgeAgent(o, model, split, thresholds, runner, nc, log);
+      nats: Boolean(nc), metrics_port: agent.metricsServer?.port ?? null });
+    return agent;
   }
 
   /**
@@ -106,6 +123,7 @@ export class EdgeAgent {
   async run(frames: AsyncIterable<Frame>, onResult: (r: EdgeResult) => void): Promise<number> {
     let count = 0;
     const emit = (r: EdgeResult) => {
+      this.observe(r);
       onResult(r);
       this.publish(r);
     };
@@ -145,7 +163,8 @@ export class EdgeAgent {
       const stage = m.stages[s]!;
       const feeds: Feeds = { image: { data: frame.pixels.slice(), dims: [1, ...m.input.shape] } };
       for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
-      const { outputs } = await this.runner.run(s, feeds);
+      const { outputs, computeMs } = await this.runner.run(s, feeds);
+      this.metrics.stageSeconds.observe({ stage: String(s) }, computeMs / 1000);
       for (const e of stage.exits) {
         const d = decide(outputs[m.exits[e]!.output]!.data as Float32Array);
         best = { ...d, exit: e };
@@ -188,8 +207,13 @@ export class EdgeAgent {
       this.log('offload_too_large', { frame: frame.id, bytes: request.byteLength, max_payload: limit });
       return this.result(frame, started, best, 'edge', 'fallback', 0, 'too_large');
     }
+    this.metrics.offloadBytes.observe(bytes);
+    this.metrics.inflight.inc();
+    const sent = performance.now();
+    let result = 'ok';
     try {
       const msg = await this.nc.request(subjects.infer(m.name), request, { timeout: this.options.timeoutMs });
+      this.metrics.cloudReachable.set(1);
       const reply = v1.InferReply.decode(msg.data);
       if (reply.prediction) {
         const p = reply.prediction;
@@ -200,10 +224,30 @@ export class EdgeAgent {
         };
       }
       const code = reply.error ? v1.ErrorCode[reply.error.code ?? 0] : 'EMPTY_REPLY';
+      result = String(code);
       return { ...this.result(frame, started, best, 'edge', 'fallback', bytes, String(code)), error: reply.error?.message ?? '' };
     } catch (err) {
-      return this.result(frame, started, best, 'edge', 'fallback', bytes, fallbackReason(err as Error));
+      result = fallbackReason(err as Error);
+      if (result === 'timeout' || result === 'no_responders') this.metrics.cloudReachable.set(0);
+      return this.result(frame, started, best, 'edge', 'fallback', bytes, result);
+    } finally {
+      this.metrics.inflight.dec();
+      this.metrics.offloadSeconds.observe({ result: result.startsWith('nats:') ? 'error' : result }, (performance.now() - sent) / 1000);
     }
+  }
+
+  private observe(r: EdgeResult): void {
+    this.metrics.frames.inc({ outcome: r.outcome });
+    this.metrics.frameSeconds.observe({ outcome: r.outcome }, r.latency_ms / 1000);
+    if (r.exit >= 0) {
+      this.metrics.exits.inc({ exit: String(r.exit), tier: r.tier });
+      this.metrics.confidence.observe({ tier: r.tier }, r.confidence);
+    }
+  }
+
+  /** Port of the /metrics endpoint (undefined when disabled). */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
   }
 
   private result(frame: Frame, started: number, d: Local, tier: 'edge' | 'cloud', outcome: Outcome, bytes = 0,
@@ -289,6 +333,7 @@ export class EdgeAgent {
     await Promise.all(this.pending);
     await this.nc?.drain().catch(() => undefined);
     await this.runner.close();
+    await this.metricsServer?.close();
   }
 }
 

@@ -22,6 +22,8 @@ const FLAGS = {
   threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads' },
   backend: { type: 'string', env: 'CASCADE_BACKEND', help: 'node (onnxruntime-node) or web (onnxruntime-web, wasm) (default node)' },
   fps: { type: 'string', env: 'CASCADE_FPS', help: 'frames per second sampled from video and cameras (default 5)' },
+  'metrics-port': { type: 'string', env: 'CASCADE_METRICS_PORT', help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})` },
+  'metrics-host': { type: 'string', env: 'CASCADE_METRICS_HOST', help: `/metrics address (default ${D.metricsHost})` },
   limit: { type: 'string', help: 'stop after N frames' },
   out: { type: 'string', help: 'write result lines to this file instead of stdout' },
   summary: { type: 'boolean', help: 'print a summary table to stderr at the end' },
@@ -48,6 +50,9 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (timeout !== undefined) o.timeoutMs = timeout;
   const inflight = numberFlag('max-inflight', f['max-inflight']);
   if (inflight !== undefined) o.maxInflight = inflight;
+  const metricsPort = numberFlag('metrics-port', f['metrics-port']);
+  if (metricsPort !== undefined) o.metricsPort = metricsPort;
+  if (f['metrics-host']) o.metricsHost = f['metrics-host'];
   const threads = numberFlag('threads', f.threads);
   if (threads !== undefined) o.threads = threads;
   return {

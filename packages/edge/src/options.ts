@@ -32,6 +32,10 @@ export interface EdgeOptions {
   threads?: number;
   /** `node` (onnxruntime-node) or `web` (onnxruntime-web, WebAssembly). @default 'node' */
   backend?: Backend;
+  /** Port of GET /metrics; 0 picks a free port, -1 turns it off. @default 9465 */
+  metricsPort?: number;
+  /** Address /metrics listens on. @default '0.0.0.0' */
+  metricsHost?: string;
 }
 
 export class EdgeConfigError extends Error {
@@ -52,6 +56,8 @@ export const DEFAULT_EDGE_OPTIONS = {
   maxInflight: 16,
   threads: 0,
   backend: 'node',
+  metricsPort: 9465,
+  metricsHost: '0.0.0.0',
 } as const;
 
 /** Fills defaults and validates once at start-up; errors name the field. */
@@ -81,5 +87,7 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     maxInflight: int('maxInflight', o.maxInflight ?? DEFAULT_EDGE_OPTIONS.maxInflight, 1),
     threads: int('threads', o.threads ?? DEFAULT_EDGE_OPTIONS.threads, 0),
     backend,
+    metricsPort: int('metricsPort', o.metricsPort ?? DEFAULT_EDGE_OPTIONS.metricsPort, -1),
+    metricsHost: o.metricsHost ?? DEFAULT_EDGE_OPTIONS.metricsHost,
   };
 }

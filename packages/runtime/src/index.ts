@@ -25,3 +25,4 @@ export {
   type StageSessionOptions,
 } from './stages.js';
 export { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
+export { BUCKETS, CASCADE_VERSION, createRegistry, serveMetrics, type MetricsServer, type Route } from './metrics.js';

@@ -1,0 +1,57 @@
+import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/runtime';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** A worker's Prometheus metrics (names are part of the contract; see the package README). */
+export class WorkerMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'status'>;
+  readonly queueSeconds: Histogram;
+  readonly computeSeconds: Histogram<'stage'>;
+  readonly requestSeconds: Histogram;
+  readonly batchSize: Histogram;
+
+  constructor(labels: { worker: string; model: string; modelVersion: string; ep: string },
+    queueDepth: () => number, nats: () => NatsConnection | undefined) {
+    this.registry = createRegistry({ worker: labels.worker }, {
+      component: 'cloud', version: CASCADE_VERSION, model: labels.model, model_version: labels.modelVersion, ep: labels.ep,
+    });
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'cascade_worker_requests_total', help: 'Replies sent, by status (ok or error code).', labelNames: ['status'], registers });
+    this.queueSeconds = new Histogram({ name: 'cascade_worker_queue_seconds', help: 'Time from receipt to the start of the batch that ran the request.', buckets: [...BUCKETS.workerSeconds], registers });
+    this.computeSeconds = new Histogram({ name: 'cascade_worker_compute_seconds', help: 'onnxruntime time per stage per batch, measured in the inference thread.', labelNames: ['stage'], buckets: [...BUCKETS.workerSeconds], registers });
+    this.requestSeconds = new Histogram({ name: 'cascade_worker_request_seconds', help: 'Time from receipt to reply (queue + compute), every status.', buckets: [...BUCKETS.workerSeconds], registers });
+    this.batchSize = new Histogram({ name: 'cascade_worker_batch_size', help: 'Requests per batch.', buckets: [...BUCKETS.batchSize], registers });
+    new Gauge({ name: 'cascade_worker_queue_depth', help: 'Requests waiting for a batch: the autoscaling signal.', registers, collect() { this.set(queueDepth()); } });
+    natsStats(this.registry, nats);
+  }
+}
+
+/** Client-side NATS counters of a connection, read at scrape time. */
+export function natsStats(registry: Registry, nats: () => NatsConnection | undefined): void {
+  const registers = [registry];
+  new Counter({
+    name: 'cascade_nats_messages_total', help: 'NATS messages through this connection.', labelNames: ['direction'], registers,
+    collect() {
+      const s = nats()?.stats();
+      if (!s) return;
+      this.reset();
+      this.inc({ direction: 'in' }, s.inMsgs);
+      this.inc({ direction: 'out' }, s.outMsgs);
+    },
+  });
+  new Counter({
+    name: 'cascade_nats_bytes_total', help: 'NATS payload bytes through this connection.', labelNames: ['direction'], registers,
+    collect() {
+      const s = nats()?.stats();
+      if (!s) return;
+      this.reset();
+      this.inc({ direction: 'in' }, s.inBytes);
+      this.inc({ direction: 'out' }, s.outBytes);
+    },
+  });
+  new Gauge({
+    name: 'cascade_nats_connected', help: '1 while the NATS connection is open.', registers,
+    collect() { this.set(nats() && !nats()!.isClosed() ? 1 : 0); },
+  });
+}
