@@ -1,0 +1,23 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO } from './harness.js';
+
+const DIR = join(REPO, 'deploy/prometheus');
+const promtool = (...args: string[]) => execFileSync('promtool', args, { cwd: DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+describe('prometheus - shipped config and rules', () => {
+  it('promtool check config accepts prometheus.yml and its rule files', () => {
+    expect(promtool('check', 'config', 'prometheus.yml')).toMatch(/SUCCESS: prometheus.yml is valid/);
+  });
+
+  it('promtool check rules accepts the recording and alert rules', () => {
+    const out = promtool('check', 'rules', 'rules/recording.yml', 'rules/alerts.yml');
+    expect(out).toMatch(/SUCCESS: 7 rules found/);
+    expect(out).toMatch(/SUCCESS: 5 rules found/);
+  });
+
+  it('promtool test rules: recorded rates and every alert behave as specified', () => {
+    expect(promtool('test', 'rules', 'tests/rules.test.yml')).toMatch(/SUCCESS/);
+  });
+});
