@@ -16,6 +16,7 @@ const FLAGS = {
   encoding: { type: 'string', help: 'state encoding: fp32, fp16 or int8 (default int8)' },
   limit: { type: 'string', help: 'use only the first N images' },
   nats: { type: 'string', env: 'NATS_URL', help: 'use this NATS server instead of starting one' },
+  live: { type: 'string', help: 'serve the live view on this port (0: any free port) and replay the images until Ctrl-C' },
   json: { type: 'boolean', help: 'print the summary as one JSON object' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
@@ -42,6 +43,13 @@ async function main(): Promise<void> {
     if (f.mode) o.mode = f.mode as DemoOptions['mode'];
     if (f.encoding) o.encoding = f.encoding as DemoOptions['encoding'];
     if (f.nats) o.nats = f.nats;
+    const live = numberFlag('live', f.live);
+    if (live !== undefined) {
+      const stop = new AbortController();
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort());
+      o.livePort = live;
+      o.signal = stop.signal;
+    }
     const limit = numberFlag('limit', f.limit);
     if (limit !== undefined) o.limit = limit;
   } catch (err) {

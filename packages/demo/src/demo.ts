@@ -14,6 +14,9 @@ export interface DemoOptions {
   /** Use this NATS server instead of starting one. */
   nats?: string;
   log?: (msg: string) => void;
+  /** Serve the live view on this port (0: any free port) and replay the images until `signal` aborts. */
+  livePort?: number;
+  signal?: AbortSignal;
 }
 
 export interface DemoReport extends Summary {
@@ -53,7 +56,8 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
         nats: url,
         id: 'demo-edge',
         threads: 1,
-        metricsPort: -1,
+        metricsPort: o.livePort ?? -1,
+        metricsHost: '127.0.0.1',
         ...(o.operatingPoint ? { operatingPoint: o.operatingPoint } : {}),
         ...(o.mode ? { mode: o.mode } : {}),
         ...(o.encoding ? { encoding: o.encoding } : {}),
@@ -61,9 +65,13 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
       () => undefined,
     );
     const m = agent.model.manifest;
-    const source = await openSource(o.images, { size: m.input.shape[1]!, ...(o.limit ? { limit: o.limit } : {}) });
+    if (o.livePort !== undefined) log(`live view on http://127.0.0.1:${agent.metricsPort}/ (Ctrl-C to stop)`);
     const results: EdgeResult[] = [];
-    const frames = await agent.run(source, (r) => results.push(r));
+    let frames = 0;
+    do {
+      const source = await openSource(o.images, { size: m.input.shape[1]!, ...(o.limit ? { limit: o.limit } : {}) });
+      frames += await agent.run(source, (r) => results.push(r));
+    } while (o.livePort !== undefined && !o.signal?.aborted);
     const op = operatingPoint(m, o.operatingPoint);
     const test = (op as { test?: { accuracy: number; edge_exit_rate: number } }).test;
     return {

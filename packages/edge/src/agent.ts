@@ -20,6 +20,7 @@ import {
 } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { serveMetrics, type MetricsServer } from '@cascade/runtime';
+import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
 import { randomUUID } from 'node:crypto';
 import { compileEdgeOptions, EdgeConfigError, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
@@ -105,7 +106,7 @@ export class EdgeAgent {
     const agent = new EdgeAgent(o, model, split, thresholds, runner, nc, log, metrics);
     if (o.metricsPort >= 0) {
       try {
-        agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost);
+        agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost, liveRoutes(metrics.registry, o.id));
       } catch (err) {
         await agent.close();
         throw err;
