@@ -25,3 +25,9 @@ describe('worker options', () => {
     expect(() => parseWorkerArgs(['--model', 'a', '--queue-limit', 'lots'], {})).toThrow(/--queue-limit: "lots" is not a number/);
   });
 });
+
+describe('worker flags - negative numbers', () => {
+  it('--metrics-port -1 turns metrics off', () => {
+    expect(parseWorkerArgs(['--model', 'a', '--metrics-port', '-1'], {})).toMatchObject({ metricsPort: -1 });
+  });
+});

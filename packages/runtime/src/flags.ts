@@ -31,9 +31,21 @@ export function parseFlags<T extends Record<string, Flag>>(
   env: NodeJS.ProcessEnv = process.env,
 ): { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string } {
   const options = Object.fromEntries(Object.entries(table).map(([k, f]) => [k, { type: f.type }]));
+  // `--metrics-port -1`: parseArgs takes a value that starts with a dash for another flag; join negative numbers.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (a.startsWith('--') && table[a.slice(2)]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      args.push(`${a}=${next}`);
+      i++;
+    } else {
+      args.push(a);
+    }
+  }
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args: argv, options: options as never, strict: true, allowPositionals: false }).values as never;
+    values = parseArgs({ args, options: options as never, strict: true, allowPositionals: false }).values as never;
   } catch (err) {
     throw new FlagError((err as Error).message, { cause: err });
   }

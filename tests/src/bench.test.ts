@@ -1,0 +1,31 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { REPO } from './harness.js';
+
+const run = promisify(execFile);
+
+describe('bench - smoke run keeps the harness working', () => {
+  it('writes every section of the report with numbers in it', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'cascade-bench-'));
+    await run(process.execPath, [join(REPO, 'bench/dist/run.js'), '--smoke', '--out', out], { cwd: REPO, timeout: 170_000 });
+    const r = JSON.parse(readFileSync(join(out, 'smoke.json'), 'utf8'));
+    expect(r.smoke).toBe(true);
+    expect(r.raw).toHaveLength(3 * 3 * 2);
+    for (const x of r.raw) expect(x.samples_per_second.median).toBeGreaterThan(0);
+    expect(r.edge.map((e: { threads: number }) => e.threads)).toEqual([1, 2]);
+    expect(r.worker.capacity.map((c: { max_batch: number }) => c.max_batch)).toEqual([32, 1]);
+    expect(r.worker.open_loop).toHaveLength(3);
+    expect(r.cascade.map((c: { name: string }) => c.name)).toEqual(expect.arrayContaining(['balanced', 'all-cloud', 'all-edge', 'balanced, image']));
+    for (const c of r.cascade) expect(c.frames).toBeGreaterThan(0);
+    const cloud = r.cascade.find((c: { kind: string }) => c.kind === 'all-cloud');
+    expect(cloud.offload_rate).toBe(1);
+    expect(r.cascade.find((c: { kind: string }) => c.kind === 'all-edge').cloud_macs_per_frame).toBe(0);
+    expect(r.transport.worker_ms.p50).toBeGreaterThan(r.transport.bare_nats_ms.p50);
+    const md = readFileSync(join(out, 'smoke.md'), 'utf8');
+    for (const h of ['## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '## 6.']) expect(md).toContain(h);
+  });
+});
