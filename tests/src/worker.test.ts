@@ -1,4 +1,5 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
+import { Svcm } from '@nats-io/services';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '@cascade/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,6 +78,22 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
     expect(r.prediction?.exit).toBeGreaterThanOrEqual(2);
     expect(r.prediction?.label).toBe(m.manifest.classes[r.prediction!.classIndex!]);
     expect(worker.process.exitCode).toBeNull();
+  });
+
+  it('answers NATS service PING, INFO and STATS, and its health endpoints', async () => {
+    const client = new Svcm(nc).client();
+    const pings = [];
+    for await (const p of await client.ping('cascade-worker')) pings.push(p);
+    expect(pings.map((p) => p.metadata?.worker)).toContain('wbad');
+    const infos = [];
+    for await (const i of await client.info('cascade-worker')) infos.push(i);
+    expect(infos.find((i) => i.metadata?.worker === 'wbad')?.endpoints[0]?.subject).toBe(subject);
+    const stats = [];
+    for await (const st of await client.stats('cascade-worker')) stats.push(st);
+    expect(stats.find((st) => st.metadata?.worker === 'wbad')?.endpoints?.[0]?.num_requests).toBeGreaterThan(0);
+    const base = `http://127.0.0.1:${worker.metricsPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
   });
 
   it('/metrics counts every reply by status', async () => {

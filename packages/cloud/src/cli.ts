@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
-import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { ConfigError } from './errors.js';
 import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
@@ -8,6 +8,7 @@ import { CloudWorker } from './worker.js';
 const FLAGS = {
   model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
   nats: { type: 'string', env: 'NATS_URL', help: `NATS server URL(s), comma-separated (default ${D.nats})` },
+  ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_WORKER_ID', help: 'worker id (default <hostname>-<pid>)' },
   'max-batch': { type: 'string', env: 'CASCADE_MAX_BATCH', help: `largest batch (default ${D.maxBatch})` },
   'max-delay-ms': { type: 'string', env: 'CASCADE_MAX_DELAY_MS', help: `batching delay in ms (default ${D.maxDelayMs})` },
@@ -28,6 +29,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (f.help) return 'help';
   const o: WorkerOptions = { model: f.model ?? '' };
   if (f.nats) o.nats = f.nats;
+  o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;
   if (f['metrics-host']) o.metricsHost = f['metrics-host'];
   if (f.ep) o.executionProvider = f.ep as WorkerOptions['executionProvider'];

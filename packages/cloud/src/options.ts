@@ -1,4 +1,4 @@
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from '@cascade/runtime';
+import { EXECUTION_PROVIDERS, type ExecutionProvider, type NatsAuth } from '@cascade/runtime';
 import { hostname } from 'node:os';
 import { ConfigError } from './errors.js';
 
@@ -28,6 +28,8 @@ export interface WorkerOptions {
   metricsPort?: number;
   /** Address /metrics listens on. @default '0.0.0.0' */
   metricsHost?: string;
+  /** NATS credentials and TLS. @default none */
+  natsAuth?: NatsAuth;
 }
 
 export type CompiledWorkerOptions = Required<WorkerOptions>;
@@ -72,5 +74,6 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     queue: o.queue ?? DEFAULT_WORKER_OPTIONS.queue,
     metricsPort: positiveInt('metricsPort', o.metricsPort ?? DEFAULT_WORKER_OPTIONS.metricsPort, -1),
     metricsHost: o.metricsHost ?? DEFAULT_WORKER_OPTIONS.metricsHost,
+    natsAuth: o.natsAuth ?? {},
   };
 }

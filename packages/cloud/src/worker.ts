@@ -2,7 +2,7 @@ import { ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto'
 import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { serveMetrics, type MetricsServer } from '@cascade/runtime';
+import { natsConnectOptions, serveMetrics, type MetricsServer } from '@cascade/runtime';
 import { Batcher, type Outcome } from './batcher.js';
 import { WorkerMetrics } from './metrics.js';
 import { RequestError } from './errors.js';
@@ -50,7 +50,7 @@ export class CloudWorker {
     const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: o.nats.split(','), name: `cascade-cloud ${o.id}` });
+      nc = await connect({ servers: o.nats.split(','), name: `cascade-cloud ${o.id}`, ...natsConnectOptions(o.natsAuth) });
     } catch (err) {
       await runner.close();
       throw err;
@@ -99,7 +99,13 @@ export class CloudWorker {
     });
     await this.nc.flush(); // the server has the subscription before we say we are serving
     if (this.options.metricsPort >= 0) {
-      this.metricsServer = await serveMetrics(this.metrics.registry, this.options.metricsPort, this.options.metricsHost);
+      this.metricsServer = await serveMetrics(this.metrics.registry, this.options.metricsPort, this.options.metricsHost, {
+        '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
+        '/readyz': async () => {
+          const ready = this.state === 'running' && !this.nc.isClosed();
+          return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${this.state}\n` };
+        },
+      });
     }
     this.state = 'running';
     this.log('worker_started', { id: this.options.id, model: m.name, version: m.version, subject: subjects.infer(m.name),

@@ -19,7 +19,7 @@ import {
   type ModelDir,
 } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { serveMetrics, type MetricsServer } from '@cascade/runtime';
+import { natsConnectOptions, serveMetrics, type MetricsServer } from '@cascade/runtime';
 import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
 import { randomUUID } from 'node:crypto';
@@ -65,7 +65,7 @@ export class EdgeAgent {
   private inflight = 0;
   private slotWaiters: (() => void)[] = [];
   private readonly pending = new Set<Promise<void>>();
-  private closed = false;
+  closed = false;
   private metricsServer: MetricsServer | undefined;
 
   private constructor(
@@ -93,7 +93,7 @@ export class EdgeAgent {
     let nc: NatsConnection | undefined;
     if (o.nats) {
       try {
-        nc = await connect({ servers: o.nats.split(','), name: `cascade-edge ${o.id}`, maxReconnectAttempts: -1 });
+        nc = await connect({ servers: o.nats.split(','), name: `cascade-edge ${o.id}`, maxReconnectAttempts: -1, ...natsConnectOptions(o.natsAuth) });
       } catch (err) {
         await runner.close();
         throw err;
@@ -106,7 +106,14 @@ export class EdgeAgent {
     const agent = new EdgeAgent(o, model, split, thresholds, runner, nc, log, metrics);
     if (o.metricsPort >= 0) {
       try {
-        agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost, liveRoutes(metrics.registry, o.id));
+        agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost, {
+          ...liveRoutes(metrics.registry, o.id),
+          '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
+          '/readyz': async () => {
+            const ready = !agent.closed && (!nc || !nc.isClosed());
+            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : 'not ready\n' };
+          },
+        });
       } catch (err) {
         await agent.close();
         throw err;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
-import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { createWriteStream } from 'node:fs';
 import { EdgeAgent, type EdgeResult } from './agent.js';
 import { DEFAULT_EDGE_OPTIONS as D, EdgeConfigError, type EdgeOptions } from './options.js';
@@ -11,6 +11,7 @@ const FLAGS = {
   model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
   source: { type: 'string', env: 'CASCADE_SOURCE', help: 'CIFAR .bin[.gz], image folder, video file, rtsp:// URL or /dev/videoN (required)' },
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s); without it hard frames fall back locally' },
+  ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_EDGE_ID', help: 'edge id (default: hostname)' },
   split: { type: 'string', env: 'CASCADE_SPLIT', help: 'stages run on the edge (default: the manifest default)' },
   'operating-point': { type: 'string', env: 'CASCADE_OPERATING_POINT', help: 'threshold set from the manifest' },
@@ -38,6 +39,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (!f.source) throw new FlagError('--source is required');
   const o: EdgeOptions = { model: f.model ?? '' };
   if (f.nats) o.nats = f.nats;
+  o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;
   if (f['operating-point']) o.operatingPoint = f['operating-point'];
   if (f.mode) o.mode = f.mode as EdgeOptions['mode'];

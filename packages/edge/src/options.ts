@@ -1,5 +1,5 @@
 import { ENCODINGS, type Encoding } from '@cascade/proto';
-import { BACKENDS, type Backend } from '@cascade/runtime';
+import { BACKENDS, type Backend, type NatsAuth } from '@cascade/runtime';
 import { hostname } from 'node:os';
 
 /** How hard frames travel: image + carried state (`state`), or the image alone with the cloud redoing the edge stages. */
@@ -36,13 +36,16 @@ export interface EdgeOptions {
   metricsPort?: number;
   /** Address /metrics listens on. @default '0.0.0.0' */
   metricsHost?: string;
+  /** NATS credentials and TLS; replies come to `_INBOX.<id>`. @default none */
+  natsAuth?: NatsAuth;
 }
 
 export class EdgeConfigError extends Error {
   override name = 'EdgeConfigError';
 }
 
-export interface CompiledEdgeOptions extends Required<Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds'>> {
+export interface CompiledEdgeOptions extends Required<Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth'>> {
+  natsAuth: NatsAuth;
   nats?: string;
   split?: number;
   operatingPoint?: string;
@@ -74,10 +77,13 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   const backend = o.backend ?? DEFAULT_EDGE_OPTIONS.backend;
   if (!BACKENDS.includes(backend)) throw new EdgeConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
   if (o.thresholds?.some((t) => !Number.isFinite(t))) throw new EdgeConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
+  const id = o.id ?? hostname();
+  if (!/^[A-Za-z0-9_-]+$/.test(id)) throw new EdgeConfigError(`id "${id}" must be letters, digits, "-" or "_" (it is a NATS subject token)`);
   return {
     model: o.model,
     ...(o.nats ? { nats: o.nats } : {}),
-    id: o.id ?? hostname(),
+    id,
+    natsAuth: { inboxPrefix: `_INBOX.${id}`, ...o.natsAuth },
     ...(o.split !== undefined ? { split: int('split', o.split, 1) } : {}),
     ...(o.operatingPoint ? { operatingPoint: o.operatingPoint } : {}),
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),

@@ -26,3 +26,4 @@ export {
 } from './stages.js';
 export { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
 export { BUCKETS, CASCADE_VERSION, createRegistry, serveMetrics, type MetricsServer, type Route } from './metrics.js';
+export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';

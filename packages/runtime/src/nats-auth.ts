@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import type { Flag } from './flags.js';
+
+/** How a part authenticates to NATS and secures the connection. Secrets never reach logs. */
+export interface NatsAuth {
+  user?: string;
+  /** The password itself, or read from `passwordFile`. */
+  password?: string;
+  passwordFile?: string;
+  token?: string;
+  /** PEM files: the CA to trust, and a client certificate and key for mutual TLS. */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  /** Require TLS even without a CA file (system trust store). */
+  tls?: boolean;
+  /** Inbox prefix for replies; an edge's permissions allow only its own (`_INBOX.<edge-id>`). */
+  inboxPrefix?: string;
+}
+
+/** The NATS flags every CLI shares; each has an environment variable. */
+export const NATS_AUTH_FLAGS = {
+  'nats-user': { type: 'string', env: 'NATS_USER', help: 'NATS user' },
+  'nats-password': { type: 'string', env: 'NATS_PASSWORD', help: 'NATS password (prefer --nats-password-file)' },
+  'nats-password-file': { type: 'string', env: 'NATS_PASSWORD_FILE', help: 'file holding the NATS password' },
+  'nats-token': { type: 'string', env: 'NATS_TOKEN', help: 'NATS token' },
+  'nats-ca': { type: 'string', env: 'NATS_CA', help: 'CA certificate (PEM) to verify the server; turns TLS on' },
+  'nats-cert': { type: 'string', env: 'NATS_CERT', help: 'client certificate (PEM) for mutual TLS' },
+  'nats-key': { type: 'string', env: 'NATS_KEY', help: 'client key (PEM) for mutual TLS' },
+  'nats-tls': { type: 'boolean', help: 'require TLS (with the system trust store when no --nats-ca)' },
+} as const satisfies Record<string, Flag>;
+
+type AuthValues = { [K in keyof typeof NATS_AUTH_FLAGS]?: string | boolean };
+
+/** NatsAuth from parsed NATS_AUTH_FLAGS values. */
+export function natsAuthFromFlags(v: AuthValues): NatsAuth {
+  const s = (k: keyof typeof NATS_AUTH_FLAGS) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const auth: NatsAuth = {};
+  const set = <K extends keyof NatsAuth>(k: K, x: NatsAuth[K] | undefined) => {
+    if (x !== undefined) auth[k] = x;
+  };
+  set('user', s('nats-user'));
+  set('password', s('nats-password'));
+  set('passwordFile', s('nats-password-file'));
+  set('token', s('nats-token'));
+  set('ca', s('nats-ca'));
+  set('cert', s('nats-cert'));
+  set('key', s('nats-key'));
+  if (v['nats-tls']) auth.tls = true;
+  return auth;
+}
+
+/** Options for nats.js `connect()` (the transport's user, pass, token, tls and inboxPrefix fields). */
+export function natsConnectOptions(auth: NatsAuth = {}): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  if (auth.user) o.user = auth.user;
+  const pass = auth.password ?? (auth.passwordFile ? readFileSync(auth.passwordFile, 'utf8').trim() : undefined);
+  if (pass !== undefined) o.pass = pass;
+  if (auth.token) o.token = auth.token;
+  if (auth.ca || auth.cert || auth.key || auth.tls) {
+    o.tls = {
+      ...(auth.ca ? { caFile: auth.ca } : {}),
+      ...(auth.cert ? { certFile: auth.cert } : {}),
+      ...(auth.key ? { keyFile: auth.key } : {}),
+    };
+  }
+  if (auth.inboxPrefix) o.inboxPrefix = auth.inboxPrefix;
+  return o;
+}

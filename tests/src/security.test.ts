@@ -1,0 +1,177 @@
+import { startWorker } from '@cascade/demo';
+import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODEL, REPO, SAMPLES } from './harness.js';
+
+const CONF = join(REPO, 'deploy/nats');
+const PASSWORDS = {
+  CASCADE_WORKER_PASSWORD: 'worker-secret-1f9e',
+  CASCADE_MONITOR_PASSWORD: 'monitor-secret-77aa',
+  CASCADE_EDGE_CAM_1_PASSWORD: 'cam1-secret-0b3c',
+  CASCADE_EDGE_CAM_2_PASSWORD: 'cam2-secret-9d2e',
+};
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** nats-server with a shipped config file, on free ports. */
+async function serve(config: string, env: Record<string, string> = {}): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const proc = spawn('nats-server', ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())], {
+    env: { ...process.env, ...PASSWORDS, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      log += d.toString();
+      if (log.includes('Server is ready')) resolve();
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`nats-server exited ${code}:\n${log}`)));
+  });
+  return { url: `nats://127.0.0.1:${port}`, proc, stop: () => new Promise((r) => { proc.once('exit', () => r()); proc.kill(); }) };
+}
+
+function secretFile(dir: string, name: string, value: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  return path;
+}
+
+async function runEdge(url: string, natsAuth: Record<string, string>, id = 'cam-1', limit = 150): Promise<EdgeResult[]> {
+  const agent = await EdgeAgent.create({ model: MODEL, nats: url, id, threads: 1, metricsPort: -1, operatingPoint: 'accurate', timeoutMs: 5000, natsAuth }, () => undefined);
+  const results: EdgeResult[] = [];
+  try {
+    await agent.run(await openSource(SAMPLES, { size: 32, limit }), (r) => results.push(r));
+  } finally {
+    await agent.close();
+  }
+  return results;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'cascade-sec-'));
+
+describe('nats security - shipped config with per-role credentials', () => {
+  let server: Awaited<ReturnType<typeof serve>>;
+  let monitor: NatsConnection;
+  beforeAll(async () => {
+    server = await serve('nats.conf');
+    monitor = await connect({ servers: server.url, user: 'monitor', pass: PASSWORDS.CASCADE_MONITOR_PASSWORD, inboxPrefix: '_INBOX_monitor' });
+  });
+  afterAll(async () => {
+    await monitor?.close();
+    await server?.stop();
+  });
+
+  it('a wrong password is refused', async () => {
+    await expect(connect({ servers: server.url, user: 'cam-1', pass: 'guess' })).rejects.toThrow(/Authorization/i);
+    await expect(connect({ servers: server.url })).rejects.toThrow(/Authorization/i);
+  });
+
+  it('an edge credential cannot subscribe to inference subjects', async () => {
+    const edge = await connect({ servers: server.url, user: 'cam-1', pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, inboxPrefix: '_INBOX.cam-1' });
+    const errors: string[] = [];
+    void (async () => {
+      for await (const s of edge.status()) if (s.type === 'error') errors.push(String((s as { error?: Error }).error?.message ?? ''));
+    })();
+    const sub = edge.subscribe('cascade.v1.infer.ranet-cifar10');
+    const got: unknown[] = [];
+    void (async () => {
+      try {
+        for await (const m of sub) got.push(m);
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    })();
+    await edge.flush();
+    // Another edge sends an inference request; the first edge must not see it.
+    const other = await connect({ servers: server.url, user: 'cam-2', pass: PASSWORDS.CASCADE_EDGE_CAM_2_PASSWORD, inboxPrefix: '_INBOX.cam-2' });
+    other.publish('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]));
+    await other.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got).toHaveLength(0);
+    expect(errors.join(' ')).toMatch(/Permissions Violation for Subscription to "cascade.v1.infer.ranet-cifar10"/);
+    await Promise.all([edge.close(), other.close()]);
+  });
+
+  it("an edge credential cannot publish another edge's results, only its own", async () => {
+    const seen: string[] = [];
+    const sub = monitor.subscribe('cascade.v1.results.>', { callback: (_e, m) => void seen.push(m.subject) });
+    await monitor.flush();
+    const edge = await connect({ servers: server.url, user: 'cam-1', pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, inboxPrefix: '_INBOX.cam-1' });
+    edge.publish('cascade.v1.results.cam-2', new Uint8Array([1]));
+    edge.publish('cascade.v1.results.cam-1', new Uint8Array([2]));
+    await edge.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    sub.unsubscribe();
+    await edge.close();
+    expect(seen).toEqual(['cascade.v1.results.cam-1']);
+  });
+
+  it('the cascade runs with the edge and worker credentials, which never reach the logs', async () => {
+    const pw = secretFile(dir, 'worker.pw', PASSWORDS.CASCADE_WORKER_PASSWORD);
+    const w = await startWorker({ model: MODEL, nats: server.url, id: 'sec-w', extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password-file', pw] });
+    try {
+      const results = await runEdge(server.url, { user: 'cam-1', password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD });
+      expect(results).toHaveLength(150);
+      expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(5);
+      expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
+    } finally {
+      expect(await w.stop()).toBe(0);
+    }
+    expect(w.log()).not.toContain(PASSWORDS.CASCADE_WORKER_PASSWORD);
+  });
+});
+
+describe('nats security - TLS with a test CA', () => {
+  let server: Awaited<ReturnType<typeof serve>>;
+  const pki = join(dir, 'pki');
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'ignore' });
+
+  beforeAll(async () => {
+    execFileSync('mkdir', ['-p', pki]);
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cascade-test-ca');
+    writeFileSync(join(pki, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+    for (const name of ['server', 'client']) {
+      ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', 'san.ext');
+    }
+    server = await serve('nats-tls.conf', {
+      CASCADE_NATS_TLS_CERT: join(pki, 'server.pem'), CASCADE_NATS_TLS_KEY: join(pki, 'server.key'), CASCADE_NATS_TLS_CA: join(pki, 'ca.pem'),
+    });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('a plaintext client is refused', async () => {
+    await expect(connect({ servers: server.url, user: 'monitor', pass: PASSWORDS.CASCADE_MONITOR_PASSWORD, tls: null, timeout: 3000 })).rejects.toThrow();
+  });
+
+  it('edge and worker talk over TLS', async () => {
+    const tls = ['--nats-ca', join(pki, 'ca.pem'), '--nats-cert', join(pki, 'client.pem'), '--nats-key', join(pki, 'client.key')];
+    const w = await startWorker({ model: MODEL, nats: server.url, id: 'tls-w', extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password', PASSWORDS.CASCADE_WORKER_PASSWORD, ...tls] });
+    try {
+      const results = await runEdge(server.url, { user: 'cam-1', password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, ca: join(pki, 'ca.pem'), cert: join(pki, 'client.pem'), key: join(pki, 'client.key') });
+      expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(5);
+      expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
+    } finally {
+      expect(await w.stop()).toBe(0);
+    }
+    expect(w.log()).not.toContain(PASSWORDS.CASCADE_WORKER_PASSWORD);
+  });
+});
