@@ -1,0 +1,173 @@
+import { startNatsServer } from '@cascade/demo';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { REPO } from './harness.js';
+
+const K8S = join(REPO, 'deploy/k8s');
+const DOCKERFILE = readFileSync(join(REPO, 'deploy/docker/Dockerfile'), 'utf8');
+
+type Doc = { kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any; [k: string]: any };
+
+function load(dir: string): Doc[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => {
+      expect(d.errors, f).toEqual([]);
+      return d.toJS() as Doc;
+    }));
+}
+
+/** EXPOSE port of each Dockerfile stage. */
+function exposedPorts(): Record<string, number> {
+  const out: Record<string, number> = {};
+  let stage = '';
+  for (const line of DOCKERFILE.split('\n')) {
+    const from = /^FROM \S+ AS (\S+)/.exec(line);
+    if (from) stage = from[1]!;
+    const expose = /^EXPOSE (\d+)/.exec(line);
+    if (expose) out[stage] = Number(expose[1]);
+  }
+  return out;
+}
+
+const IMAGE_TARGET: Record<string, string> = { 'cascade-worker': 'worker', 'cascade-edge': 'edge', 'cascade-worker-cuda': 'worker-cuda' };
+const base = load(join(K8S, 'base'));
+const workloads = base.filter((d) => d.kind === 'Deployment' || d.kind === 'DaemonSet');
+const containers = workloads.flatMap((w) => (w.spec.template.spec.containers as any[]).map((c) => ({ w, c })));
+
+describe('kubernetes manifests', () => {
+  it('kustomization lists every manifest of its folder, and the files exist', () => {
+    for (const dir of ['base', 'hpa']) {
+      const k = parseAllDocuments(readFileSync(join(K8S, dir, 'kustomization.yaml'), 'utf8'))[0]!.toJS();
+      for (const r of k.resources as string[]) expect(existsSync(join(K8S, dir, r)), r).toBe(true);
+      const files = readdirSync(join(K8S, dir)).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+      expect(files.filter((f) => !(k.resources as string[]).includes(f))).toEqual([]);
+    }
+  });
+
+  it('workload selectors match their pod labels', () => {
+    expect(workloads.map((w) => w.kind).sort()).toEqual(['DaemonSet', 'Deployment']);
+    for (const w of workloads) {
+      for (const [k, v] of Object.entries(w.spec.selector.matchLabels)) expect(w.spec.template.metadata.labels[k], `${w.metadata.name} ${k}`).toBe(v);
+    }
+  });
+
+  it('services and the disruption budget select real pods, on ports the pods declare', () => {
+    for (const s of base.filter((d) => d.kind === 'Service' || d.kind === 'PodDisruptionBudget')) {
+      const selector = s.kind === 'Service' ? s.spec.selector : s.spec.selector.matchLabels;
+      const target = workloads.find((w) => Object.entries(selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+      expect(target, s.metadata.name).toBeDefined();
+      if (s.kind === 'Service') {
+        const names = target!.spec.template.spec.containers.flatMap((c: any) => c.ports.map((p: any) => p.name));
+        for (const p of s.spec.ports) expect(names).toContain(p.targetPort);
+      }
+    }
+  });
+
+  it('probes point at /healthz and /readyz on the declared metrics port', () => {
+    for (const { w, c } of containers) {
+      expect(c.livenessProbe.httpGet.path, w.metadata.name).toBe('/healthz');
+      expect(c.readinessProbe.httpGet.path, w.metadata.name).toBe('/readyz');
+      const names = c.ports.map((p: any) => p.name);
+      expect(names).toContain(c.livenessProbe.httpGet.port);
+      expect(names).toContain(c.readinessProbe.httpGet.port);
+    }
+  });
+
+  it('images and ports agree with the Dockerfile stages', () => {
+    const exposed = exposedPorts();
+    for (const { c } of containers) {
+      const [name, tag] = (c.image as string).split(':');
+      const target = IMAGE_TARGET[name!];
+      expect(target, c.image).toBeDefined();
+      expect(tag).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(DOCKERFILE).toContain(`--target ${target} `);
+      expect(c.ports.map((p: any) => p.containerPort)).toContain(exposed[target!]);
+    }
+  });
+
+  it('every container has CPU and memory requests and limits and runs unprivileged', () => {
+    for (const { w, c } of containers) {
+      for (const kind of ['requests', 'limits']) {
+        expect(c.resources?.[kind]?.cpu, `${w.metadata.name} ${kind}.cpu`).toBeDefined();
+        expect(c.resources?.[kind]?.memory, `${w.metadata.name} ${kind}.memory`).toBeDefined();
+      }
+      expect(w.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+      expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
+    }
+  });
+
+  it('KEDA scales the worker Deployment on queue depth; the HPA variant does the same', () => {
+    const so = base.find((d) => d.kind === 'ScaledObject')!;
+    expect(so.spec.scaleTargetRef.name).toBe(workloads.find((w) => w.kind === 'Deployment')!.metadata.name);
+    expect(so.spec.triggers[0].metadata.query).toContain('cascade_worker_queue_depth');
+    const hpa = load(join(K8S, 'hpa')).find((d) => d.kind === 'HorizontalPodAutoscaler')!;
+    expect(hpa.spec.scaleTargetRef.name).toBe('cascade-worker');
+    expect(hpa.spec.metrics[0].pods.metric.name).toBe('cascade_worker_queue_depth');
+  });
+
+  it('edge agents run on camera nodes with the camera URL from the ConfigMap and NATS passwords from a Secret', () => {
+    const ds = workloads.find((w) => w.kind === 'DaemonSet')!;
+    expect(ds.spec.template.spec.nodeSelector).toEqual({ 'cascade.io/camera': 'true' });
+    const c = ds.spec.template.spec.containers[0];
+    const cm = base.find((d) => d.kind === 'ConfigMap' && d.metadata.name === c.envFrom[0].configMapRef.name)!;
+    expect(cm.data.CASCADE_SOURCE).toBeDefined();
+    const secretNames = base.filter((d) => d.kind === 'Secret').map((d) => d.metadata.name);
+    for (const { w } of containers) {
+      for (const v of w.spec.template.spec.volumes) expect(secretNames).toContain(v.secret.secretName);
+      expect(JSON.stringify(w)).not.toMatch(/NATS_PASSWORD"?,\s*"?value/); // passwords only from files
+    }
+    for (const s of base.filter((d) => d.kind === 'Secret')) for (const v of Object.values(s.stringData)) expect(v).toBe('CHANGE_ME');
+  });
+});
+
+describe('compose', () => {
+  it('docker-compose config validates the file and its TLS overlay', () => {
+    const dir = join(REPO, 'deploy/compose');
+    const args = ['--env-file', '.env.example', '-f', 'docker-compose.yml'];
+    const plain = execFileSync('docker-compose', [...args, 'config'], { cwd: dir, encoding: 'utf8' });
+    const services = Object.keys(parseAllDocuments(plain)[0]!.toJS().services).sort();
+    expect(services).toEqual(['edge-agent', 'grafana', 'nats', 'nats-exporter', 'prometheus', 'worker-1', 'worker-2']);
+    const tls = parseAllDocuments(execFileSync('docker-compose', [...args, '-f', 'docker-compose.tls.yml', 'config'], { cwd: dir, encoding: 'utf8' }))[0]!.toJS();
+    expect(tls.services.nats.command).toContain('/etc/nats/nats-tls.conf');
+    expect(tls.services['edge-agent'].environment.NATS_CA).toBe('/certs/ca.pem');
+    expect(tls.services['edge-agent'].environment.NATS_USER).toBe('cam-1');
+    // Every mounted host path exists in the repository (certs and .env are the operator's).
+    for (const s of Object.values(tls.services) as any[]) {
+      for (const v of s.volumes ?? []) {
+        const src = typeof v === 'string' ? v.split(':')[0] : v.source;
+        if (!String(src).endsWith('/certs')) expect(existsSync(src), src).toBe(true);
+      }
+    }
+  });
+});
+
+describe('images', () => {
+  it("the worker image's /app (pnpm deploy --prod, as the Dockerfile builds it) serves on its own", async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'cascade-image-')), 'cloud');
+    execFileSync('pnpm', ['--filter', '@cascade/cloud', 'deploy', '--legacy', '--prod', out], { cwd: REPO, stdio: 'ignore' });
+    const nats = await startNatsServer();
+    const proc = spawn(process.execPath, [join(out, 'dist/cli.js'), '--nats', nats.url, '--metrics-port', '-1'], {
+      env: { ...process.env, CASCADE_MODEL: join(REPO, 'models/ranet-cifar10') }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    try {
+      const log = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        proc.stderr!.on('data', (d: Buffer) => {
+          text += d.toString();
+          if (text.includes('worker_started')) resolve(text);
+        });
+        proc.once('exit', (code) => reject(new Error(`exited ${code}: ${text}`)));
+      });
+      expect(log).toMatch(/"model":"ranet-cifar10"/);
+    } finally {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+      await nats.stop();
+    }
+  });
+});
