@@ -2,6 +2,7 @@ import { startNatsServer, ensureNatsServer } from '@cascade/demo';
 import { encodeTensor, imageTensor, toWireTensor, v1, type InferReply, type InferRequestMessage } from '@cascade/proto';
 import { carriedOutputs, loadModelDir, operatingPoint, type ModelDir } from '@cascade/runtime';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -82,4 +83,16 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
   }
   return undefined;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }

@@ -1,26 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO } from './harness.js';
+import { stopChild } from '@cascade/demo';
+import { freePort, REPO } from './harness.js';
 
 export interface LocalPrometheus {
   url: string;
   process: ChildProcess;
   stop(): Promise<void>;
   query(expr: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /**
@@ -52,12 +41,7 @@ export async function startPrometheus(targets: { edge: number[]; workers: number
   return {
     url,
     process: proc,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-        proc.kill('SIGTERM');
-      }),
+    stop: async () => void (await stopChild(proc)),
     async query(expr) {
       const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`);
       const body = (await res.json()) as { status: string; error?: string; data?: { result: never[] } };

@@ -1,13 +1,12 @@
-import { startWorker } from '@cascade/demo';
+import { startWorker, stopChild } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, REPO, SAMPLES } from './harness.js';
+import { freePort, MODEL, REPO, SAMPLES } from './harness.js';
 
 const CONF = join(REPO, 'deploy/nats');
 const PASSWORDS = {
@@ -16,15 +15,6 @@ const PASSWORDS = {
   CASCADE_EDGE_CAM_1_PASSWORD: 'cam1-secret-0b3c',
   CASCADE_EDGE_CAM_2_PASSWORD: 'cam2-secret-9d2e',
 };
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** nats-server with a shipped config file, on free ports. */
 async function serve(config: string, env: Record<string, string> = {}): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void> }> {
@@ -43,7 +33,7 @@ async function serve(config: string, env: Record<string, string> = {}): Promise<
     proc.stderr!.on('data', onData);
     proc.once('exit', (code) => reject(new Error(`nats-server exited ${code}:\n${log}`)));
   });
-  return { url: `nats://127.0.0.1:${port}`, proc, stop: () => new Promise((r) => { proc.once('exit', () => r()); proc.kill(); }) };
+  return { url: `nats://127.0.0.1:${port}`, proc, stop: async () => void (await stopChild(proc)) };
 }
 
 function secretFile(dir: string, name: string, value: string): string {

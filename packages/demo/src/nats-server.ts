@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopChild } from './processes.js';
 
 /** A nats-server this process started, on a free loopback port. */
 export interface LocalNats {
@@ -69,11 +70,6 @@ export async function startNatsServer(options: { maxPayload?: number; extraConfi
     url: `nats://127.0.0.1:${port}`,
     port,
     process: proc,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-        proc.kill('SIGTERM');
-      }),
+    stop: async () => void (await stopChild(proc)),
   };
 }

@@ -15,6 +15,15 @@ export interface WorkerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Signals a child process and resolves with its exit code once it has exited (at once if it already has). */
+export function stopChild(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve(proc.exitCode);
+    proc.once('exit', (code) => resolve(code));
+    proc.kill(signal);
+  });
+}
+
 /** Path of the cascade-cloud CLI. */
 export function cloudCli(): string {
   return require.resolve('@cascade/cloud').replace(/index\.js$/, 'cli.js');
@@ -48,11 +57,6 @@ export async function startWorker(args: { model: string; nats: string; id: strin
     process: proc,
     metricsPort,
     log: () => log,
-    stop: (signal = 'SIGTERM') =>
-      new Promise((resolve) => {
-        if (proc.exitCode !== null) return resolve(proc.exitCode);
-        proc.once('exit', (code) => resolve(code));
-        proc.kill(signal);
-      }),
+    stop: (signal = 'SIGTERM') => stopChild(proc, signal),
   };
 }

@@ -65,7 +65,7 @@ export class EdgeAgent {
   private inflight = 0;
   private slotWaiters: (() => void)[] = [];
   private readonly pending = new Set<Promise<void>>();
-  closed = false;
+  private closed = false;
   private metricsServer: MetricsServer | undefined;
 
   private constructor(
@@ -110,7 +110,7 @@ export class EdgeAgent {
           ...liveRoutes(metrics.registry, o.id),
           '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
           '/readyz': async () => {
-            const ready = !agent.closed && (!nc || !nc.isClosed());
+            const ready = !agent.isClosed && (!nc || !nc.isClosed());
             return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : 'not ready\n' };
           },
         });
@@ -251,6 +251,11 @@ export class EdgeAgent {
       this.metrics.exits.inc({ exit: String(r.exit), tier: r.tier });
       this.metrics.confidence.observe({ tier: r.tier }, r.confidence);
     }
+  }
+
+  /** Whether close() has been called. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Port of the /metrics endpoint (undefined when disabled). */
