@@ -73,7 +73,7 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
       frames += await agent.run(source, (r) => results.push(r));
     } while (o.livePort !== undefined && !o.signal?.aborted);
     const op = operatingPoint(m, o.operatingPoint);
-    const test = (op as { test?: { accuracy: number; edge_exit_rate: number } }).test;
+    const test = op.test;
     return {
       results,
       report: {

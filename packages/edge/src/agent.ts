@@ -85,7 +85,8 @@ export class EdgeAgent {
     const m = model.manifest;
     const split = o.split ?? m.default_split ?? 1;
     if (split > m.stages.length) throw new EdgeConfigError(`split ${split}: the model has ${m.stages.length} stages`);
-    const thresholds = o.thresholds ?? operatingPoint(m, o.operatingPoint).thresholds;
+    const op = o.thresholds ? undefined : operatingPoint(m, o.operatingPoint);
+    const thresholds = o.thresholds ?? op!.thresholds;
     if (thresholds.length !== m.exits.length) {
       throw new EdgeConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
     }
@@ -100,7 +101,6 @@ export class EdgeAgent {
       }
     }
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
-    const op = o.thresholds ? undefined : (operatingPoint(m, o.operatingPoint) as { test?: { edge_exit_rate: number } });
     metrics.expectedOffloadRate.set(op?.test && split === (m.default_split ?? 1) ? 1 - op.test.edge_exit_rate : -1);
     metrics.cloudReachable.set(nc ? 1 : 0);
     const agent = new EdgeAgent(o, model, split, thresholds, runner, nc, log, metrics);

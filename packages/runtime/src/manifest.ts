@@ -34,6 +34,8 @@ export interface OperatingPoint {
   val_accuracy: number;
   expected_macs: number;
   edge_exit_rate: number;
+  /** The same thresholds measured on the test set (written by the exporter). */
+  test?: { accuracy: number; expected_macs: number; edge_exit_rate: number };
 }
 
 export interface Manifest {
