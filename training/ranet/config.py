@@ -11,7 +11,7 @@ CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 
 @dataclass(frozen=True)
 class RANetConfig:
-    """Hyperparameters of a CIFAR RANet (names follow RANET.md §1.1).
+    """Hyperparameters of a CIFAR RANet (names follow the official code's arguments).
 
     Attributes:
         name: registry name of this configuration.
@@ -58,7 +58,7 @@ class RANetConfig:
         if list(self.scale_list) != sorted(self.scale_list) or self.scale_list[0] != 1:
             raise ValueError(f"{self.name}: scale_list must start at 1 and never decrease, got {self.scale_list}")
         if k > 1 and self.scale_list[1] == 1:
-            raise ValueError(f"{self.name}: a repeated lowest level breaks the downsampling rule (RANET.md §1.4)")
+            raise ValueError(f"{self.name}: a repeated lowest level breaks the downsampling rule")
         if self.step_mode not in ("even", "lg"):
             raise ValueError(f"{self.name}: step_mode must be 'even' or 'lg', got {self.step_mode!r}")
         if self.step_mode == "lg" and self.step < 2 or self.step < 1:

@@ -1,4 +1,4 @@
-"""One ONNX graph per sub-network ("stage"), chained by tensor names (ARCHITECTURE.md, model directory).
+"""One ONNX graph per sub-network ("stage"), chained by tensor names (the model directory, training/README.md).
 
 Stage s takes the uint8 image (normalised inside the graph) and, for s > 0, the previous stage's carried state;
 it returns its exits' logits and, unless it is the last stage, its own carried state.

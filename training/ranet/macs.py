@@ -1,4 +1,4 @@
-"""Multiply-adds in the paper's convention (RANET.md §1.6).
+"""Multiply-adds in the paper's convention (its official op counter).
 
 Conv and linear layers count their multiply-adds, ReLU and pooling one op per element; batch norm, concatenation
 and interpolation are free. Per-exit figures are cumulative: everything computed up to an exit, earlier heads

@@ -1,4 +1,4 @@
-"""RANet (Yang et al., CVPR 2020) for CIFAR, written from the description in RANET.md §1.
+"""RANet (Yang et al., CVPR 2020) for CIFAR, written from the paper's description.
 
 Sub-network 0 runs on the coarsest features; each finer sub-network fuses the dense states of the one below it.
 Every module here is small; the whole network is assembled from ``plan.build_plan``.

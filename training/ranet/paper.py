@@ -1,4 +1,4 @@
-"""The paper's CIFAR-10 numbers, read off its figures (RANET.md §3), for side-by-side reports."""
+"""The paper's CIFAR-10 numbers, read off the paper's result figures, for side-by-side reports."""
 
 # Config A (cifar10-paper): cumulative MMACs and top-1 % per exit.
 ANYTIME_MMACS = [15.8, 31.3, 44.7, 50.4, 60.7, 63.7, 90.2, 94.9]

@@ -86,7 +86,7 @@ def base_channels(cfg: RANetConfig, subnet: int) -> int:
 
 
 def build_plan(cfg: RANetConfig) -> list[list[BlockPlan]]:
-    """Every block of every sub-network, following the assembly rules of RANET.md §1.4."""
+    """Every block of every sub-network, following the paper's assembly rules."""
     n = blocks_per_subnet(cfg)
     layers = layers_per_position(cfg)
     lowest = base_resolution(cfg, 0)

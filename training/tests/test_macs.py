@@ -23,7 +23,7 @@ def test_paper_config_has_3_26m_parameters(paper_model):
 
 
 def test_paper_config_carried_states_are_the_documented_tensors(paper_model):
-    # RANET.md §2: sub-network 0's dense states are all prefixes of one 256x8x8 tensor; sub-network 1 needs
+    # Sub-network 0's dense states are all prefixes of one 256x8x8 tensor; sub-network 1 needs
     # 136x16x16 + 148x8x8 + 188x8x8.
     assert paper_model.subnets[0].chains == [(256, 8)]
     assert paper_model.subnets[1].chains == [(136, 16), (148, 8), (188, 8)]
