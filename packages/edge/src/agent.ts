@@ -48,6 +48,9 @@ export interface EdgeResult {
   model_version: string;
 }
 
+/** Frames in the local stages at once. */
+const LOCAL_DEPTH = 2;
+
 type Log = (event: string, fields?: Record<string, unknown>) => void;
 const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
@@ -135,29 +138,31 @@ export class EdgeAgent {
       onResult(r);
       this.publish(r);
     };
+    // Two frames in the local stages at once: the inference thread starts the next frame while this thread
+    // handles the previous one's result. Offloads overlap up to maxInflight; beyond that the source waits.
+    const local = new Set<Promise<void>>();
     for await (const frame of frames) {
       count++;
       const started = performance.now();
-      let local: { best: Local; state: Feeds } | Local;
-      try {
-        local = await this.runLocal(frame);
-      } catch (err) {
-        emit(this.errorResult(frame, started, err as Error));
-        continue;
-      }
-      if (!('state' in local)) {
-        emit(this.result(frame, started, local, 'edge', 'exited'));
-        continue;
-      }
-      await this.acquireSlot();
-      const job = this.offload(frame, started, local.best, local.state)
-        .then(emit, (err: Error) => emit(this.errorResult(frame, started, err)))
-        .finally(() => {
-          this.releaseSlot();
-          this.pending.delete(job);
-        });
-      this.pending.add(job);
+      const job = this.runLocal(frame).then(
+        async (out) => {
+          if (!('state' in out)) return emit(this.result(frame, started, out, 'edge', 'exited'));
+          await this.acquireSlot();
+          const offload = this.offload(frame, started, out.best, out.state)
+            .then(emit, (err: Error) => emit(this.errorResult(frame, started, err)))
+            .finally(() => {
+              this.releaseSlot();
+              this.pending.delete(offload);
+            });
+          this.pending.add(offload);
+        },
+        (err: Error) => emit(this.errorResult(frame, started, err)),
+      );
+      local.add(job);
+      void job.finally(() => local.delete(job));
+      if (local.size >= LOCAL_DEPTH) await Promise.race(local);
     }
+    await Promise.all(local);
     await Promise.all(this.pending);
     return count;
   }
