@@ -5,6 +5,7 @@ import { percentile, spread, type Spread } from './stats.js';
 
 export interface EdgeOverhead {
   threads: number;
+  pipeline: number;
   frames: number;
   frames_per_second: Spread;
   latency_ms_p50: Spread;
@@ -17,8 +18,9 @@ export interface EdgeOverhead {
 export async function edgeOverhead(model: string, samples: string, o: { threads: number[]; frames: number; runs: number; exits: number },
   log: (m: string) => void): Promise<EdgeOverhead[]> {
   const out: EdgeOverhead[] = [];
-  for (const threads of o.threads) {
-    const agent = await EdgeAgent.create({ model, id: 'bench-edge', threads, metricsPort: -1, thresholds: new Array<number>(o.exits).fill(0) }, () => undefined);
+  for (const [threads, pipeline] of o.threads.flatMap((t) => [[t, 1], [t, 2]] as const)) {
+    const agent = await EdgeAgent.create({ model, id: 'bench-edge', threads, pipeline, metricsPort: -1, thresholds: new Array<number>(o.exits).fill(0) },
+      () => undefined);
     const fps: number[] = [];
     const p50: number[] = [];
     try {
@@ -33,8 +35,8 @@ export async function edgeOverhead(model: string, samples: string, o: { threads:
     } finally {
       await agent.close();
     }
-    out.push({ threads, frames: o.frames, frames_per_second: spread(fps), latency_ms_p50: spread(p50) });
-    log(`edge threads ${threads}: ${spread(fps).median.toFixed(0)} frames/s`);
+    out.push({ threads, pipeline, frames: o.frames, frames_per_second: spread(fps), latency_ms_p50: spread(p50) });
+    log(`edge threads ${threads} pipeline ${pipeline}: ${spread(fps).median.toFixed(0)} frames/s`);
   }
   return out;
 }

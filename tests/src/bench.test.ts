@@ -16,7 +16,7 @@ describe('bench - smoke run keeps the harness working', () => {
     expect(r.smoke).toBe(true);
     expect(r.raw).toHaveLength(3 * 3 * 2);
     for (const x of r.raw) expect(x.samples_per_second.median).toBeGreaterThan(0);
-    expect(r.edge.map((e: { threads: number }) => e.threads)).toEqual([1, 2]);
+    expect(r.edge.map((e: { threads: number; pipeline: number }) => `${e.threads}/${e.pipeline}`)).toEqual(['1/1', '1/2', '2/1', '2/2']);
     expect(r.worker.capacity.map((c: { max_batch: number }) => c.max_batch)).toEqual([32, 1]);
     expect(r.worker.open_loop).toHaveLength(3);
     expect(r.cascade.map((c: { name: string }) => c.name)).toEqual(expect.arrayContaining(['balanced', 'all-cloud', 'all-edge', 'balanced, image']));

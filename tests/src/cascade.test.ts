@@ -114,6 +114,12 @@ describe('cascade - edge agent and two workers over NATS', () => {
     expect(mismatches(pythonReference('accurate').slice(0, 300), results)).toEqual([]);
   });
 
+  it('two frames in the edge stages at once give the same results', async () => {
+    const { results } = await runEdge({ operatingPoint: 'accurate', pipeline: 2, limit: 300 });
+    expect(results).toHaveLength(300);
+    expect(mismatches(pythonReference('accurate').slice(0, 300), results)).toEqual([]);
+  });
+
   it('image mode (the cloud redoes the edge stages) equals the unquantised reference', async () => {
     const { results } = await runEdge({ operatingPoint: 'accurate', mode: 'image', limit: 500 });
     const offloaded = results.filter((r) => r.outcome === 'offloaded');

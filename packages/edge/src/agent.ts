@@ -48,9 +48,6 @@ export interface EdgeResult {
   model_version: string;
 }
 
-/** Frames in the local stages at once. */
-const LOCAL_DEPTH = 2;
-
 type Log = (event: string, fields?: Record<string, unknown>) => void;
 const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
@@ -138,8 +135,9 @@ export class EdgeAgent {
       onResult(r);
       this.publish(r);
     };
-    // Two frames in the local stages at once: the inference thread starts the next frame while this thread
-    // handles the previous one's result. Offloads overlap up to maxInflight; beyond that the source waits.
+    // With pipeline > 1 the inference thread starts the next frame while this thread handles the previous one's
+    // result (more frames/s, each frame may wait behind another). Offloads overlap up to maxInflight; beyond that
+    // the source waits.
     const local = new Set<Promise<void>>();
     for await (const frame of frames) {
       count++;
@@ -160,7 +158,7 @@ export class EdgeAgent {
       );
       local.add(job);
       void job.finally(() => local.delete(job));
-      if (local.size >= LOCAL_DEPTH) await Promise.race(local);
+      if (local.size >= this.options.pipeline) await Promise.race(local);
     }
     await Promise.all(local);
     await Promise.all(this.pending);

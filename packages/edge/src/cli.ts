@@ -20,6 +20,7 @@ const FLAGS = {
   encoding: { type: 'string', env: 'CASCADE_ENCODING', help: `state encoding: fp32, fp16 or int8 (default ${D.encoding})` },
   'timeout-ms': { type: 'string', env: 'CASCADE_TIMEOUT_MS', help: `offload deadline (default ${D.timeoutMs})` },
   'max-inflight': { type: 'string', env: 'CASCADE_MAX_INFLIGHT', help: `offloads in flight (default ${D.maxInflight})` },
+  pipeline: { type: 'string', env: 'CASCADE_PIPELINE', help: `frames in the edge stages at once (default ${D.pipeline}; 2 trades latency for frames/s)` },
   threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads' },
   backend: { type: 'string', env: 'CASCADE_BACKEND', help: 'node (onnxruntime-node) or web (onnxruntime-web, wasm) (default node)' },
   fps: { type: 'string', env: 'CASCADE_FPS', help: 'frames per second sampled from video and cameras (default 5)' },
@@ -55,6 +56,8 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   const metricsPort = numberFlag('metrics-port', f['metrics-port']);
   if (metricsPort !== undefined) o.metricsPort = metricsPort;
   if (f['metrics-host']) o.metricsHost = f['metrics-host'];
+  const pipeline = numberFlag('pipeline', f.pipeline);
+  if (pipeline !== undefined) o.pipeline = pipeline;
   const threads = numberFlag('threads', f.threads);
   if (threads !== undefined) o.threads = threads;
   return {
