@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The benchmark suite: writes bench/results/latest.json and latest.md (`--smoke`: a short run that checks the harness).
-import { startNatsServer, ensureNatsServer } from '@cascade/demo';
+import { startNatsServer } from '@cascade/demo';
 import { loadModelDir, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -39,7 +39,6 @@ async function main(): Promise<void> {
   const handoff = await handOff(model, images.slice(0, 3072), runs, smoke ? 200 : 2000);
   log(`hand-off: stage 0 in-thread ${handoff.in_thread_us.median.toFixed(0)} us, through the worker thread ${handoff.worker_thread_us.median.toFixed(0)} us`);
 
-  ensureNatsServer(log);
   const nats = await startNatsServer();
   try {
     const reqs = await realRequests(model, images, smoke ? 64 : 256);

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { metricValue, MODEL, natsForTests, REPO, SAMPLES, type TestNats } from './harness.js';
+import { metricValue, MODEL, natsForTests, PYTHON, REPO, SAMPLES, type TestNats } from './harness.js';
 
 let nats: TestNats;
 const workers: WorkerProcess[] = [];
@@ -55,7 +55,7 @@ function pythonReference(operatingPoint: string, encoding = 'int8'): { exit: num
 
 function runPython(operatingPoint: string, encoding: string): { exit: number; class: number; tier: string }[] {
   const out = join(mkdtempSync(join(tmpdir(), 'cascade-ref-')), 'ref.jsonl');
-  execFileSync('python3', ['-m', 'ranet', 'cascade', '--model', MODEL, '--images', SAMPLES, '--operating-point', operatingPoint,
+  execFileSync(PYTHON, ['-m', 'ranet', 'cascade', '--model', MODEL, '--images', SAMPLES, '--operating-point', operatingPoint,
     '--encoding', encoding, '--predictions', out], { cwd: join(REPO, 'training'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: '1' } });
   return readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 }

@@ -1,11 +1,11 @@
-import { startNatsServer } from '@cascade/demo';
+import { startNatsServer, track } from '@cascade/demo';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { REPO } from './harness.js';
+import { REPO, requireProgram } from './harness.js';
 
 const K8S = join(REPO, 'deploy/k8s');
 const DOCKERFILE = readFileSync(join(REPO, 'deploy/docker/Dockerfile'), 'utf8');
@@ -127,6 +127,7 @@ describe('kubernetes manifests', () => {
 
 describe('compose', () => {
   it('docker-compose config validates the file and its TLS overlay', () => {
+    requireProgram('docker-compose');
     const dir = join(REPO, 'deploy/compose');
     const args = ['--env-file', '.env.example', '-f', 'docker-compose.yml'];
     const plain = execFileSync('docker-compose', [...args, 'config'], { cwd: dir, encoding: 'utf8' });
@@ -151,9 +152,9 @@ describe('images', () => {
     const out = join(mkdtempSync(join(tmpdir(), 'cascade-image-')), 'cloud');
     execFileSync('pnpm', ['--filter', '@cascade/cloud', 'deploy', '--legacy', '--prod', out], { cwd: REPO, stdio: 'ignore' });
     const nats = await startNatsServer();
-    const proc = spawn(process.execPath, [join(out, 'dist/cli.js'), '--nats', nats.url, '--metrics-port', '-1'], {
+    const proc = track(spawn(process.execPath, [join(out, 'dist/cli.js'), '--nats', nats.url, '--metrics-port', '-1'], {
       env: { ...process.env, CASCADE_MODEL: join(REPO, 'models/ranet-cifar10') }, stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    }));
     try {
       const log = await new Promise<string>((resolve, reject) => {
         let text = '';

@@ -1,13 +1,36 @@
-import { startNatsServer, ensureNatsServer } from '@cascade/demo';
+import { startNatsServer } from '@cascade/demo';
 import { encodeTensor, imageTensor, toWireTensor, v1, type InferReply, type InferRequestMessage } from '@cascade/proto';
 import { carriedOutputs, loadModelDir, operatingPoint, type ModelDir } from '@cascade/runtime';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const MODEL = `${REPO}models/ranet-cifar10`;
 export const SAMPLES = `${REPO}samples/cifar10-test-1000.bin`;
+
+/** The Python of training/: CASCADE_PYTHON, else the repository's virtual environment, else python3. */
+export const PYTHON = process.env.CASCADE_PYTHON ?? (existsSync(`${REPO}.venv/bin/python`) ? `${REPO}.venv/bin/python` : 'python3');
+
+/** Where the programs the tests run come from (Debian package names); scripts/setup test installs them all. */
+const PACKAGES: Record<string, string> = {
+  'nats-server': 'nats-server',
+  ffmpeg: 'ffmpeg',
+  promtool: 'prometheus',
+  prometheus: 'prometheus',
+  'docker-compose': 'docker-compose',
+  openssl: 'openssl',
+  '/usr/bin/chromium': 'chromium',
+};
+
+/** Fails at once, naming the program and how to install it, when `program` is not there. */
+export function requireProgram(program: string): void {
+  const found = program.startsWith('/') ? existsSync(program) : spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
+  if (found) return;
+  const pkg = PACKAGES[program] ?? program;
+  throw new Error(`${program} is not installed: run scripts/setup test (or apt-get install ${pkg}) and try again`);
+}
 
 export interface TestNats {
   url: string;
@@ -23,11 +46,10 @@ export async function natsForTests(): Promise<TestNats> {
     const { getContainerRuntimeClient } = await import('testcontainers');
     await getContainerRuntimeClient();
     const { NatsContainer } = await import('@testcontainers/nats');
-    const container = await new NatsContainer('nats:2.10-alpine').start();
+    const container = await new NatsContainer('nats:2.10-alpine').withJetStream().start();
     const url = `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
     return { url, kind: 'testcontainers', stop: async () => void (await container.stop()) };
   } catch {
-    ensureNatsServer();
     const server = await startNatsServer();
     return { url: server.url, kind: 'nats-server', stop: () => server.stop() };
   }

@@ -4,15 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { REPO } from './harness.js';
+import { track } from '@cascade/demo';
+import { REPO, requireProgram } from './harness.js';
 
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic'];
 
 describe('live view - a running demo in headless Chromium', () => {
   it('shows offload rate, exits and latency, updating as frames arrive', async () => {
-    const demo = spawn(process.execPath, [join(REPO, 'packages/demo/dist/cli.js'), '--live', '0', '--json', '--limit', '200',
-      '--operating-point', 'accurate'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    requireProgram('/usr/bin/chromium');
+    // Its own process group, so that a failed test also kills the demo's nats-server and workers.
+    const demo = track(spawn(process.execPath, [join(REPO, 'packages/demo/dist/cli.js'), '--live', '0', '--json', '--limit', '200',
+      '--operating-point', 'accurate'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true });
     let stdout = '';
     let stderr = '';
     demo.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stopChild } from '@cascade/demo';
-import { freePort, REPO } from './harness.js';
+import { stopChild, track } from '@cascade/demo';
+import { freePort, REPO, requireProgram } from './harness.js';
 
 export interface LocalPrometheus {
   url: string;
@@ -17,6 +17,7 @@ export interface LocalPrometheus {
  * pointed at the given ports, and a 1 s scrape interval.
  */
 export async function startPrometheus(targets: { edge: number[]; workers: number[] }): Promise<LocalPrometheus> {
+  requireProgram('prometheus');
   const dir = mkdtempSync(join(tmpdir(), 'cascade-prom-'));
   cpSync(join(REPO, 'deploy/prometheus'), dir, { recursive: true });
   const config = readFileSync(join(dir, 'prometheus.yml'), 'utf8').replace(/(scrape|evaluation)_interval: 15s/g, '$1_interval: 1s');
@@ -26,13 +27,13 @@ export async function startPrometheus(targets: { edge: number[]; workers: number
   writeFileSync(join(dir, 'targets/workers.json'), sd(targets.workers));
   writeFileSync(join(dir, 'targets/nats.json'), '[]');
   const port = await freePort();
-  const proc = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = track(spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) throw new Error(`prometheus exited:\n${log}`);
+    if (proc.exitCode !== null) throw new Error(`prometheus exited with code ${proc.exitCode}:\n${log || '(nothing on stderr)'}`);
     const ready = await fetch(`${url}/-/ready`).then((r) => r.ok, () => false);
     if (ready) break;
     if (i > 100) throw new Error(`prometheus not ready after 20 s:\n${log}`);

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO } from './harness.js';
+import { REPO, requireProgram } from './harness.js';
 
 const DIR = join(REPO, 'deploy/prometheus');
-const promtool = (...args: string[]) => execFileSync('promtool', args, { cwd: DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const promtool = (...args: string[]) => (requireProgram('promtool'), execFileSync)('promtool', args, { cwd: DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 describe('prometheus - shipped config and rules', () => {
   it('promtool check config accepts prometheus.yml and its rule files', () => {

@@ -1,4 +1,4 @@
-import { startWorker, stopChild } from '@cascade/demo';
+import { startWorker, stopChild, track } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, MODEL, REPO, SAMPLES } from './harness.js';
+import { freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
 
 const CONF = join(REPO, 'deploy/nats');
 const PASSWORDS = {
@@ -18,11 +18,12 @@ const PASSWORDS = {
 
 /** nats-server with a shipped config file, on free ports. */
 async function serve(config: string, env: Record<string, string> = {}): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void> }> {
+  requireProgram('nats-server');
   const port = await freePort();
-  const proc = spawn('nats-server', ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())], {
+  const proc = track(spawn('nats-server', ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())], {
     env: { ...process.env, ...PASSWORDS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let log = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -133,6 +134,7 @@ describe('nats security - TLS with a test CA', () => {
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'ignore' });
 
   beforeAll(async () => {
+    requireProgram('openssl');
     execFileSync('mkdir', ['-p', pki]);
     ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cascade-test-ca');
     writeFileSync(join(pki, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');

@@ -29,6 +29,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (f.help) return 'help';
   const o: WorkerOptions = { model: f.model ?? '' };
   if (f.nats) o.nats = f.nats;
+  o.natsVia = argv.some((a) => a === '--nats' || a.startsWith('--nats=')) ? '--nats' : f.nats ? '$NATS_URL' : 'the default (set --nats or $NATS_URL)';
   o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;
   if (f['metrics-host']) o.metricsHost = f['metrics-host'];
@@ -62,6 +63,10 @@ async function main(): Promise<void> {
   }
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void worker.shutdown());
   await worker.run();
+  if (worker.failed) {
+    process.stderr.write(`cascade-cloud: stopping: ${worker.failed.message}\n`);
+    process.exit(1);
+  }
   process.exit(0);
 }
 

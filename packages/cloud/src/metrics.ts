@@ -10,9 +10,10 @@ export class WorkerMetrics {
   readonly computeSeconds: Histogram<'stage'>;
   readonly requestSeconds: Histogram;
   readonly batchSize: Histogram;
+  readonly repliesFailed: Counter<'status'>;
 
   constructor(labels: { worker: string; model: string; modelVersion: string; ep: string },
-    queueDepth: () => number, nats: () => NatsConnection | undefined) {
+    queueDepth: () => number, nats: () => NatsConnection | undefined, connected: () => boolean = () => Boolean(nats() && !nats()!.isClosed())) {
     this.registry = createRegistry({ worker: labels.worker }, {
       component: 'cloud', version: CASCADE_VERSION, model: labels.model, model_version: labels.modelVersion, ep: labels.ep,
     });
@@ -23,12 +24,13 @@ export class WorkerMetrics {
     this.requestSeconds = new Histogram({ name: 'cascade_worker_request_seconds', help: 'Time from receipt to reply (queue + compute), every status.', buckets: [...BUCKETS.workerSeconds], registers });
     this.batchSize = new Histogram({ name: 'cascade_worker_batch_size', help: 'Requests per batch.', buckets: [...BUCKETS.batchSize], registers });
     new Gauge({ name: 'cascade_worker_queue_depth', help: 'Requests waiting for a batch: the autoscaling signal.', registers, collect() { this.set(queueDepth()); } });
-    natsStats(this.registry, nats);
+    this.repliesFailed = new Counter({ name: 'cascade_worker_replies_failed_total', help: 'Replies that could not be sent (no reply subject, too large, connection gone), by the status they carried; not in requests_total.', labelNames: ['status'], registers });
+    natsStats(this.registry, nats, connected);
   }
 }
 
 /** Client-side NATS counters of a connection, read at scrape time. */
-export function natsStats(registry: Registry, nats: () => NatsConnection | undefined): void {
+export function natsStats(registry: Registry, nats: () => NatsConnection | undefined, connected: () => boolean): void {
   const registers = [registry];
   new Counter({
     name: 'cascade_nats_messages_total', help: 'NATS messages through this connection.', labelNames: ['direction'], registers,
@@ -51,7 +53,7 @@ export function natsStats(registry: Registry, nats: () => NatsConnection | undef
     },
   });
   new Gauge({
-    name: 'cascade_nats_connected', help: '1 while the NATS connection is open.', registers,
-    collect() { this.set(nats() && !nats()!.isClosed() ? 1 : 0); },
+    name: 'cascade_nats_connected', help: '1 while connected to NATS; 0 while reconnecting or closed.', registers,
+    collect() { this.set(connected() ? 1 : 0); },
   });
 }

@@ -30,6 +30,8 @@ export interface WorkerOptions {
   metricsHost?: string;
   /** NATS credentials and TLS. @default none */
   natsAuth?: NatsAuth;
+  /** Where `nats` came from, named in connection errors. @default 'the nats option' */
+  natsVia?: string;
 }
 
 export type CompiledWorkerOptions = Required<WorkerOptions>;
@@ -45,6 +47,7 @@ export const DEFAULT_WORKER_OPTIONS = {
   queue: 'cascade-workers',
   metricsPort: 9464,
   metricsHost: '0.0.0.0',
+  natsVia: 'the nats option',
 } as const;
 
 function positiveInt(name: string, v: number, min = 1): number {
@@ -75,5 +78,6 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     metricsPort: positiveInt('metricsPort', o.metricsPort ?? DEFAULT_WORKER_OPTIONS.metricsPort, -1),
     metricsHost: o.metricsHost ?? DEFAULT_WORKER_OPTIONS.metricsHost,
     natsAuth: o.natsAuth ?? {},
+    natsVia: o.natsVia ?? DEFAULT_WORKER_OPTIONS.natsVia,
   };
 }

@@ -1,6 +1,9 @@
-import { CodecError, decodeTensor, elementCount, ErrorCode, fromWireImage, fromWireTensor, v1, type InferRequest } from '@cascade/proto';
+import { clip, CodecError, decodeTensor, elementCount, ErrorCode, formatShape, fromWireImage, fromWireTensor, v1, type InferRequest } from '@cascade/proto';
 import { carriedOutputs, type Manifest } from '@cascade/runtime';
 import { RequestError } from './errors.js';
+
+/** Longest request id echoed in replies; a longer one is refused. */
+export const MAX_REQUEST_ID = 128;
 
 /** A request that matches the model: ready to batch. */
 export interface ValidRequest {
@@ -16,21 +19,57 @@ export interface ValidRequest {
   thresholds: number[];
 }
 
-/** The request id of a message, when it can be read at all (for error replies). */
+/**
+ * The request id of a message without decoding the rest (field 1, written first by every encoder), or '' when
+ * it cannot be read or is longer than MAX_REQUEST_ID. Cheap enough to answer a flood of requests that are shed.
+ */
 export function peekRequestId(data: Uint8Array): string {
-  try {
-    return v1.InferRequest.decode(data).requestId;
-  } catch {
-    return '';
+  let pos = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 64; shift += 7) {
+      if (pos >= data.length) return -1;
+      const b = data[pos++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    return -1;
+  };
+  while (pos < data.length) {
+    const tag = varint();
+    if (tag < 0) return '';
+    const field = Math.floor(tag / 8);
+    switch (tag % 8) {
+      case 0:
+        if (varint() < 0) return '';
+        break;
+      case 1:
+        pos += 8;
+        break;
+      case 5:
+        pos += 4;
+        break;
+      case 2: {
+        const len = varint();
+        if (len < 0 || pos + len > data.length) return '';
+        if (field === 1) return len <= MAX_REQUEST_ID ? Buffer.from(data.buffer, data.byteOffset + pos, len).toString('utf8') : '';
+        pos += len;
+        break;
+      }
+      default:
+        return '';
+    }
   }
+  return '';
 }
 
-/** Decodes and checks a request against the manifest; throws RequestError with a stable code. */
+/** Decodes and checks a request against the manifest; throws RequestError with a stable code and a short message. */
 export function validateRequest(
   data: Uint8Array,
   m: Manifest,
   maxBytes: number,
   defaultThresholds: readonly number[],
+  now = Date.now(),
 ): ValidRequest {
   if (data.byteLength > maxBytes) {
     throw new RequestError(ErrorCode.TOO_LARGE, `request of ${data.byteLength} bytes exceeds the limit of ${maxBytes}`);
@@ -39,18 +78,26 @@ export function validateRequest(
   try {
     req = v1.InferRequest.decode(data);
   } catch (err) {
-    throw new RequestError(ErrorCode.BAD_REQUEST, `not a cascade.v1.InferRequest: ${(err as Error).message}`, { cause: err });
+    throw new RequestError(ErrorCode.BAD_REQUEST, `not a cascade.v1.InferRequest: ${clip((err as Error).message, 120)}`, { cause: err });
+  }
+  if (req.requestId.length > MAX_REQUEST_ID) {
+    throw new RequestError(ErrorCode.BAD_REQUEST, `request_id of ${req.requestId.length} chars exceeds ${MAX_REQUEST_ID}`);
   }
   if (req.model !== m.name || req.modelVersion !== m.version) {
     throw new RequestError(
       ErrorCode.MODEL_MISMATCH,
-      `request is for ${req.model}@${req.modelVersion}, this worker serves ${m.name}@${m.version}`,
+      `request is for ${clip(req.model)}@${clip(req.modelVersion)}, this worker serves ${m.name}@${m.version}`,
     );
+  }
+  const deadline = Number(req.deadlineUnixMs);
+  if (!(deadline > now)) {
+    throw new RequestError(ErrorCode.EXPIRED, deadline <= 0 ? `deadline_unix_ms ${deadline} is not a time` : `deadline passed ${now - deadline} ms ago`);
   }
   const first = req.firstStage;
   if (first >= m.stages.length) {
     throw new RequestError(ErrorCode.BAD_REQUEST, `first_stage ${first} out of range 0..${m.stages.length - 1}`);
   }
+  if (!Number.isFinite(req.edgeConfidence)) throw new RequestError(ErrorCode.BAD_REQUEST, 'edge_confidence must be finite');
   const thresholds = req.thresholds.length > 0 ? req.thresholds.map(Number) : [...defaultThresholds];
   if (thresholds.length !== m.exits.length || thresholds.some((t) => !Number.isFinite(t))) {
     throw new RequestError(ErrorCode.BAD_REQUEST, `thresholds: need ${m.exits.length} finite values, got ${req.thresholds.length}`);
@@ -68,10 +115,14 @@ export function validateRequest(
       const t = fromWireTensor(msg);
       const want = spec.shape.slice(1);
       if (t.shape.join(',') !== want.join(',')) {
-        throw new CodecError(`state tensor "${spec.name}": shape [${t.shape.join(', ')}] is not [${want.join(', ')}]`);
+        throw new CodecError(`state tensor "${spec.name}": shape ${formatShape(t.shape)} is not ${formatShape(want)}`);
       }
+      if (t.scales?.some((s) => !Number.isFinite(s))) throw new CodecError(`state tensor "${spec.name}": int8 scales must be finite`);
       const values = decodeTensor(t);
       if (values.length !== elementCount(want)) throw new CodecError(`state tensor "${spec.name}": wrong size`);
+      for (let i = 0; i < values.length; i++) {
+        if (!Number.isFinite(values[i]!)) throw new CodecError(`state tensor "${spec.name}": value ${i} is not finite`);
+      }
       state.set(spec.name, values);
     }
     return {
@@ -80,12 +131,12 @@ export function validateRequest(
       firstStage: first,
       image,
       state,
-      deadlineUnixMs: Number(req.deadlineUnixMs),
+      deadlineUnixMs: deadline,
       returnProbabilities: req.returnProbabilities,
       thresholds,
     };
   } catch (err) {
-    if (err instanceof CodecError) throw new RequestError(ErrorCode.BAD_REQUEST, err.message, { cause: err });
+    if (err instanceof CodecError) throw new RequestError(ErrorCode.BAD_REQUEST, clip(err.message, 200), { cause: err });
     throw err;
   }
 }

@@ -1,8 +1,7 @@
-import { ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
-import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
+import { clip, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
+import { loadModelDir, NatsLink, operatingPoint, serveMetrics, StageRunner, type Log, type MetricsServer, type ModelDir } from '@cascade/runtime';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { natsConnectOptions, serveMetrics, type MetricsServer } from '@cascade/runtime';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Batcher, type Outcome } from './batcher.js';
 import { WorkerMetrics } from './metrics.js';
 import { RequestError } from './errors.js';
@@ -14,7 +13,9 @@ export type WorkerState = 'created' | 'running' | 'draining' | 'stopped';
 /** Counts kept by a worker, by reply status (`ok` or an error code). */
 export type WorkerCounts = Record<string, number>;
 
-type Log = (event: string, fields?: Record<string, unknown>) => void;
+/** Longest error message a reply carries. */
+const MAX_ERROR_MESSAGE = 300;
+
 const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
 /**
@@ -30,10 +31,12 @@ export class CloudWorker {
   private resolveStopped!: () => void;
   private shuttingDown: Promise<void> | undefined;
   private metricsServer: MetricsServer | undefined;
+  private failure: Error | undefined;
 
   private constructor(
     readonly options: CompiledWorkerOptions,
     readonly model: ModelDir,
+    private readonly link: NatsLink,
     private readonly nc: NatsConnection,
     private readonly runner: StageRunner,
     private readonly batcher: Batcher,
@@ -48,17 +51,18 @@ export class CloudWorker {
     const o = compileWorkerOptions(options);
     const model = await loadModelDir(o.model);
     const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
-    let nc: NatsConnection;
+    let link: NatsLink;
     try {
-      nc = await connect({ servers: o.nats.split(','), name: `cascade-cloud ${o.id}`, ...natsConnectOptions(o.natsAuth) });
+      link = await NatsLink.open({ servers: o.nats, via: o.natsVia, name: `cascade-cloud ${o.id}`, auth: o.natsAuth, log, firstConnect: 'now' });
     } catch (err) {
       await runner.close();
       throw err;
     }
+    const nc = link.nc!;
     const m = model.manifest;
     let batcher: Batcher | undefined;
     const metrics = new WorkerMetrics({ worker: o.id, model: m.name, modelVersion: m.version, ep: o.executionProvider },
-      () => batcher?.depth ?? 0, () => nc);
+      () => batcher?.depth ?? 0, () => nc, () => link.connected);
     batcher = new Batcher(runner, m, o, {
       batch: (size, queued) => {
         metrics.batchSize.observe(size);
@@ -67,7 +71,20 @@ export class CloudWorker {
       stage: (stage, seconds) => metrics.computeSeconds.observe({ stage: String(stage) }, seconds),
     });
     const thresholds = operatingPoint(m).thresholds;
-    return new CloudWorker(o, model, nc, runner, batcher, thresholds, log, metrics);
+    const worker = new CloudWorker(o, model, link, nc, runner, batcher, thresholds, log, metrics);
+    // Closed for good (not by shutdown): stop, so that the CLI exits non-zero and an orchestrator restarts it.
+    void link.lost.then((err) => worker.fail(err));
+    return worker;
+  }
+
+  /** Why the worker stopped on its own (its NATS connection was lost for good), if it did. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    void this.shutdown();
   }
 
   /** Port of the /metrics endpoint once running (undefined when disabled). */
@@ -100,10 +117,14 @@ export class CloudWorker {
     await this.nc.flush(); // the server has the subscription before we say we are serving
     if (this.options.metricsPort >= 0) {
       this.metricsServer = await serveMetrics(this.metrics.registry, this.options.metricsPort, this.options.metricsHost, {
-        '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
+        '/healthz': async () => {
+          const ok = !this.failure && !this.nc.isClosed();
+          return { status: ok ? 200 : 503, type: 'text/plain', body: ok ? 'ok\n' : `failed: ${this.failure?.message ?? 'NATS closed'}\n` };
+        },
         '/readyz': async () => {
-          const ready = this.state === 'running' && !this.nc.isClosed();
-          return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${this.state}\n` };
+          const ready = this.state === 'running' && this.link.connected;
+          const why = this.state !== 'running' ? this.state : 'NATS disconnected';
+          return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
         },
       });
     }
@@ -120,13 +141,29 @@ export class CloudWorker {
       if (replied) return;
       replied = true;
       const status = o.kind === 'prediction' ? 'ok' : o.code;
+      let sent: boolean;
+      try {
+        sent = msg.respond(v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish());
+      } catch (err) {
+        sent = false;
+        this.log('reply_failed', { status, error: clip((err as Error).message, 200) });
+      }
+      if (!sent) {
+        this.counts.unsent = (this.counts.unsent ?? 0) + 1;
+        this.metrics.repliesFailed.inc({ status });
+        return;
+      }
       this.counts[status] = (this.counts[status] ?? 0) + 1;
       this.metrics.requests.inc({ status });
       this.metrics.requestSeconds.observe((performance.now() - enqueuedAt) / 1000);
-      msg.respond(v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish());
     };
+    // Refusals that need no decoding come first, so a flood is shed at the cost of reading one field.
     if (this.state !== 'running') {
       reply({ kind: 'error', code: ErrorCode.DRAINING, message: 'worker is shutting down' }, peekRequestId(msg.data));
+      return;
+    }
+    if (this.batcher.depth >= this.options.queueLimit) {
+      reply({ kind: 'error', code: ErrorCode.OVERLOADED, message: `queue full (${this.options.queueLimit})` }, peekRequestId(msg.data));
       return;
     }
     try {
@@ -145,14 +182,14 @@ export class CloudWorker {
       if (this.state === 'running') {
         this.state = 'draining';
         this.log('worker_draining', { queued: this.batcher.depth });
-        await this.service?.stop();
+        await this.service?.stop().catch(() => undefined);
         await this.batcher.idle();
       }
-      await this.nc.drain().catch(() => undefined);
+      await this.link.close();
       await this.runner.close();
       await this.metricsServer?.close();
       this.state = 'stopped';
-      this.log('worker_stopped', { counts: this.counts });
+      this.log('worker_stopped', { counts: this.counts, ...(this.failure ? { error: this.failure.message } : {}) });
       this.resolveStopped();
     })();
     return this.shuttingDown;
@@ -161,7 +198,7 @@ export class CloudWorker {
 
 function toReply(o: Outcome, requestId: string, workerId: string, classes: string[]): InferReplyMessage {
   if (o.kind === 'error') {
-    return { requestId, workerId, error: { code: v1.ErrorCode[o.code], message: o.message } };
+    return { requestId, workerId, error: { code: v1.ErrorCode[o.code], message: clip(o.message, MAX_ERROR_MESSAGE) } };
   }
   return {
     requestId,

@@ -17,6 +17,7 @@ const FLAGS = {
   limit: { type: 'string', help: 'use only the first N images' },
   nats: { type: 'string', env: 'NATS_URL', help: 'use this NATS server instead of starting one' },
   live: { type: 'string', help: 'serve the live view on this port (0: any free port) and replay the images until Ctrl-C' },
+  fps: { type: 'string', help: 'frames per second fed to the edge (default: as fast as it goes; 20 with --live)' },
   json: { type: 'boolean', help: 'print the summary as one JSON object' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
@@ -44,12 +45,16 @@ async function main(): Promise<void> {
     if (f.encoding) o.encoding = f.encoding as DemoOptions['encoding'];
     if (f.nats) o.nats = f.nats;
     const live = numberFlag('live', f.live);
-    if (live !== undefined) {
-      const stop = new AbortController();
-      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort());
-      o.livePort = live;
-      o.signal = stop.signal;
+    if (live !== undefined) o.livePort = live;
+    const fps = numberFlag('fps', f.fps);
+    if (fps !== undefined) {
+      if (!(fps > 0)) throw new FlagError(`--fps must be > 0, got ${fps}`);
+      o.fps = fps;
     }
+    // Ctrl-C or SIGTERM ends the run after the frame in progress; what was started is stopped and summarised.
+    const stop = new AbortController();
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort());
+    o.signal = stop.signal;
     const limit = numberFlag('limit', f.limit);
     if (limit !== undefined) o.limit = limit;
   } catch (err) {
@@ -62,12 +67,14 @@ async function main(): Promise<void> {
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else {
       const exp = report.expected;
+      const extra: [string, string][] = [];
+      if (report.results_stored !== null) extra.push(['results in the results stream', String(report.results_stored)]);
+      if (exp.accuracy !== null) {
+        extra.push(['manifest (whole test set)', `accuracy ${(exp.accuracy * 100).toFixed(2)} %, offload rate ${((exp.offload_rate ?? 0) * 100).toFixed(2)} %`]);
+      }
       process.stdout.write(
         `${report.model} ${report.version}: split ${report.split}, ${report.mode} mode (${report.encoding}), ` +
-          `${report.workers} workers, ${report.wall_seconds.toFixed(1)} s\n${formatSummary(report)}\n` +
-          (exp.accuracy !== null
-            ? `manifest (whole test set)      accuracy ${(exp.accuracy * 100).toFixed(2)} %, offload rate ${((exp.offload_rate ?? 0) * 100).toFixed(2)} %\n`
-            : ''),
+          `${report.workers} workers, ${report.wall_seconds.toFixed(1)} s\n${formatSummary(report, extra)}\n`,
       );
     }
   } catch (err) {

@@ -1,6 +1,9 @@
-import { EdgeAgent, openSource, summarise, type EdgeOptions, type EdgeResult, type Summary } from '@cascade/edge';
+import { EdgeAgent, openSource, SummaryBuilder, type EdgeOptions, type Frame, type Summary } from '@cascade/edge';
+import { RESULTS_STREAM } from '@cascade/proto';
 import { operatingPoint } from '@cascade/runtime';
-import { ensureNatsServer, startNatsServer, type LocalNats } from './nats-server.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { startNatsServer, type LocalNats } from './nats-server.js';
 import { startWorker, type WorkerProcess } from './processes.js';
 
 export interface DemoOptions {
@@ -16,6 +19,9 @@ export interface DemoOptions {
   log?: (msg: string) => void;
   /** Serve the live view on this port (0: any free port) and replay the images until `signal` aborts. */
   livePort?: number;
+  /** Frames per second fed to the edge; default: as fast as it takes them (20 with the live view). */
+  fps?: number;
+  /** Stops the run (after the frame in progress); the summary covers what ran. */
   signal?: AbortSignal;
 }
 
@@ -28,11 +34,13 @@ export interface DemoReport extends Summary {
   workers: number;
   /** What the manifest's operating point measured on the whole CIFAR-10 test set, for comparison. */
   expected: { accuracy: number | null; offload_rate: number | null };
+  /** Results stored in the results stream (JetStream) when the demo started its own nats-server, else null. */
+  results_stored: number | null;
   wall_seconds: number;
 }
 
 /** Runs the whole cascade on this machine and returns its summary; always stops what it started. */
-export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; results: EdgeResult[] }> {
+export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport }> {
   const log = o.log ?? (() => undefined);
   const started = performance.now();
   let nats: LocalNats | undefined;
@@ -41,10 +49,9 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
   try {
     let url = o.nats;
     if (!url) {
-      ensureNatsServer(log);
       nats = await startNatsServer();
       url = nats.url;
-      log(`nats-server on ${url}`);
+      log(`nats-server on ${url} (JetStream in ${nats.storeDir})`);
     }
     for (let i = 0; i < o.workers; i++) {
       workers.push(await startWorker({ model: o.model, nats: url, id: `worker-${i + 1}`, extra: ['--threads', '1'] }));
@@ -64,18 +71,22 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
       },
       () => undefined,
     );
+    await waitConnected(agent);
     const m = agent.model.manifest;
     if (o.livePort !== undefined) log(`live view on http://127.0.0.1:${agent.metricsPort}/ (Ctrl-C to stop)`);
-    const results: EdgeResult[] = [];
+    const fps = o.fps ?? (o.livePort !== undefined ? 20 : undefined);
+    // Aggregates only: the live view replays the images until stopped, and memory must not grow with it.
+    const summary = new SummaryBuilder(m.exits.length);
     let frames = 0;
     do {
       const source = await openSource(o.images, { size: m.input.shape[1]!, ...(o.limit ? { limit: o.limit } : {}) });
-      frames += await agent.run(source, (r) => results.push(r));
+      frames += await agent.run(paced(source, fps, o.signal), (r) => summary.add(r));
     } while (o.livePort !== undefined && !o.signal?.aborted);
+    await agent.close();
+    const stored = nats ? await storedResults(url) : null;
     const op = operatingPoint(m, o.operatingPoint);
     const test = op.test;
     return {
-      results,
       report: {
         model: m.name,
         version: m.version,
@@ -83,14 +94,47 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport; res
         mode: agent.options.mode,
         encoding: agent.options.encoding,
         workers: workers.length,
-        ...summarise(results, frames, op.name, m.exits.length),
+        ...summary.summary(frames, op.name),
         expected: { accuracy: test?.accuracy ?? null, offload_rate: test ? 1 - test.edge_exit_rate : null },
-        wall_seconds: (performance.now() - started) / 1000,
+        results_stored: stored,
+        wall_seconds: Math.round((performance.now() - started) / 10) / 100,
       },
     };
   } finally {
     await agent?.close();
     await Promise.all(workers.map((w) => w.stop()));
     await nats?.stop();
+  }
+}
+
+/** Waits (up to 10 s) for the agent's NATS connection, so the first frames are not answered as disconnected. */
+async function waitConnected(agent: EdgeAgent): Promise<void> {
+  for (let i = 0; i < 200 && !agent.connected; i++) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** The frames of `source` at `fps` (unpaced when undefined), until `signal` aborts. */
+async function* paced(source: AsyncIterable<Frame>, fps: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Frame> {
+  const gap = fps ? 1000 / fps : 0;
+  let next = performance.now();
+  for await (const frame of source) {
+    if (signal?.aborted) return;
+    if (gap) {
+      next += gap;
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    yield frame;
+  }
+}
+
+async function storedResults(url: string): Promise<number | null> {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.info(RESULTS_STREAM.name)).state.messages;
+  } catch {
+    return null;
+  } finally {
+    await nc.close();
   }
 }

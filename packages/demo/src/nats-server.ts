@@ -2,48 +2,58 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stopChild } from './processes.js';
+import { stopChild, track } from './processes.js';
 
-/** A nats-server this process started, on a free loopback port. */
+/** A nats-server this process started, on a loopback port, with JetStream. */
 export interface LocalNats {
   url: string;
   port: number;
+  /** JetStream's store: give it to a restarted server to keep its streams. */
+  storeDir: string;
   process: ChildProcess;
-  stop(): Promise<void>;
+  /** Stops it (SIGTERM; `SIGKILL` for a crash) and resolves once it has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface NatsServerOptions {
+  /** Port to listen on; default: any free port. Give the old port to restart a server in place. */
+  port?: number;
+  /** JetStream store directory; default: a new temporary directory. */
+  storeDir?: string;
+  maxPayload?: number;
+  /** More configuration, appended as is. */
+  extraConfig?: string;
 }
 
 export class NatsServerMissingError extends Error {
   override name = 'NatsServerMissingError';
 }
 
-function onPath(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
-/**
- * Makes sure `nats-server` is on PATH: installs Debian's package when running as root with apt-get, otherwise
- * throws with instructions.
- */
-export function ensureNatsServer(log: (msg: string) => void = () => undefined): void {
-  if (onPath('nats-server')) return;
-  if (process.getuid?.() === 0 && onPath('apt-get')) {
-    log('nats-server not found: installing it with apt-get (Debian package nats-server)');
-    const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
-    const install = spawnSync('apt-get', ['install', '-y', '-qq', 'nats-server'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    if (update.status === 0 && install.status === 0 && onPath('nats-server')) return;
-  }
+/** Throws, saying how to install it, when `nats-server` is not on PATH. */
+export function ensureNatsServer(): void {
+  if (spawnSync('sh', ['-c', 'command -v nats-server'], { stdio: 'ignore' }).status === 0) return;
   throw new NatsServerMissingError(
-    'nats-server is not on PATH. Install it (Debian/Ubuntu: sudo apt-get install nats-server; elsewhere: ' +
-      'the release binary of nats-io/nats-server) or point NATS_URL at a running server.',
+    'nats-server is not on PATH. Install it with scripts/setup demo (Debian: apt-get install nats-server; elsewhere the ' +
+      'release binary of nats-io/nats-server), or point NATS_URL / --nats at a running server.',
   );
 }
 
-/** Starts nats-server on 127.0.0.1 with a free port; resolves once it accepts clients. */
-export async function startNatsServer(options: { maxPayload?: number; extraConfig?: string } = {}): Promise<LocalNats> {
+/** Starts nats-server on 127.0.0.1 with JetStream; resolves once it accepts clients. */
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<LocalNats> {
+  ensureNatsServer();
   const dir = mkdtempSync(join(tmpdir(), 'cascade-nats-'));
+  const storeDir = options.storeDir ?? join(dir, 'jetstream');
   const conf = join(dir, 'nats.conf');
-  writeFileSync(conf, `listen: 127.0.0.1:-1\n${options.maxPayload ? `max_payload: ${options.maxPayload}\n` : ''}${options.extraConfig ?? ''}`);
-  const proc = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    conf,
+    [
+      `listen: 127.0.0.1:${options.port ?? -1}`,
+      `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
+      options.maxPayload ? `max_payload: ${options.maxPayload}` : '',
+      options.extraConfig ?? '',
+    ].join('\n'),
+  );
+  const proc = track(spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const port = await new Promise<number>((resolve, reject) => {
     let log = '';
     const timer = setTimeout(() => reject(new Error(`nats-server did not start in 10 s:\n${log}`)), 10_000);
@@ -69,7 +79,8 @@ export async function startNatsServer(options: { maxPayload?: number; extraConfi
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
+    storeDir,
     process: proc,
-    stop: async () => void (await stopChild(proc)),
+    stop: async (signal = 'SIGTERM') => void (await stopChild(proc, signal)),
   };
 }

@@ -15,6 +15,35 @@ export interface WorkerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+const tracked = new Map<ChildProcess, { group: boolean }>();
+
+/**
+ * Remembers a child process until it exits, so that `killTracked()` can stop it when its starter dies or gives up
+ * (a failed or timed-out test). With `group`, the child was spawned `detached` and its whole process group is
+ * killed, grandchildren included.
+ */
+export function track<T extends ChildProcess>(child: T, options: { group?: boolean } = {}): T {
+  tracked.set(child, { group: options.group ?? false });
+  child.once('exit', () => tracked.delete(child));
+  return child;
+}
+
+/** SIGKILLs every tracked child that is still running (synchronous: safe in an `exit` handler). */
+export function killTracked(): number {
+  let n = 0;
+  for (const [child, { group }] of tracked) {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) continue;
+    try {
+      process.kill(group ? -child.pid : child.pid, 'SIGKILL');
+      n++;
+    } catch {
+      // already gone
+    }
+  }
+  tracked.clear();
+  return n;
+}
+
 /** Signals a child process and resolves with its exit code once it has exited (at once if it already has). */
 export function stopChild(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
   return new Promise((resolve) => {
@@ -32,9 +61,11 @@ export function cloudCli(): string {
 /** Starts `cascade-cloud` and resolves once its service endpoint is subscribed. */
 export async function startWorker(args: { model: string; nats: string; id: string; extra?: string[] }): Promise<WorkerProcess> {
   const metricsArgs = args.extra?.includes('--metrics-port') ? [] : ['--metrics-port', '0', '--metrics-host', '127.0.0.1'];
-  const proc = spawn(process.execPath, [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...metricsArgs, ...(args.extra ?? [])], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const proc = track(
+    spawn(process.execPath, [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...metricsArgs, ...(args.extra ?? [])], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
   let log = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`worker ${args.id} did not start in 30 s:\n${log}`)), 30_000);

@@ -1,29 +1,24 @@
+import { resultMessageId, subjects, v1, type FrameResultMessage } from '@cascade/proto';
 import {
-  encodeTensor,
-  imageTensor,
-  payloadBytes,
-  subjects,
-  toWireTensor,
-  v1,
-  type FrameResultMessage,
-  type TensorMessage,
-} from '@cascade/proto';
-import {
-  carriedOutputs,
   decide,
   exitsHere,
   loadModelDir,
+  NatsLink,
   operatingPoint,
+  serveMetrics,
   StageRunner,
   type Feeds,
+  type Log,
+  type MetricsServer,
   type ModelDir,
 } from '@cascade/runtime';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { natsConnectOptions, serveMetrics, type MetricsServer } from '@cascade/runtime';
+import { randomBytes } from 'node:crypto';
 import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
-import { randomUUID } from 'node:crypto';
+import { Offloader, type FallbackReason, type LocalAnswer, type OffloadOutcome } from './offload.js';
 import { compileEdgeOptions, EdgeConfigError, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
+import { Outbox } from './outbox.js';
+import { ResultsPublisher } from './results.js';
 import type { Frame } from './sources.js';
 
 export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
@@ -32,6 +27,8 @@ export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
 export interface EdgeResult {
   frame: string;
   edge: string;
+  /** n-th frame this agent took in (from 1); with the agent's run id it names the result in the results stream. */
+  sequence: number;
   label?: number;
   class: number;
   name: string;
@@ -41,32 +38,39 @@ export interface EdgeResult {
   outcome: Outcome;
   latency_ms: number;
   offload_bytes: number;
-  /** Why a hard frame was answered locally: timeout, no_responders, an error code, too_large, no_cloud. */
-  fallback_reason?: string;
+  /** Why a hard frame was answered locally. */
+  fallback_reason?: FallbackReason;
   worker?: string;
   error?: string;
   model_version: string;
 }
 
-type Log = (event: string, fields?: Record<string, unknown>) => void;
+export type EdgeState = 'running' | 'closing' | 'closed';
+
 const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
-interface Local {
-  classIndex: number;
-  confidence: number;
-  exit: number;
+/** One frame on its way through the agent. */
+interface FrameContext {
+  frame: Frame;
+  sequence: number;
+  started: number;
 }
 
 /**
  * An edge agent: runs stages 0..split-1 in a worker thread, ends a frame at the first confident exit, and offloads
  * the rest over NATS with a deadline; any failure of the offload answers with the best local exit (a fallback).
+ * It starts without NATS and connects when it can; every result also goes to the results stream through an outbox.
  */
 export class EdgeAgent {
+  state: EdgeState = 'running';
+  /** Names this start of the agent in result ids (`<edge>/<run>/<sequence>`). */
+  readonly runId = randomBytes(6).toString('hex');
+  private sequence = 0;
   private inflight = 0;
   private slotWaiters: (() => void)[] = [];
   private readonly pending = new Set<Promise<void>>();
-  private closed = false;
   private metricsServer: MetricsServer | undefined;
+  private readonly offloader: Offloader;
 
   private constructor(
     readonly options: CompiledEdgeOptions,
@@ -74,10 +78,13 @@ export class EdgeAgent {
     readonly split: number,
     readonly thresholds: number[],
     private readonly runner: StageRunner,
-    private readonly nc: NatsConnection | undefined,
+    private readonly link: NatsLink | undefined,
+    private readonly publisher: ResultsPublisher | undefined,
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
-  ) {}
+  ) {
+    this.offloader = new Offloader(model.manifest, split, thresholds, options, link);
+  }
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
     const o = compileEdgeOptions(options);
@@ -90,28 +97,31 @@ export class EdgeAgent {
     if (thresholds.length !== m.exits.length) {
       throw new EdgeConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
     }
-    const runner = await StageRunner.create(model, { last: split - 1, threads: o.threads, backend: o.backend });
-    let nc: NatsConnection | undefined;
-    if (o.nats) {
-      try {
-        nc = await connect({ servers: o.nats.split(','), name: `cascade-edge ${o.id}`, maxReconnectAttempts: -1, ...natsConnectOptions(o.natsAuth) });
-      } catch (err) {
-        await runner.close();
-        throw err;
-      }
-    }
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
     metrics.expectedOffloadRate.set(op?.test && split === (m.default_split ?? 1) ? 1 - op.test.edge_exit_rate : -1);
-    metrics.cloudReachable.set(nc ? 1 : 0);
-    const agent = new EdgeAgent(o, model, split, thresholds, runner, nc, log, metrics);
+    const runner = await StageRunner.create(model, { last: split - 1, threads: o.threads, backend: o.backend });
+    let link: NatsLink | undefined;
+    let publisher: ResultsPublisher | undefined;
+    if (o.nats) {
+      link = await NatsLink.open({ servers: o.nats, via: o.natsVia, name: `cascade-edge ${o.id}`, auth: o.natsAuth, log, firstConnect: 'background' });
+      const outbox = Outbox.open({ ...o.outbox }, (reason, n) => {
+        metrics.resultsDropped.inc({ reason }, n);
+        log('results_dropped', { reason, count: n, limits: { max_count: o.outbox.maxCount, max_age_ms: o.outbox.maxAgeMs } });
+      });
+      if (outbox.size > 0) log('outbox_recovered', { results: outbox.size, dir: o.outbox.dir });
+      publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
+      metrics.probe.pending = () => publisher!.pending;
+    }
+    const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics);
+    metrics.probe.reachable = () => (link?.connected ? agent.reachable : 0);
     if (o.metricsPort >= 0) {
       try {
         agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost, {
           ...liveRoutes(metrics.registry, o.id),
           '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
           '/readyz': async () => {
-            const ready = !agent.isClosed && (!nc || !nc.isClosed());
-            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : 'not ready\n' };
+            const ready = agent.state === 'running' && (!link || link.connected);
+            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${link?.connected === false ? 'NATS disconnected' : agent.state}\n` };
           },
         });
       } catch (err) {
@@ -119,42 +129,43 @@ export class EdgeAgent {
         throw err;
       }
     }
-    log('edge_started', { id: o.id, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding, backend: o.backend,
-      nats: Boolean(nc), metrics_port: agent.metricsServer?.port ?? null });
+    log('edge_started', { id: o.id, run: agent.runId, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding,
+      backend: o.backend, nats: o.nats ?? null, outbox: o.outbox.dir ?? 'memory', metrics_port: agent.metricsServer?.port ?? null });
     return agent;
   }
 
+  /** 1 after a reply from a worker, 0 after a timeout or no responders. */
+  private reachable = 0;
+
   /**
    * Processes every frame of `frames`, calling `onResult` exactly once per frame (in completion order).
-   * Local stages run one frame at a time; offloads overlap up to maxInflight.
+   * Local stages run `pipeline` frames at a time; offloads overlap up to maxInflight, beyond that the source waits.
    */
   async run(frames: AsyncIterable<Frame>, onResult: (r: EdgeResult) => void): Promise<number> {
+    if (this.state !== 'running') throw new EdgeConfigError(`run() on an edge agent that is ${this.state}`);
     let count = 0;
     const emit = (r: EdgeResult) => {
       this.observe(r);
       onResult(r);
       this.publish(r);
     };
-    // With pipeline > 1 the inference thread starts the next frame while this thread handles the previous one's
-    // result (more frames/s, each frame may wait behind another). Offloads overlap up to maxInflight; beyond that
-    // the source waits.
     const local = new Set<Promise<void>>();
     for await (const frame of frames) {
       count++;
-      const started = performance.now();
+      const ctx: FrameContext = { frame, sequence: ++this.sequence, started: performance.now() };
       const job = this.runLocal(frame).then(
         async (out) => {
-          if (!('state' in out)) return emit(this.result(frame, started, out, 'edge', 'exited'));
+          if (!('state' in out)) return emit(this.result(ctx, out, 'edge', 'exited'));
           await this.acquireSlot();
-          const offload = this.offload(frame, started, out.best, out.state)
-            .then(emit, (err: Error) => emit(this.errorResult(frame, started, err)))
+          const offload = this.offload(ctx, out.best, out.state)
+            .then(emit, (err: Error) => emit(this.errorResult(ctx, err)))
             .finally(() => {
               this.releaseSlot();
               this.pending.delete(offload);
             });
           this.pending.add(offload);
         },
-        (err: Error) => emit(this.errorResult(frame, started, err)),
+        (err: Error) => emit(this.errorResult(ctx, err)),
       );
       local.add(job);
       void job.finally(() => local.delete(job));
@@ -166,10 +177,10 @@ export class EdgeAgent {
   }
 
   /** Edge stages with early exit: the exit that ends the frame, or the best local exit and the carried state. */
-  private async runLocal(frame: Frame): Promise<Local | { best: Local; state: Feeds }> {
+  private async runLocal(frame: Frame): Promise<LocalAnswer | { best: LocalAnswer; state: Feeds }> {
     const m = this.model.manifest;
     let carried: Feeds = {};
-    let best: Local | undefined;
+    let best: LocalAnswer | undefined;
     for (let s = 0; s < this.split; s++) {
       const stage = m.stages[s]!;
       const feeds: Feeds = { image: { data: frame.pixels.slice(), dims: [1, ...m.input.shape] } };
@@ -186,70 +197,36 @@ export class EdgeAgent {
     return { best: best!, state: carried };
   }
 
-  private async offload(frame: Frame, started: number, best: Local, carried: Feeds): Promise<EdgeResult> {
-    const m = this.model.manifest;
-    if (!this.nc) return this.result(frame, started, best, 'edge', 'fallback', 0, 'no_cloud');
-    const state: TensorMessage[] = [];
-    let bytes = frame.pixels.byteLength;
-    if (this.options.mode === 'state') {
-      for (const spec of carriedOutputs(m, this.split - 1)) {
-        const t = carried[spec.name]!;
-        const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), this.options.encoding);
-        bytes += payloadBytes(enc);
-        state.push(toWireTensor(spec.name, enc));
-      }
-    }
-    const request = v1.InferRequest.encode({
-      requestId: randomUUID(),
-      edgeId: this.options.id,
-      model: m.name,
-      modelVersion: m.version,
-      firstStage: this.options.mode === 'state' ? this.split : 0,
-      image: imageTensor(frame.pixels, m.input.shape),
-      state,
-      deadlineUnixMs: Date.now() + this.options.timeoutMs,
-      edgeExit: best.exit,
-      edgeConfidence: best.confidence,
-      edgeClass: best.classIndex,
-      thresholds: this.thresholds,
-    }).finish();
-    const limit = this.nc.info?.max_payload ?? 1024 * 1024;
-    if (request.byteLength > limit) {
-      this.log('offload_too_large', { frame: frame.id, bytes: request.byteLength, max_payload: limit });
-      return this.result(frame, started, best, 'edge', 'fallback', 0, 'too_large');
-    }
-    this.metrics.offloadBytes.observe(bytes);
+  private async offload(ctx: FrameContext, best: LocalAnswer, carried: Feeds): Promise<EdgeResult> {
+    const { request, bytes } = this.offloader.build(ctx.frame.pixels, best, carried);
     this.metrics.inflight.inc();
     const sent = performance.now();
-    let result = 'ok';
+    let out: OffloadOutcome;
     try {
-      const msg = await this.nc.request(subjects.infer(m.name), request, { timeout: this.options.timeoutMs });
-      this.metrics.cloudReachable.set(1);
-      const reply = v1.InferReply.decode(msg.data);
-      if (reply.prediction) {
-        const p = reply.prediction;
-        return {
-          ...this.result(frame, started, { classIndex: p.classIndex ?? 0, confidence: p.confidence ?? 0, exit: p.exit ?? 0 }, 'cloud',
-            'offloaded', bytes),
-          worker: reply.workerId ?? '',
-        };
-      }
-      const code = reply.error ? v1.ErrorCode[reply.error.code ?? 0] : 'EMPTY_REPLY';
-      result = String(code);
-      return { ...this.result(frame, started, best, 'edge', 'fallback', bytes, String(code)), error: reply.error?.message ?? '' };
-    } catch (err) {
-      result = fallbackReason(err as Error);
-      if (result === 'timeout' || result === 'no_responders') this.metrics.cloudReachable.set(0);
-      return this.result(frame, started, best, 'edge', 'fallback', bytes, result);
+      out = await this.offloader.send(request, bytes);
     } finally {
       this.metrics.inflight.dec();
-      this.metrics.offloadSeconds.observe({ result: result.startsWith('nats:') ? 'error' : result }, (performance.now() - sent) / 1000);
     }
+    if (out.bytes > 0) this.metrics.offloadBytes.observe(out.bytes);
+    const label = out.kind === 'answered' ? 'ok' : out.reason;
+    if (out.bytes > 0) this.metrics.offloadSeconds.observe({ result: label }, (performance.now() - sent) / 1000);
+    if (out.kind === 'answered') {
+      this.reachable = 1;
+      return { ...this.result(ctx, out.answer, 'cloud', 'offloaded', out.bytes), worker: out.worker };
+    }
+    if (out.reason === 'timeout' || out.reason === 'no_responders' || out.reason === 'disconnected') this.reachable = 0;
+    if (out.reason === 'too_large') this.log('offload_too_large', { frame: ctx.frame.id, detail: out.detail });
+    return {
+      ...this.result(ctx, best, 'edge', 'fallback', out.bytes),
+      fallback_reason: out.reason,
+      ...(out.detail && out.reason !== 'timeout' && out.reason !== 'no_responders' ? { error: out.detail } : {}),
+    };
   }
 
   private observe(r: EdgeResult): void {
     this.metrics.frames.inc({ outcome: r.outcome });
     this.metrics.frameSeconds.observe({ outcome: r.outcome }, r.latency_ms / 1000);
+    if (r.fallback_reason) this.metrics.fallbacks.inc({ reason: r.fallback_reason });
     if (r.exit >= 0) {
       this.metrics.exits.inc({ exit: String(r.exit), tier: r.tier });
       this.metrics.confidence.observe({ tier: r.tier }, r.confidence);
@@ -258,7 +235,7 @@ export class EdgeAgent {
 
   /** Whether close() has been called. */
   get isClosed(): boolean {
-    return this.closed;
+    return this.state !== 'running';
   }
 
   /** Port of the /metrics endpoint (undefined when disabled). */
@@ -266,46 +243,41 @@ export class EdgeAgent {
     return this.metricsServer?.port;
   }
 
-  private result(frame: Frame, started: number, d: Local, tier: 'edge' | 'cloud', outcome: Outcome, bytes = 0,
-    reason?: string): EdgeResult {
+  /** Whether the agent's NATS connection is up now. */
+  get connected(): boolean {
+    return this.link?.connected ?? false;
+  }
+
+  /** Results not yet acknowledged by the results stream. */
+  get resultsPending(): number {
+    return this.publisher?.pending ?? 0;
+  }
+
+  private result(ctx: FrameContext, d: LocalAnswer, tier: 'edge' | 'cloud', outcome: Outcome, bytes = 0): EdgeResult {
     return {
-      frame: frame.id,
+      frame: ctx.frame.id,
       edge: this.options.id,
-      ...(frame.label !== undefined ? { label: frame.label } : {}),
+      sequence: ctx.sequence,
+      ...(ctx.frame.label !== undefined ? { label: ctx.frame.label } : {}),
       class: d.classIndex,
       name: this.model.manifest.classes[d.classIndex] ?? '',
       confidence: d.confidence,
       exit: d.exit,
       tier,
       outcome,
-      latency_ms: performance.now() - started,
+      latency_ms: performance.now() - ctx.started,
       offload_bytes: bytes,
-      ...(reason ? { fallback_reason: reason } : {}),
       model_version: this.model.manifest.version,
     };
   }
 
-  private errorResult(frame: Frame, started: number, err: Error): EdgeResult {
-    this.log('frame_error', { frame: frame.id, error: err.message });
-    return {
-      frame: frame.id,
-      edge: this.options.id,
-      ...(frame.label !== undefined ? { label: frame.label } : {}),
-      class: -1,
-      name: '',
-      confidence: 0,
-      exit: -1,
-      tier: 'edge',
-      outcome: 'error',
-      latency_ms: performance.now() - started,
-      offload_bytes: 0,
-      error: err.message,
-      model_version: this.model.manifest.version,
-    };
+  private errorResult(ctx: FrameContext, err: Error): EdgeResult {
+    this.log('frame_error', { frame: ctx.frame.id, error: err.message });
+    return { ...this.result(ctx, { classIndex: -1, confidence: 0, exit: -1 }, 'edge', 'error'), name: '', error: err.message };
   }
 
   private publish(r: EdgeResult): void {
-    if (!this.nc || this.nc.isClosed()) return;
+    if (!this.publisher) return;
     const msg: FrameResultMessage = {
       frameId: r.frame,
       edgeId: r.edge,
@@ -320,12 +292,11 @@ export class EdgeAgent {
       modelVersion: r.model_version,
       capturedUnixMs: Date.now(),
       error: r.error ?? r.fallback_reason ?? '',
+      runId: this.runId,
+      sequence: r.sequence,
     };
-    try {
-      this.nc.publish(subjects.results(this.options.id), v1.FrameResult.encode(msg).finish());
-    } catch (err) {
-      this.log('publish_failed', { error: (err as Error).message });
-    }
+    const id = resultMessageId(this.options.id, this.runId, r.sequence);
+    this.publisher.publish(id, subjects.results(this.options.id), v1.FrameResult.encode(msg).finish());
   }
 
   private acquireSlot(): Promise<void> {
@@ -342,21 +313,22 @@ export class EdgeAgent {
     else this.inflight--;
   }
 
-  /** Closes NATS (flushing published results) and the stage runner; idempotent. */
+  /**
+   * Finishes offloads in flight, waits up to `flushTimeoutMs` for the results stream to acknowledge every result
+   * (what is left stays in the outbox for the next start), then closes NATS and the stage runner. Idempotent.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.state !== 'running') return;
+    this.state = 'closing';
     await Promise.all(this.pending);
-    await this.nc?.drain().catch(() => undefined);
+    if (this.publisher) {
+      const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
+      if (!flushed) this.log('results_kept_in_outbox', { results: this.publisher.pending, dir: this.options.outbox.dir ?? 'memory (lost)' });
+      this.publisher.close();
+    }
+    await this.link?.close();
     await this.runner.close();
     await this.metricsServer?.close();
+    this.state = 'closed';
   }
-}
-
-function fallbackReason(err: Error): string {
-  const cause = (err as { cause?: Error }).cause;
-  if (err.name === 'TimeoutError' || cause?.name === 'TimeoutError') return 'timeout';
-  if (err.name === 'NoRespondersError' || cause?.name === 'NoRespondersError') return 'no_responders';
-  if ((err as { isNoResponders?: () => boolean }).isNoResponders?.()) return 'no_responders';
-  return `nats: ${err.message}`;
 }

@@ -2,10 +2,14 @@
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
 import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
 import { createWriteStream } from 'node:fs';
-import { EdgeAgent, type EdgeResult } from './agent.js';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import { EdgeAgent } from './agent.js';
 import { DEFAULT_EDGE_OPTIONS as D, EdgeConfigError, type EdgeOptions } from './options.js';
+import { DEFAULT_OUTBOX } from './outbox.js';
 import { openSource, SourceError } from './sources.js';
-import { formatSummary, summarise } from './summary.js';
+import type { Frame } from './sources.js';
+import { formatSummary, SummaryBuilder } from './summary.js';
 
 const FLAGS = {
   model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
@@ -26,6 +30,9 @@ const FLAGS = {
   fps: { type: 'string', env: 'CASCADE_FPS', help: 'frames per second sampled from video and cameras (default 5)' },
   'metrics-port': { type: 'string', env: 'CASCADE_METRICS_PORT', help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})` },
   'metrics-host': { type: 'string', env: 'CASCADE_METRICS_HOST', help: `/metrics address (default ${D.metricsHost})` },
+  'outbox-dir': { type: 'string', env: 'CASCADE_OUTBOX_DIR', help: 'journal of results the results stream has not acknowledged, kept across restarts; "memory" keeps it in memory (default $XDG_STATE_HOME/cascade/outbox/<id>, else ~/.local/state/...)' },
+  'outbox-max-count': { type: 'string', env: 'CASCADE_OUTBOX_MAX_COUNT', help: `most results in the outbox; the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxCount})` },
+  'outbox-max-age-s': { type: 'string', env: 'CASCADE_OUTBOX_MAX_AGE_S', help: `oldest result kept in the outbox, seconds (default ${DEFAULT_OUTBOX.maxAgeMs / 1000})` },
   limit: { type: 'string', help: 'stop after N frames' },
   out: { type: 'string', help: 'write result lines to this file instead of stdout' },
   summary: { type: 'boolean', help: 'print a summary table to stderr at the end' },
@@ -39,7 +46,10 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (f.help) return 'help' as const;
   if (!f.source) throw new FlagError('--source is required');
   const o: EdgeOptions = { model: f.model ?? '' };
-  if (f.nats) o.nats = f.nats;
+  if (f.nats) {
+    o.nats = f.nats;
+    o.natsVia = argv.some((a) => a === '--nats' || a.startsWith('--nats=')) ? '--nats' : '$NATS_URL';
+  }
   o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;
   if (f['operating-point']) o.operatingPoint = f['operating-point'];
@@ -60,6 +70,16 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (pipeline !== undefined) o.pipeline = pipeline;
   const threads = numberFlag('threads', f.threads);
   if (threads !== undefined) o.threads = threads;
+  const id = o.id ?? hostname();
+  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  const dir = f['outbox-dir'] ?? join(stateHome, 'cascade', 'outbox', id);
+  const maxCount = numberFlag('outbox-max-count', f['outbox-max-count']);
+  const maxAge = numberFlag('outbox-max-age-s', f['outbox-max-age-s']);
+  o.outbox = {
+    ...(dir === 'memory' ? {} : { dir }),
+    ...(maxCount !== undefined ? { maxCount } : {}),
+    ...(maxAge !== undefined ? { maxAgeMs: maxAge * 1000 } : {}),
+  };
   return {
     options: o,
     source: f.source,
@@ -90,22 +110,16 @@ async function main(): Promise<void> {
     process.exit(err instanceof EdgeConfigError ? 2 : 1);
   }
   const sink = args.out ? createWriteStream(args.out) : process.stdout;
-  const results: EdgeResult[] = [];
+  // Running aggregates, not the results: memory stays flat however long the camera runs.
+  const summary = new SummaryBuilder(agent.model.manifest.exits.length);
   let frames = 0;
-  let stopping = false;
-  process.once('SIGTERM', () => (stopping = true));
-  process.once('SIGINT', () => (stopping = true));
+  const stop = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
   try {
     const size = agent.model.manifest.input.shape[1]!;
     const source = await openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });
-    async function* untilStopped() {
-      for await (const f of source) {
-        if (stopping) return;
-        yield f;
-      }
-    }
-    frames = await agent.run(untilStopped(), (r) => {
-      results.push(r);
+    frames = await agent.run(untilAborted(source, stop.signal), (r) => {
+      summary.add(r);
       sink.write(`${JSON.stringify(r)}\n`);
     });
   } catch (err) {
@@ -117,7 +131,22 @@ async function main(): Promise<void> {
   if (sink !== process.stdout) await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
   if (args.summary) {
     const op = args.options.thresholds ? 'custom' : (args.options.operatingPoint ?? agent.model.manifest.default_operating_point ?? '');
-    process.stderr.write(`${formatSummary(summarise(results, frames, op, agent.model.manifest.exits.length))}\n`);
+    process.stderr.write(`${formatSummary(summary.summary(frames, op))}\n`);
+  }
+}
+
+/** The frames of `source` until `signal` aborts, also while the source is stalled waiting for its next frame. */
+async function* untilAborted(source: AsyncIterable<Frame>, signal: AbortSignal): AsyncGenerator<Frame> {
+  const it = source[Symbol.asyncIterator]();
+  const aborted = new Promise<'aborted'>((resolve) => signal.addEventListener('abort', () => resolve('aborted'), { once: true }));
+  try {
+    while (!signal.aborted) {
+      const next = await Promise.race([it.next(), aborted]);
+      if (next === 'aborted' || next.done) return;
+      yield next.value;
+    }
+  } finally {
+    void it.return?.();
   }
 }
 

@@ -14,6 +14,12 @@ export class EdgeMetrics {
   readonly inflight: Gauge;
   readonly cloudReachable: Gauge;
   readonly expectedOffloadRate: Gauge;
+  readonly fallbacks: Counter<'reason'>;
+  readonly resultsPublished: Counter;
+  readonly resultsDropped: Counter<'reason'>;
+  readonly resultsPending: Gauge;
+  /** Read when /metrics is scraped. */
+  readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
 
   constructor(labels: { edge: string; model: string; modelVersion: string; backend: string }) {
     this.registry = createRegistry({ edge: labels.edge }, {
@@ -28,7 +34,15 @@ export class EdgeMetrics {
     this.frameSeconds = new Histogram({ name: 'cascade_edge_frame_seconds', help: 'Time from taking a frame in to its result, by outcome.', labelNames: ['outcome'], buckets: [...BUCKETS.offloadSeconds], registers });
     this.confidence = new Histogram({ name: 'cascade_edge_confidence', help: 'Max-softmax confidence of each answer, by tier.', labelNames: ['tier'], buckets: [...BUCKETS.confidence], registers });
     this.inflight = new Gauge({ name: 'cascade_edge_inflight', help: 'Offloads awaiting a reply.', registers });
-    this.cloudReachable = new Gauge({ name: 'cascade_cloud_reachable', help: '1 while the last offload got a reply from a worker; 0 after a timeout, no responders or no NATS.', registers });
+    const probe = this.probe;
+    this.cloudReachable = new Gauge({ name: 'cascade_cloud_reachable', help: '1 while connected to NATS and the last offload got a reply from a worker; 0 after a timeout, no responders or while disconnected.', registers,
+      collect() { this.set(probe.reachable()); } });
+    this.fallbacks = new Counter({ name: 'cascade_edge_fallbacks_total', help: 'Hard frames answered locally, by reason: disconnected, timeout, no_responders, a worker error code, ...', labelNames: ['reason'], registers });
+    this.resultsPublished = new Counter({ name: 'cascade_edge_results_published_total', help: 'Results acknowledged by the results stream (JetStream).', registers });
+    this.resultsDropped = new Counter({ name: 'cascade_edge_results_dropped_total', help: 'Results dropped from the outbox before the stream had them, by reason: full (count limit) or expired (age limit).', labelNames: ['reason'], registers });
+    this.resultsPending = new Gauge({ name: 'cascade_edge_results_pending', help: 'Results in the outbox, not yet acknowledged by the results stream.', registers,
+      collect() { this.set(probe.pending()); } });
+    for (const reason of ['full', 'expired']) this.resultsDropped.inc({ reason }, 0);
     this.expectedOffloadRate = new Gauge({ name: 'cascade_edge_expected_offload_rate', help: "Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom.", registers });
     for (const outcome of ['exited', 'offloaded', 'fallback', 'error']) this.frames.inc({ outcome }, 0);
   }

@@ -1,6 +1,7 @@
 import { ENCODINGS, type Encoding } from '@cascade/proto';
 import { BACKENDS, type Backend, type NatsAuth } from '@cascade/runtime';
 import { hostname } from 'node:os';
+import { DEFAULT_OUTBOX, type OutboxOptions } from './outbox.js';
 
 /** How hard frames travel: image + carried state (`state`), or the image alone with the cloud redoing the edge stages. */
 export const OFFLOAD_MODES = ['state', 'image'] as const;
@@ -40,14 +41,25 @@ export interface EdgeOptions {
   metricsHost?: string;
   /** NATS credentials and TLS; replies come to `_INBOX.<id>`. @default none */
   natsAuth?: NatsAuth;
+  /** Where `nats` came from, named in connection errors. @default 'the nats option' */
+  natsVia?: string;
+  /**
+   * The outbox of results not yet acknowledged by the results stream: a directory for its journal (kept across
+   * restarts; without one it is in memory) and its limits. @default in memory, 100,000 results, 24 h
+   */
+  outbox?: OutboxOptions;
+  /** On close, how long to wait for the results stream to acknowledge what is pending. @default 5000 */
+  flushTimeoutMs?: number;
 }
 
 export class EdgeConfigError extends Error {
   override name = 'EdgeConfigError';
 }
 
-export interface CompiledEdgeOptions extends Required<Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth'>> {
+export interface CompiledEdgeOptions
+  extends Required<Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox'>> {
   natsAuth: NatsAuth;
+  outbox: OutboxOptions & { maxCount: number; maxAgeMs: number };
   nats?: string;
   split?: number;
   operatingPoint?: string;
@@ -64,6 +76,8 @@ export const DEFAULT_EDGE_OPTIONS = {
   backend: 'node',
   metricsPort: 9465,
   metricsHost: '0.0.0.0',
+  natsVia: 'the nats option',
+  flushTimeoutMs: 5000,
 } as const;
 
 /** Fills defaults and validates once at start-up; errors name the field. */
@@ -99,5 +113,13 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     backend,
     metricsPort: int('metricsPort', o.metricsPort ?? DEFAULT_EDGE_OPTIONS.metricsPort, -1),
     metricsHost: o.metricsHost ?? DEFAULT_EDGE_OPTIONS.metricsHost,
+    natsVia: o.natsVia ?? DEFAULT_EDGE_OPTIONS.natsVia,
+    outbox: {
+      ...(o.outbox?.dir ? { dir: o.outbox.dir } : {}),
+      maxCount: int('outbox.maxCount', o.outbox?.maxCount ?? DEFAULT_OUTBOX.maxCount, 1),
+      maxAgeMs: int('outbox.maxAgeMs', o.outbox?.maxAgeMs ?? DEFAULT_OUTBOX.maxAgeMs, 1),
+      ...(o.outbox?.segmentRecords ? { segmentRecords: int('outbox.segmentRecords', o.outbox.segmentRecords, 1) } : {}),
+    },
+    flushTimeoutMs: int('flushTimeoutMs', o.flushTimeoutMs ?? DEFAULT_EDGE_OPTIONS.flushTimeoutMs, 0),
   };
 }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,12 @@ async function collect(it: AsyncIterable<Frame>): Promise<Frame[]> {
   return out;
 }
 
-const ffmpeg = (args: string[]) => execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
+const ffmpeg = (args: string[]) => {
+  if (spawnSync('sh', ['-c', 'command -v ffmpeg'], { stdio: 'ignore' }).status !== 0) {
+    throw new Error('ffmpeg is not installed: run scripts/setup test (or apt-get install ffmpeg) and try again');
+  }
+  return execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
+};
 
 describe('sources - CIFAR binary', () => {
   it('yields planar pixels and labels, in order, up to the limit', async () => {

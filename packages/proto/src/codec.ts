@@ -25,6 +25,17 @@ export class CodecError extends Error {
   override name = 'CodecError';
 }
 
+/** At most `max` characters of a value quoted in an error message, so that a reply quoting it stays small. */
+export function clip(value: unknown, max = 48): string {
+  const s = String(value);
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length} chars)`;
+}
+
+/** A shape for error messages: at most 8 dimensions shown. */
+export function formatShape(shape: readonly number[]): string {
+  return shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 8).join(', ')}, … (${shape.length} dims)]`;
+}
+
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -132,7 +143,7 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
 /** Encodes one sample (little-endian hosts, which is every platform Node.js ships for). */
 export function encodeTensor(x: Float32Array, shape: readonly number[], encoding: Encoding): EncodedTensor {
   if (x.length !== elementCount(shape)) {
-    throw new CodecError(`tensor has ${x.length} values but shape [${shape.join(', ')}] needs ${elementCount(shape)}`);
+    throw new CodecError(`tensor has ${x.length} values but shape ${formatShape(shape)} needs ${elementCount(shape)}`);
   }
   switch (encoding) {
     case 'fp32':
@@ -154,7 +165,7 @@ export function decodeTensor(t: EncodedTensor): Float32Array {
   const n = elementCount(t.shape);
   const width = t.encoding === 'fp32' ? 4 : t.encoding === 'fp16' ? 2 : 1;
   if (t.data.byteLength !== n * width) {
-    throw new CodecError(`${t.encoding} tensor of shape [${t.shape.join(', ')}] needs ${n * width} bytes, got ${t.data.byteLength}`);
+    throw new CodecError(`${t.encoding} tensor of shape ${formatShape(t.shape)} needs ${n * width} bytes, got ${t.data.byteLength}`);
   }
   // Copy so the result is aligned and owns its memory: wire buffers are views into a larger message, and a Node
   // Buffer's slice() is a view too.

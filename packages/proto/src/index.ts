@@ -1,7 +1,9 @@
 /** @cascade/proto: the cascade.v1 wire format and its tensor codec. */
 export {
+  clip,
   CodecError,
   ENCODINGS,
+  formatShape,
   decodeTensor,
   dequantizeInt8,
   elementCount,
@@ -18,6 +20,8 @@ export {
   fromWireImage,
   fromWireTensor,
   imageTensor,
+  RESULTS_STREAM,
+  resultMessageId,
   subjects,
   toWireTensor,
   v1,

@@ -1,6 +1,6 @@
 import $protobuf from 'protobufjs/minimal.js';
 import { cascade } from './gen/cascade.js';
-import { CodecError, elementCount, type EncodedTensor, type Encoding } from './codec.js';
+import { clip, CodecError, elementCount, formatShape, type EncodedTensor, type Encoding } from './codec.js';
 
 // int64 fields (shapes, deadlines in ms) stay far below 2^53: decode them as plain numbers, not Long objects.
 $protobuf.util.Long = undefined as unknown as typeof $protobuf.util.Long;
@@ -31,7 +31,29 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export const subjects = {
   infer: (model: string): string => `cascade.v1.infer.${model}`,
   results: (edgeId: string): string => `cascade.v1.results.${edgeId}`,
+  allResults: 'cascade.v1.results.>',
 };
+
+/**
+ * The JetStream stream that keeps every FrameResult (file storage, limits retention). Publishers set
+ * `Nats-Msg-Id: <edge_id>/<run_id>/<sequence>`, so a result sent twice within the de-duplication window is stored
+ * once.
+ */
+export const RESULTS_STREAM = {
+  name: 'CASCADE_RESULTS',
+  subjects: ['cascade.v1.results.>'],
+  /** Results older than this are deleted. */
+  maxAgeMs: 7 * 24 * 3600_000,
+  /** The stream's size cap; past it the oldest results go. */
+  maxBytes: 1024 ** 3,
+  /** How long a message id is remembered for de-duplication: covers an edge's replay after a restart. */
+  duplicateWindowMs: 10 * 60_000,
+} as const;
+
+/** The de-duplication id of one frame's result. */
+export function resultMessageId(edgeId: string, runId: string, sequence: number): string {
+  return `${edgeId}/${runId}/${sequence}`;
+}
 
 const DTYPE_OF: Record<Encoding, cascade.v1.DType> = {
   fp32: cascade.v1.DType.FP32,
@@ -56,10 +78,10 @@ export function imageTensor(pixels: Uint8Array, shape: readonly number[]): Tenso
 
 /** An encoded float tensor from its wire message; throws CodecError naming the tensor and what is wrong. */
 export function fromWireTensor(msg: TensorMessage): EncodedTensor {
-  const name = msg.name || '(unnamed)';
+  const name = clip(msg.name || '(unnamed)');
   const shape = (msg.shape ?? []).map(Number);
   if (shape.some((d) => !Number.isInteger(d) || d <= 0)) {
-    throw new CodecError(`tensor ${name}: shape [${shape.join(', ')}] must be positive integers`);
+    throw new CodecError(`tensor ${name}: shape ${formatShape(shape)} must be positive integers`);
   }
   const data = msg.data ?? new Uint8Array(0);
   switch (msg.dtype) {
@@ -88,7 +110,7 @@ export function fromWireImage(msg: TensorMessage | null | undefined, expected: r
   const shape = (msg.shape ?? []).map(Number);
   if (msg.dtype !== cascade.v1.DType.UINT8) throw new CodecError(`image: dtype must be UINT8, got ${String(msg.dtype)}`);
   if (shape.join(',') !== expected.join(',')) {
-    throw new CodecError(`image: shape [${shape.join(', ')}] does not match the model's [${expected.join(', ')}]`);
+    throw new CodecError(`image: shape ${formatShape(shape)} does not match the model's ${formatShape(expected)}`);
   }
   const data = msg.data ?? new Uint8Array(0);
   if (data.byteLength !== elementCount(expected)) {

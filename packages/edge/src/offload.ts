@@ -1,0 +1,112 @@
+import { encodeTensor, imageTensor, payloadBytes, subjects, toWireTensor, v1, type ErrorCode, type InferReply, type TensorMessage } from '@cascade/proto';
+import { carriedOutputs, type Feeds, type Manifest, type NatsLink } from '@cascade/runtime';
+import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
+import { randomUUID } from 'node:crypto';
+import type { CompiledEdgeOptions } from './options.js';
+
+/** Why a hard frame was answered by the edge instead of the cloud (besides a worker's error code). */
+export const FALLBACK_REASONS = [
+  'no_cloud', // no NATS configured
+  'disconnected', // NATS configured, connection down now
+  'timeout', // no reply before the deadline
+  'no_responders', // no worker serves the model
+  'too_large', // the request exceeds the server's max_payload
+  'bad_reply', // a reply that is neither a prediction nor an error
+  'nats_error', // any other client error
+] as const;
+/** A reason above, or the error code a worker answered with (OVERLOADED, EXPIRED, ...). */
+export type FallbackReason = (typeof FALLBACK_REASONS)[number] | ErrorCode;
+
+/** The best answer the edge has for a hard frame. */
+export interface LocalAnswer {
+  classIndex: number;
+  confidence: number;
+  exit: number;
+}
+
+export type OffloadOutcome =
+  | { kind: 'answered'; answer: LocalAnswer; worker: string; bytes: number }
+  | { kind: 'fallback'; reason: FallbackReason; bytes: number; detail?: string };
+
+/** Builds a frame's request, sends it to the workers and classifies what comes back. */
+export class Offloader {
+  constructor(
+    private readonly manifest: Manifest,
+    private readonly split: number,
+    private readonly thresholds: number[],
+    private readonly options: CompiledEdgeOptions,
+    private readonly link: NatsLink | undefined,
+  ) {}
+
+  /** Encodes the request: image, carried state (state mode), deadline, thresholds. */
+  build(pixels: Uint8Array, best: LocalAnswer, carried: Feeds): { request: Uint8Array; bytes: number } {
+    const m = this.manifest;
+    const state: TensorMessage[] = [];
+    let bytes = pixels.byteLength;
+    if (this.options.mode === 'state') {
+      for (const spec of carriedOutputs(m, this.split - 1)) {
+        const t = carried[spec.name]!;
+        const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), this.options.encoding);
+        bytes += payloadBytes(enc);
+        state.push(toWireTensor(spec.name, enc));
+      }
+    }
+    const request = v1.InferRequest.encode({
+      requestId: randomUUID(),
+      edgeId: this.options.id,
+      model: m.name,
+      modelVersion: m.version,
+      firstStage: this.options.mode === 'state' ? this.split : 0,
+      image: imageTensor(pixels, m.input.shape),
+      state,
+      deadlineUnixMs: Date.now() + this.options.timeoutMs,
+      edgeExit: best.exit,
+      edgeConfidence: best.confidence,
+      edgeClass: best.classIndex,
+      thresholds: this.thresholds,
+    }).finish();
+    return { request, bytes };
+  }
+
+  /** Sends a built request; never throws: every failure is a fallback with its reason. */
+  async send(request: Uint8Array, bytes: number): Promise<OffloadOutcome> {
+    const nc = this.link?.nc;
+    if (!this.link) return { kind: 'fallback', reason: 'no_cloud', bytes: 0 };
+    if (!nc || !this.link.connected) return { kind: 'fallback', reason: 'disconnected', bytes: 0 };
+    const limit = nc.info?.max_payload ?? 1024 * 1024;
+    if (request.byteLength > limit) {
+      return { kind: 'fallback', reason: 'too_large', bytes: 0, detail: `${request.byteLength} bytes > max_payload ${limit}` };
+    }
+    let data: Uint8Array;
+    try {
+      data = (await nc.request(subjects.infer(this.manifest.name), request, { timeout: this.options.timeoutMs })).data;
+    } catch (err) {
+      return { kind: 'fallback', reason: requestFailure(err as Error), bytes, detail: (err as Error).message };
+    }
+    let reply: InferReply;
+    try {
+      reply = v1.InferReply.decode(data);
+    } catch (err) {
+      return { kind: 'fallback', reason: 'bad_reply', bytes, detail: (err as Error).message };
+    }
+    const p = reply.prediction;
+    if (p) {
+      const answer = { classIndex: p.classIndex ?? 0, confidence: p.confidence ?? 0, exit: p.exit ?? 0 };
+      if (!Number.isFinite(answer.confidence)) return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'prediction with a non-finite confidence' };
+      return { kind: 'answered', answer, worker: reply.workerId ?? '', bytes };
+    }
+    if (reply.error) {
+      return { kind: 'fallback', reason: (v1.ErrorCode[reply.error.code ?? 0] ?? 'INTERNAL') as ErrorCode, bytes, detail: reply.error.message ?? '' };
+    }
+    return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'reply carries neither a prediction nor an error' };
+  }
+}
+
+/** The fallback reason of a failed request, from the client's error types. */
+export function requestFailure(err: Error): FallbackReason {
+  const chain: unknown[] = [err, (err as { cause?: unknown }).cause];
+  if (chain.some((e) => e instanceof TimeoutError)) return 'timeout';
+  if (chain.some((e) => e instanceof NoRespondersError) || (err instanceof RequestError && err.isNoResponders())) return 'no_responders';
+  if (chain.some((e) => e instanceof ClosedConnectionError)) return 'disconnected';
+  return 'nats_error';
+}

@@ -1,0 +1,158 @@
+import { RESULTS_STREAM } from '@cascade/proto';
+import type { Log, NatsLink } from '@cascade/runtime';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient } from '@nats-io/jetstream';
+import type { Outbox } from './outbox.js';
+
+/** Results published at once before waiting for their acknowledgements. */
+export const PUBLISH_WINDOW = 128;
+/** How long one acknowledgement may take. */
+export const ACK_TIMEOUT_MS = 5000;
+/** Pause after a failed publish before trying again (while connected). */
+export const RETRY_MS = 1000;
+
+const ms = (x: number) => x * 1_000_000; // JetStream durations are nanoseconds
+
+/** Creates the results stream when it is missing (idempotent); throws when this client may not. */
+export async function ensureResultsStream(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(RESULTS_STREAM.name);
+  } catch {
+    await jsm.streams.add({
+      name: RESULTS_STREAM.name,
+      subjects: [...RESULTS_STREAM.subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: ms(RESULTS_STREAM.maxAgeMs),
+      max_bytes: RESULTS_STREAM.maxBytes,
+      duplicate_window: ms(RESULTS_STREAM.duplicateWindowMs),
+    });
+  }
+}
+
+/**
+ * Delivers results to the results stream at least once and, through de-duplication ids, stored exactly once: every
+ * result goes into the outbox first, and leaves it only when the stream has acknowledged it. While NATS is away the
+ * outbox fills (bounded); when it is back the backlog goes out in order, then new results follow.
+ */
+export class ResultsPublisher {
+  private js: JetStreamClient | undefined;
+  private pumping = false;
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private failures = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly link: NatsLink | undefined,
+    private readonly log: Log,
+    private readonly onDelivered: (n: number, duplicates: number) => void = () => undefined,
+  ) {
+    link?.onConnect((nc) => {
+      this.js = jetstream(nc, { timeout: ACK_TIMEOUT_MS });
+      ensureResultsStream(nc).then(
+        () => this.kick(),
+        (err: Error) => this.log('results_stream_unchecked', { stream: RESULTS_STREAM.name, error: err.message }),
+      );
+      this.kick();
+    });
+  }
+
+  /** Results waiting for the stream. */
+  get pending(): number {
+    return this.outbox.size;
+  }
+
+  /** Queues one result (journalled first when the outbox has a directory) and sends it when it can. */
+  publish(id: string, subject: string, data: Uint8Array): void {
+    this.outbox.append({ id, subject, data, t: Date.now() });
+    this.kick();
+  }
+
+  /** Resolves true once every queued result is acknowledged, false if `timeoutMs` passes first. */
+  async flush(timeoutMs: number): Promise<boolean> {
+    if (this.outbox.size === 0) return true;
+    this.kick();
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  /** Stops sending; what is not acknowledged stays in the outbox (on disk, when it has a directory). */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+    this.outbox.close();
+  }
+
+  private kick(): void {
+    if (this.wake) this.wake();
+    else if (!this.pumping) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (!this.closed && this.outbox.size > 0) {
+        const js = this.js;
+        if (!js || !this.link?.connected) {
+          await this.sleep(RETRY_MS);
+          continue;
+        }
+        const batch = this.outbox.head(PUBLISH_WINDOW);
+        if (batch.length === 0) break;
+        // Sent back to back on one connection, they reach the stream in order; acknowledgements come back together.
+        const acks = await Promise.allSettled(
+          batch.map((e) => js.publish(e.subject, e.data, { msgID: e.id, timeout: ACK_TIMEOUT_MS })),
+        );
+        const delivered: string[] = [];
+        let duplicates = 0;
+        let error: Error | undefined;
+        acks.forEach((a, i) => {
+          if (a.status === 'fulfilled') {
+            delivered.push(batch[i]!.id);
+            if (a.value.duplicate) duplicates++;
+          } else {
+            error ??= a.reason as Error;
+          }
+        });
+        this.outbox.settle(delivered);
+        if (delivered.length) this.onDelivered(delivered.length, duplicates);
+        if (error) {
+          if (this.failures++ % 30 === 0) {
+            this.log('results_publish_failed', { stream: RESULTS_STREAM.name, pending: this.outbox.size, error: error.message });
+          }
+          await this.sleep(RETRY_MS);
+        } else if (this.failures > 0) {
+          this.log('results_publish_recovered', { pending: this.outbox.size });
+          this.failures = 0;
+        }
+      }
+    } finally {
+      this.pumping = false;
+      if (this.outbox.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Waits `ms`, or less when kick() or close() wakes the pump. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}
+

@@ -1,0 +1,162 @@
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { natsConnectOptions, type NatsAuth } from './nats-auth.js';
+
+export type Log = (event: string, fields?: Record<string, unknown>) => void;
+
+/** How long the client waits between reconnect attempts, plus up to `RECONNECT_JITTER_MS` at random. */
+export const RECONNECT_WAIT_MS = 1000;
+export const RECONNECT_JITTER_MS = 500;
+/** Backoff of a first connection that keeps failing: doubles from 1 s up to this, plus jitter. */
+export const FIRST_CONNECT_MAX_WAIT_MS = 15_000;
+
+export interface LinkOptions {
+  /** NATS server URL(s), comma-separated. */
+  servers: string;
+  /** Where the URL came from, for error messages: e.g. `--nats / NATS_URL`. */
+  via: string;
+  /** Client name the server shows. */
+  name: string;
+  auth?: NatsAuth;
+  log: Log;
+  /**
+   * `background`: return at once and keep trying to connect until `close()` (an edge answers locally meanwhile);
+   * `now`: connect before returning, or throw a LinkError naming the URL and where it came from.
+   */
+  firstConnect: 'background' | 'now';
+}
+
+/** A connection problem that names the server URL and the flag or variable that set it. */
+export class LinkError extends Error {
+  override name = 'LinkError';
+}
+
+/**
+ * A NATS connection that heals: it reconnects forever with jittered backoff, logs every change (connected,
+ * disconnected, reconnected, closed) and says whether it is usable now. Subscriptions survive reconnects (the client
+ * restores them). When the connection is closed for good without `close()`, `lost` resolves with the reason.
+ */
+export class NatsLink {
+  private conn: NatsConnection | undefined;
+  private up = false;
+  private closing = false;
+  private readonly listeners: ((nc: NatsConnection) => void)[] = [];
+  private resolveLost!: (err: Error) => void;
+  /** Resolves if the connection is closed for good by anything but `close()`. */
+  readonly lost: Promise<Error> = new Promise((resolve) => (this.resolveLost = resolve));
+  private retry: NodeJS.Timeout | undefined;
+  private wakeRetry: (() => void) | undefined;
+
+  private constructor(readonly options: LinkOptions) {}
+
+  static async open(options: LinkOptions): Promise<NatsLink> {
+    const link = new NatsLink(options);
+    if (options.firstConnect === 'now') {
+      try {
+        link.attach(await connect(link.connectOptions()));
+      } catch (err) {
+        throw new LinkError(link.describe(err as Error), { cause: err });
+      }
+    } else {
+      void link.connectInBackground();
+    }
+    return link;
+  }
+
+  /** The connection, once one has been made (it may be reconnecting: see `connected`). */
+  get nc(): NatsConnection | undefined {
+    return this.conn;
+  }
+
+  /** Whether the connection is up now. */
+  get connected(): boolean {
+    return this.up;
+  }
+
+  /** Calls `fn` with the connection now (if connected) and every time it comes up again. */
+  onConnect(fn: (nc: NatsConnection) => void): void {
+    this.listeners.push(fn);
+    if (this.conn && this.up) fn(this.conn);
+  }
+
+  /** Drains and closes the connection; stops connecting. Idempotent. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.retry);
+    this.wakeRetry?.();
+    const nc = this.conn;
+    this.up = false;
+    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+  }
+
+  private connectOptions(): ConnectionOptions {
+    return {
+      servers: this.options.servers.split(',').map((s) => s.trim()).filter(Boolean),
+      name: this.options.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: RECONNECT_WAIT_MS,
+      reconnectJitter: RECONNECT_JITTER_MS,
+      reconnectJitterTLS: RECONNECT_JITTER_MS,
+      ...(natsConnectOptions(this.options.auth) as ConnectionOptions),
+    };
+  }
+
+  private describe(err: Error): string {
+    return `cannot connect to NATS at ${this.options.servers} (set by ${this.options.via}): ${err.message}`;
+  }
+
+  private async connectInBackground(): Promise<void> {
+    for (let attempt = 0; !this.closing; attempt++) {
+      try {
+        const nc = await connect(this.connectOptions());
+        if (this.closing) {
+          await nc.close();
+          return;
+        }
+        this.attach(nc);
+        return;
+      } catch (err) {
+        const wait = Math.min(FIRST_CONNECT_MAX_WAIT_MS, 1000 * 2 ** attempt) + Math.random() * RECONNECT_JITTER_MS;
+        this.options.log('nats_unreachable', { error: this.describe(err as Error), retry_in_ms: Math.round(wait) });
+        await new Promise<void>((resolve) => {
+          this.wakeRetry = resolve;
+          this.retry = setTimeout(resolve, wait);
+        });
+      }
+    }
+  }
+
+  private attach(nc: NatsConnection): void {
+    this.conn = nc;
+    this.up = true;
+    const { log } = this.options;
+    log('nats_connected', { server: nc.getServer() });
+    for (const fn of this.listeners) fn(nc);
+    void (async () => {
+      for await (const s of nc.status()) {
+        switch (s.type) {
+          case 'disconnect':
+            this.up = false;
+            log('nats_disconnected', { server: s.server });
+            break;
+          case 'reconnect':
+            this.up = true;
+            log('nats_reconnected', { server: s.server });
+            for (const fn of this.listeners) fn(nc);
+            break;
+          case 'error':
+            log('nats_error', { error: s.error.message });
+            break;
+          default:
+            break;
+        }
+      }
+    })();
+    void nc.closed().then((err) => {
+      this.up = false;
+      if (this.closing) return;
+      const reason = err ?? new Error('connection closed');
+      log('nats_closed', { error: this.describe(reason) });
+      this.resolveLost(reason);
+    });
+  }
+}
