@@ -115,6 +115,9 @@ async function main(): Promise<void> {
   let frames = 0;
   const stop = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') stop.abort(); // the reader went away (| head): stop taking frames, close cleanly
+  });
   try {
     const size = agent.model.manifest.input.shape[1]!;
     const source = await openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });

@@ -109,6 +109,7 @@ export class Outbox {
   close(): void {
     for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
+    if (this.o.dir && this.queue.length === 0) rmSync(segmentPath(this.o.dir, this.seg), { force: true });
   }
 
   private drop(reason: DropReason, n: number): void {

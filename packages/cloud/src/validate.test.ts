@@ -1,0 +1,68 @@
+import { ErrorCode, v1, type InferRequestMessage } from '@cascade/proto';
+import { loadModelDir, operatingPoint } from '@cascade/runtime';
+import { describe, expect, it } from 'vitest';
+import { RequestError } from './errors.js';
+import { MAX_REQUEST_ID, peekRequestId, validateRequest } from './validate.js';
+
+const model = await loadModelDir(new URL('../../../models/ranet-cifar10', import.meta.url).pathname);
+const m = model.manifest;
+const thresholds = operatingPoint(m).thresholds;
+const state = m.stages[1]!.inputs.filter((t) => t.name !== 'image')[0]!;
+const per = state.shape.slice(1);
+const n = per.reduce((a, b) => a * b, 1);
+
+function request(over: Partial<InferRequestMessage> = {}): Uint8Array {
+  return v1.InferRequest.encode({
+    requestId: 'r1', edgeId: 'e', model: m.name, modelVersion: m.version, firstStage: 1,
+    image: { name: 'image', dtype: v1.DType.UINT8, shape: m.input.shape, data: new Uint8Array(3 * 32 * 32) },
+    state: [{ name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(n * 4) }],
+    deadlineUnixMs: Date.now() + 10_000, thresholds, ...over,
+  }).finish();
+}
+
+function code(data: Uint8Array): string {
+  try {
+    validateRequest(data, m, 1 << 20, thresholds);
+    return 'ok';
+  } catch (err) {
+    expect(err).toBeInstanceOf(RequestError);
+    expect((err as Error).message.length).toBeLessThan(400);
+    return (err as RequestError).code;
+  }
+}
+
+describe('validate - every number finite, every text short, every deadline real', () => {
+  it('accepts a well-formed request', () => expect(code(request())).toBe('ok'));
+
+  it('refuses NaN and infinity in fp32 values, int8 scales and edge confidence', () => {
+    const f = new Float32Array(n);
+    f[17] = Number.NaN;
+    expect(code(request({ state: [{ name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(f.buffer) }] }))).toBe(ErrorCode.BAD_REQUEST);
+    const scales = new Array<number>(per[0]!).fill(0.1);
+    scales[3] = Number.POSITIVE_INFINITY;
+    const int8 = { name: state.name, dtype: v1.DType.INT8, shape: per, data: new Uint8Array(n), scale: scales, zeroPoint: new Uint8Array(per[0]!) };
+    expect(code(request({ state: [int8] }))).toBe(ErrorCode.BAD_REQUEST);
+    expect(code(request({ edgeConfidence: Number.NaN }))).toBe(ErrorCode.BAD_REQUEST);
+  });
+
+  it('answers EXPIRED for a deadline that is zero, negative or past', () => {
+    for (const d of [0, -5, Date.now() - 1]) expect(code(request({ deadlineUnixMs: d }))).toBe(ErrorCode.EXPIRED);
+  });
+
+  it('quotes at most a short prefix of a huge field', () => {
+    expect(code(request({ model: 'x'.repeat(1_000_000) }))).toBe(ErrorCode.MODEL_MISMATCH);
+    const huge = { name: state.name, dtype: v1.DType.FP32, shape: new Array<number>(90_000).fill(2), data: new Uint8Array(8) };
+    expect(code(request({ state: [huge] }))).toBe(ErrorCode.BAD_REQUEST);
+    expect(code(request({ requestId: 'i'.repeat(MAX_REQUEST_ID + 1) }))).toBe(ErrorCode.BAD_REQUEST);
+  });
+});
+
+describe('peekRequestId - the id without decoding the request', () => {
+  it('reads field 1, and gives up on truncated or oversized ids', () => {
+    const data = request({ requestId: 'abc-123' });
+    expect(peekRequestId(data)).toBe('abc-123');
+    expect(peekRequestId(data.subarray(0, 4))).toBe('');
+    expect(peekRequestId(new Uint8Array([0xff, 0xff, 0xff]))).toBe('');
+    expect(peekRequestId(request({ requestId: 'x'.repeat(MAX_REQUEST_ID + 1) }))).toBe('');
+  });
+});

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// cascade-results: read the results stream. One JSON line per FrameResult on stdout, or --stats for counts.
+import { RESULTS_STREAM, v1 } from '@cascade/proto';
+import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, NatsLink, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer } from '@nats-io/jetstream';
+import { ensureResultsStream } from './results.js';
+
+const FLAGS = {
+  nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s) (default nats://127.0.0.1:4222)' },
+  ...NATS_AUTH_FLAGS,
+  edge: { type: 'string', help: 'only this edge id (default: every edge)' },
+  durable: { type: 'string', help: 'durable consumer name: each result is printed once across runs (acknowledged after printing)' },
+  follow: { type: 'boolean', help: 'keep waiting for new results (default: stop when caught up)' },
+  stats: { type: 'boolean', help: 'print counts instead of results: per edge and outcome, unique frames, duplicates' },
+  'idle-ms': { type: 'string', help: 'without --follow, stop after this long with nothing new (default 1000)' },
+  help: { type: 'boolean', help: 'show this help' },
+} as const satisfies Record<string, Flag>;
+
+type FrameResult = ReturnType<typeof v1.FrameResult.decode>;
+
+/** A FrameResult as one JSON object with the schema's field names. */
+export function frameResultJson(r: FrameResult): Record<string, unknown> {
+  return {
+    frame_id: r.frameId, edge_id: r.edgeId, run_id: r.runId, sequence: Number(r.sequence), class_index: r.classIndex, label: r.label,
+    confidence: r.confidence, exit: r.exit, tier: r.tier, outcome: r.outcome, latency_ms: r.latencyMs, offload_bytes: r.offloadBytes,
+    model_version: r.modelVersion, captured_unix_ms: Number(r.capturedUnixMs), ...(r.error ? { error: r.error } : {}),
+  };
+}
+
+const USAGE = usage('cascade-results [--durable NAME] [--follow] [--stats] [options]', FLAGS);
+
+/** Counts over results read from the stream. */
+export interface ResultStats {
+  messages: number;
+  /** Distinct frames (edge, run, sequence). */
+  unique: number;
+  duplicates: number;
+  byEdge: Record<string, Record<string, number>>;
+}
+
+/** Reads the results stream: ordered (every result since the start) or through a durable consumer. */
+export async function readResults(
+  nc: Parameters<typeof jetstream>[0],
+  o: { edge?: string; durable?: string; follow?: boolean; idleMs?: number },
+  onResult: (r: FrameResult, subject: string) => void,
+): Promise<number> {
+  await ensureResultsStream(nc);
+  const js = jetstream(nc);
+  const filter = `cascade.v1.results.${o.edge ?? '>'}`;
+  let consumer: Consumer;
+  if (o.durable) {
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(RESULTS_STREAM.name, {
+      durable_name: o.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
+    });
+    consumer = await js.consumers.get(RESULTS_STREAM.name, o.durable);
+  } else {
+    consumer = await js.consumers.get(RESULTS_STREAM.name, { filter_subjects: filter });
+  }
+  let n = 0;
+  for (;;) {
+    let got = 0;
+    const batch = await consumer.fetch({ max_messages: 512, expires: o.idleMs ?? 1000 });
+    for await (const m of batch) {
+      got++;
+      onResult(v1.FrameResult.decode(m.data), m.subject);
+      if (o.durable) m.ack();
+    }
+    n += got;
+    if (got === 0 && !o.follow) return n;
+  }
+}
+
+async function main(): Promise<void> {
+  let f: ReturnType<typeof parseFlags<typeof FLAGS>>;
+  let idleMs: number | undefined;
+  try {
+    f = parseFlags(FLAGS, process.argv.slice(2));
+    idleMs = numberFlag('idle-ms', f['idle-ms']);
+  } catch (err) {
+    process.stderr.write(`cascade-results: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (f.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  // A closed pipe (| head) ends the output, not in an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
+  const log = () => undefined;
+  const via = f.nats && process.argv.some((a) => a.startsWith('--nats')) ? '--nats' : f.nats ? '$NATS_URL' : 'the default (set --nats or $NATS_URL)';
+  let link: NatsLink;
+  try {
+    link = await NatsLink.open({ servers: f.nats ?? 'nats://127.0.0.1:4222', via, name: 'cascade-results', auth: natsAuthFromFlags(f), log, firstConnect: 'now' });
+  } catch (err) {
+    process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const stop = () => void link.close().then(() => process.exit(0));
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, stop);
+  const stats: ResultStats = { messages: 0, unique: 0, duplicates: 0, byEdge: {} };
+  const seen = new Set<string>();
+  try {
+    await readResults(link.nc!, { ...(f.edge ? { edge: f.edge } : {}), ...(f.durable ? { durable: f.durable } : {}), follow: Boolean(f.follow), ...(idleMs !== undefined ? { idleMs } : {}) }, (r) => {
+      if (!f.stats) {
+        process.stdout.write(`${JSON.stringify(frameResultJson(r))}\n`);
+        return;
+      }
+      stats.messages++;
+      const key = `${r.edgeId}/${r.runId}/${r.sequence}`;
+      if (seen.has(key)) stats.duplicates++;
+      else seen.add(key);
+      const e = (stats.byEdge[r.edgeId] ??= {});
+      e[r.outcome] = (e[r.outcome] ?? 0) + 1;
+    });
+  } catch (err) {
+    process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
+    await link.close();
+    process.exit(err instanceof FlagError ? 2 : 1);
+  }
+  if (f.stats) process.stdout.write(`${JSON.stringify({ ...stats, unique: seen.size })}\n`);
+  await link.close();
+}
+
+if (isMain(import.meta.url)) void main();
