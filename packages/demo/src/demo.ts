@@ -1,4 +1,4 @@
-import { EdgeAgent, openSource, SummaryBuilder, type EdgeOptions, type Frame, type Summary } from '@cascade/edge';
+import { EdgeAgent, openSource, paced, SummaryBuilder, type EdgeOptions, type Summary } from '@cascade/edge';
 import { RESULTS_STREAM } from '@cascade/proto';
 import { operatingPoint } from '@cascade/runtime';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -110,21 +110,6 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport }> {
 /** Waits (up to 10 s) for the agent's NATS connection, so the first frames are not answered as disconnected. */
 async function waitConnected(agent: EdgeAgent): Promise<void> {
   for (let i = 0; i < 200 && !agent.connected; i++) await new Promise((r) => setTimeout(r, 50));
-}
-
-/** The frames of `source` at `fps` (unpaced when undefined), until `signal` aborts. */
-async function* paced(source: AsyncIterable<Frame>, fps: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Frame> {
-  const gap = fps ? 1000 / fps : 0;
-  let next = performance.now();
-  for await (const frame of source) {
-    if (signal?.aborted) return;
-    if (gap) {
-      next += gap;
-      const wait = next - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    }
-    yield frame;
-  }
 }
 
 async function storedResults(url: string): Promise<number | null> {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { EdgeAgent } from './agent.js';
 import { DEFAULT_EDGE_OPTIONS as D, EdgeConfigError, type EdgeOptions } from './options.js';
 import { DEFAULT_OUTBOX } from './outbox.js';
-import { openSource, SourceError } from './sources.js';
+import { openSource, paced, SourceError } from './sources.js';
 import type { Frame } from './sources.js';
 import { formatSummary, SummaryBuilder } from './summary.js';
 
@@ -34,6 +34,7 @@ const FLAGS = {
   'outbox-max-count': { type: 'string', env: 'CASCADE_OUTBOX_MAX_COUNT', help: `most results in the outbox; the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxCount})` },
   'outbox-max-age-s': { type: 'string', env: 'CASCADE_OUTBOX_MAX_AGE_S', help: `oldest result kept in the outbox, seconds (default ${DEFAULT_OUTBOX.maxAgeMs / 1000})` },
   limit: { type: 'string', help: 'stop after N frames' },
+  'max-fps': { type: 'string', env: 'CASCADE_MAX_FPS', help: 'take at most N frames per second from any source (paces files; default: no limit)' },
   out: { type: 'string', help: 'write result lines to this file instead of stdout' },
   summary: { type: 'boolean', help: 'print a summary table to stderr at the end' },
   help: { type: 'boolean', help: 'show this help' },
@@ -85,6 +86,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     source: f.source,
     fps: numberFlag('fps', f.fps),
     limit: numberFlag('limit', f.limit),
+    maxFps: numberFlag('max-fps', f['max-fps']),
     out: f.out,
     summary: Boolean(f.summary),
   };
@@ -121,7 +123,7 @@ async function main(): Promise<void> {
   try {
     const size = agent.model.manifest.input.shape[1]!;
     const source = await openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });
-    frames = await agent.run(untilAborted(source, stop.signal), (r) => {
+    frames = await agent.run(untilAborted(paced(source, args.maxFps, stop.signal), stop.signal), (r) => {
       summary.add(r);
       sink.write(`${JSON.stringify(r)}\n`);
     });

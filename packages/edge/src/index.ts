@@ -3,9 +3,9 @@ export { EdgeAgent, type EdgeResult, type EdgeState, type Outcome } from './agen
 export { liveRoutes, type LiveSummary } from './live.js';
 export { EdgeMetrics } from './metrics.js';
 export { compileEdgeOptions, DEFAULT_EDGE_OPTIONS, EdgeConfigError, OFFLOAD_MODES, type EdgeOptions, type OffloadMode } from './options.js';
-export { openSource, SourceError, toPlanar, type Frame, type SourceOptions } from './sources.js';
+export { openSource, paced, SourceError, toPlanar, type Frame, type SourceOptions } from './sources.js';
 export { formatSummary, summarise, SummaryBuilder, type Percentiles, type Summary } from './summary.js';
 export { FALLBACK_REASONS, requestFailure, type FallbackReason } from './offload.js';
 export { DEFAULT_OUTBOX, Outbox, type OutboxEntry, type OutboxOptions } from './outbox.js';
-export { ensureResultsStream, ResultsPublisher } from './results.js';
+export { ensureResultsStream, frameResultJson, readResults, ResultsPublisher, type FrameResult, type ResultStats } from './results.js';
 export { QuantileSketch } from './sketch.js';

@@ -1,9 +1,7 @@
 #!/usr/bin/env node
 // cascade-results: read the results stream. One JSON line per FrameResult on stdout, or --stats for counts.
-import { RESULTS_STREAM, v1 } from '@cascade/proto';
 import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, NatsLink, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer } from '@nats-io/jetstream';
-import { ensureResultsStream } from './results.js';
+import { frameResultJson, readResults, type ResultStats } from './results.js';
 
 const FLAGS = {
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s) (default nats://127.0.0.1:4222)' },
@@ -16,60 +14,7 @@ const FLAGS = {
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
-type FrameResult = ReturnType<typeof v1.FrameResult.decode>;
-
-/** A FrameResult as one JSON object with the schema's field names. */
-export function frameResultJson(r: FrameResult): Record<string, unknown> {
-  return {
-    frame_id: r.frameId, edge_id: r.edgeId, run_id: r.runId, sequence: Number(r.sequence), class_index: r.classIndex, label: r.label,
-    confidence: r.confidence, exit: r.exit, tier: r.tier, outcome: r.outcome, latency_ms: r.latencyMs, offload_bytes: r.offloadBytes,
-    model_version: r.modelVersion, captured_unix_ms: Number(r.capturedUnixMs), ...(r.error ? { error: r.error } : {}),
-  };
-}
-
 const USAGE = usage('cascade-results [--durable NAME] [--follow] [--stats] [options]', FLAGS);
-
-/** Counts over results read from the stream. */
-export interface ResultStats {
-  messages: number;
-  /** Distinct frames (edge, run, sequence). */
-  unique: number;
-  duplicates: number;
-  byEdge: Record<string, Record<string, number>>;
-}
-
-/** Reads the results stream: ordered (every result since the start) or through a durable consumer. */
-export async function readResults(
-  nc: Parameters<typeof jetstream>[0],
-  o: { edge?: string; durable?: string; follow?: boolean; idleMs?: number },
-  onResult: (r: FrameResult, subject: string) => void,
-): Promise<number> {
-  await ensureResultsStream(nc);
-  const js = jetstream(nc);
-  const filter = `cascade.v1.results.${o.edge ?? '>'}`;
-  let consumer: Consumer;
-  if (o.durable) {
-    const jsm = await jetstreamManager(nc);
-    await jsm.consumers.add(RESULTS_STREAM.name, {
-      durable_name: o.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
-    });
-    consumer = await js.consumers.get(RESULTS_STREAM.name, o.durable);
-  } else {
-    consumer = await js.consumers.get(RESULTS_STREAM.name, { filter_subjects: filter });
-  }
-  let n = 0;
-  for (;;) {
-    let got = 0;
-    const batch = await consumer.fetch({ max_messages: 512, expires: o.idleMs ?? 1000 });
-    for await (const m of batch) {
-      got++;
-      onResult(v1.FrameResult.decode(m.data), m.subject);
-      if (o.durable) m.ack();
-    }
-    n += got;
-    if (got === 0 && !o.follow) return n;
-  }
-}
 
 async function main(): Promise<void> {
   let f: ReturnType<typeof parseFlags<typeof FLAGS>>;

@@ -1,7 +1,7 @@
-import { RESULTS_STREAM } from '@cascade/proto';
+import { RESULTS_STREAM, v1 } from '@cascade/proto';
 import type { Log, NatsLink } from '@cascade/runtime';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
 import type { Outbox } from './outbox.js';
 
 /** Results published at once before waiting for their acknowledgements. */
@@ -153,6 +153,60 @@ export class ResultsPublisher {
       }
       this.wake = done;
     });
+  }
+}
+
+
+export type FrameResult = ReturnType<typeof v1.FrameResult.decode>;
+
+/** A FrameResult as one JSON object with the schema's field names. */
+export function frameResultJson(r: FrameResult): Record<string, unknown> {
+  return {
+    frame_id: r.frameId, edge_id: r.edgeId, run_id: r.runId, sequence: Number(r.sequence), class_index: r.classIndex, label: r.label,
+    confidence: r.confidence, exit: r.exit, tier: r.tier, outcome: r.outcome, latency_ms: r.latencyMs, offload_bytes: r.offloadBytes,
+    model_version: r.modelVersion, captured_unix_ms: Number(r.capturedUnixMs), ...(r.error ? { error: r.error } : {}),
+  };
+}
+
+/** Counts over results read from the stream. */
+export interface ResultStats {
+  messages: number;
+  /** Distinct frames (edge, run, sequence). */
+  unique: number;
+  duplicates: number;
+  byEdge: Record<string, Record<string, number>>;
+}
+
+/** Reads the results stream: ordered (every result since the start) or through a durable consumer. */
+export async function readResults(
+  nc: NatsConnection,
+  o: { edge?: string; durable?: string; follow?: boolean; idleMs?: number },
+  onResult: (r: FrameResult, subject: string) => void,
+): Promise<number> {
+  await ensureResultsStream(nc);
+  const js = jetstream(nc);
+  const filter = `cascade.v1.results.${o.edge ?? '>'}`;
+  let consumer: Consumer;
+  if (o.durable) {
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(RESULTS_STREAM.name, {
+      durable_name: o.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
+    });
+    consumer = await js.consumers.get(RESULTS_STREAM.name, o.durable);
+  } else {
+    consumer = await js.consumers.get(RESULTS_STREAM.name, { filter_subjects: filter });
+  }
+  let n = 0;
+  for (;;) {
+    let got = 0;
+    const batch = await consumer.fetch({ max_messages: 512, expires: o.idleMs ?? 1000 });
+    for await (const m of batch) {
+      got++;
+      onResult(v1.FrameResult.decode(m.data), m.subject);
+      if (o.durable) m.ack();
+    }
+    n += got;
+    if (got === 0 && !o.follow) return n;
   }
 }
 

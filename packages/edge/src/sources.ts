@@ -118,3 +118,18 @@ export function toPlanar(hwc: Uint8Array, size: number): Uint8Array {
   }
   return out;
 }
+
+/** The frames of `source` at `fps` (unpaced when undefined), until `signal` aborts. */
+export async function* paced(source: AsyncIterable<Frame>, fps: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Frame> {
+  const gap = fps ? 1000 / fps : 0;
+  let next = performance.now();
+  for await (const frame of source) {
+    if (signal?.aborted) return;
+    if (gap) {
+      next += gap;
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    yield frame;
+  }
+}

@@ -1,0 +1,190 @@
+// Faults with real processes: a nats-server with JetStream, two cascade-cloud workers and a cascade-edge process over
+// the bundled samples, paced so that the fault lands mid-stream. For each fault: frames in, results at the edge,
+// results in the results stream (unique and duplicated), fallbacks by reason, and how soon workers serve again.
+import { startNatsServer, startWorker, stopChild, track, type LocalNats, type WorkerProcess } from '@cascade/demo';
+import { readResults } from '@cascade/edge';
+import { subjects } from '@cascade/proto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeRequest, freePort, MODEL, model, REPO, SAMPLES, validRequest } from './harness.js';
+
+interface EdgeRun {
+  proc: ChildProcess;
+  /** Result lines, with the time each arrived. */
+  results: { r: { sequence: number; outcome: string; fallback_reason?: string; tier: string }; at: number }[];
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+function startEdge(url: string, id: string, frames: number, fps: number): EdgeRun {
+  const outbox = mkdtempSync(join(tmpdir(), 'cascade-fault-outbox-'));
+  const proc = track(spawn(process.execPath, [join(REPO, 'packages/edge/dist/cli.js'), '--model', MODEL, '--source', SAMPLES, '--nats', url, '--id', id,
+    '--limit', String(frames), '--max-fps', String(fps), '--threads', '1', '--metrics-port', '-1', '--outbox-dir', outbox, '--summary'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }));
+  const results: EdgeRun['results'] = [];
+  let buf = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      results.push({ r: JSON.parse(buf.slice(0, nl)), at: performance.now() });
+      buf = buf.slice(nl + 1);
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  cleanup.push(() => stopChild(proc, 'SIGKILL'));
+  return { proc, results, stderr: () => err, exit };
+}
+
+async function workers(url: string, n = 2): Promise<WorkerProcess[]> {
+  const ws: WorkerProcess[] = [];
+  for (let i = 0; i < n; i++) ws.push(await startWorker({ model: MODEL, nats: url, id: `fw${i + 1}`, extra: ['--threads', '1'] }));
+  for (const w of ws) cleanup.push(() => w.stop('SIGKILL'));
+  return ws;
+}
+
+async function nats(options: { port?: number; storeDir?: string } = {}): Promise<LocalNats> {
+  const s = await startNatsServer(options);
+  cleanup.push(() => s.stop('SIGKILL'));
+  return s;
+}
+
+/** Seconds until a worker answers a valid request through a fresh client, polling every 100 ms. */
+async function secondsUntilServed(url: string, since: number): Promise<number> {
+  const m = await model();
+  const subject = subjects.infer(m.manifest.name);
+  let nc: NatsConnection | undefined;
+  try {
+    for (;;) {
+      try {
+        nc ??= await connect({ servers: url, reconnect: false });
+        const reply = await nc.request(subject, encodeRequest(validRequest(m)), { timeout: 500 });
+        if (reply.data.length > 0) return (performance.now() - since) / 1000;
+      } catch {
+        // not yet
+      }
+      if (performance.now() - since > 30_000) throw new Error('no worker served within 30 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await nc?.close();
+  }
+}
+
+/** What the results stream holds for one edge: messages, distinct frames, duplicates. */
+async function inStream(url: string, edge: string): Promise<{ messages: number; unique: number; duplicates: number }> {
+  const nc = await connect({ servers: url });
+  try {
+    const seen = new Set<string>();
+    let messages = 0;
+    await readResults(nc, { edge, idleMs: 1500 }, (r) => {
+      messages++;
+      seen.add(`${r.runId}/${r.sequence}`);
+    });
+    return { messages, unique: seen.size, duplicates: messages - seen.size };
+  } finally {
+    await nc.close();
+  }
+}
+
+function report(fault: string, frames: number, edge: EdgeRun, stream: { unique: number; duplicates: number }, servedAfter: number | null) {
+  const reasons: Record<string, number> = {};
+  for (const { r } of edge.results) if (r.outcome === 'fallback') reasons[r.fallback_reason!] = (reasons[r.fallback_reason!] ?? 0) + 1;
+  const row = { fault, frames_in: frames, results_at_edge: edge.results.length, results_in_stream: stream.unique, duplicates: stream.duplicates,
+    fallbacks: reasons, workers_serving_after_s: servedAfter === null ? null : Math.round(servedAfter * 10) / 10 };
+  console.log(`fault figures: ${JSON.stringify(row)}`);
+  return row;
+}
+
+const framesIn = (e: EdgeRun) => Number(/^frames +(\d+)/m.exec(e.stderr())?.[1] ?? NaN);
+const whenResults = async (e: EdgeRun, n: number) => {
+  while (e.results.length < n) await new Promise((r) => setTimeout(r, 20));
+};
+
+describe('faults - real processes, real nats-server', () => {
+  it('a worker SIGKILLed mid-stream: every frame answered once, every result stored once', async () => {
+    const s = await nats();
+    const ws = await workers(s.url);
+    const edge = startEdge(s.url, 'fault-kill', 600, 150);
+    await whenResults(edge, 200);
+    await ws[0]!.stop('SIGKILL');
+    const served = secondsUntilServed(s.url, performance.now());
+    expect(await edge.exit).toBe(0);
+    const stream = await inStream(s.url, 'fault-kill');
+    const row = report('worker SIGKILL', framesIn(edge), edge, stream, await served);
+    expect(row).toMatchObject({ frames_in: 600, results_at_edge: 600, results_in_stream: 600, duplicates: 0 });
+    expect(new Set(edge.results.map((x) => x.r.sequence)).size).toBe(600);
+    expect(edge.results.slice(-100).filter((x) => x.r.tier === 'cloud').length).toBeGreaterThan(0); // the other worker goes on
+  });
+
+  for (const downSeconds of [3, 60]) {
+    it(`nats-server SIGKILLed and restarted after ${downSeconds} s: nothing lost, nothing doubled, workers back within 5 s`, async () => {
+      const port = await freePort();
+      const first = await nats({ port });
+      await workers(first.url);
+      // The source outlasts the outage (the samples are 1,000 frames), so the edge is still running when NATS returns.
+      const fps = Math.min(40, Math.floor(1000 / (downSeconds + 18)));
+      const frames = Math.min(1000, Math.round((downSeconds + 15) * fps));
+      const edge = startEdge(first.url, `fault-nats-${downSeconds}`, frames, fps);
+      await whenResults(edge, 4 * fps);
+      await first.stop('SIGKILL');
+      await new Promise((r) => setTimeout(r, downSeconds * 1000));
+      const second = await nats({ port, storeDir: first.storeDir });
+      const back = performance.now();
+      const servedAfter = await secondsUntilServed(second.url, back);
+      expect(await edge.exit).toBe(0);
+      const stream = await inStream(second.url, `fault-nats-${downSeconds}`);
+      const row = report(`nats-server down ${downSeconds} s`, framesIn(edge), edge, stream, servedAfter);
+      expect(row).toMatchObject({ frames_in: frames, results_at_edge: frames, results_in_stream: frames, duplicates: 0 });
+      expect(servedAfter).toBeLessThan(5);
+      expect(row.fallbacks.disconnected ?? 0).toBeGreaterThan(0);
+      // Offloads resumed: frames after the return were answered by the cloud again.
+      expect(edge.results.filter((x) => x.at > back + 3000 && x.r.tier === 'cloud').length).toBeGreaterThan(0);
+    }, 180_000);
+  }
+
+  it('an edge started before NATS answers locally, then offloads and stores every result once NATS comes', async () => {
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const edge = startEdge(url, 'fault-early', 400, 50);
+    await whenResults(edge, 100);
+    expect(edge.results.every((x) => x.r.outcome !== 'offloaded')).toBe(true);
+    const s = await nats({ port });
+    await workers(s.url);
+    const back = performance.now(); // workers are subscribed: from here the edge must find them
+    const served = secondsUntilServed(s.url, back);
+    expect(await edge.exit).toBe(0);
+    const stream = await inStream(s.url, 'fault-early');
+    const row = report('edge started before NATS', framesIn(edge), edge, stream, await served);
+    expect(row).toMatchObject({ frames_in: 400, results_at_edge: 400, results_in_stream: 400, duplicates: 0 });
+    expect(edge.results.some((x) => x.r.outcome === 'offloaded')).toBe(true);
+    expect(edge.stderr()).toMatch(new RegExp(`nats_unreachable.*cannot connect to NATS at ${url} \\(set by --nats\\)`));
+  });
+
+  it('SIGTERM of the edge mid-stream: it stops taking frames, answers and stores every frame it took, exits 0', async () => {
+    const s = await nats();
+    await workers(s.url);
+    const edge = startEdge(s.url, 'fault-term', 1000, 100);
+    await whenResults(edge, 300);
+    edge.proc.kill('SIGTERM');
+    expect(await edge.exit).toBe(0);
+    const taken = framesIn(edge);
+    const stream = await inStream(s.url, 'fault-term');
+    const row = report('edge SIGTERM mid-stream', taken, edge, stream, null);
+    expect(taken).toBeGreaterThanOrEqual(300);
+    expect(taken).toBeLessThan(1000);
+    expect(row).toMatchObject({ results_at_edge: taken, results_in_stream: taken, duplicates: 0 });
+  });
+});
