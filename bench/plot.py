@@ -1,4 +1,4 @@
-"""Plots of bench/results/latest.json (python3 bench/plot.py [results.json]); PNGs go beside the JSON."""
+"""Plots of benchmark results (python bench/plot.py [latest.json | soak.json]); PNGs go beside the JSON."""
 
 from __future__ import annotations
 
@@ -12,9 +12,33 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def soak(r: dict, out: Path) -> None:
+    """Resident memory of each process against frames done (soak.json -> soak-rss.png)."""
+    frames = [s["frames"] for s in r["samples"]]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for name in r["samples"][0]["rss_mib"]:
+        growth = r["growth_mib_per_100k_frames"].get(name)
+        label = f"{name} ({growth:+.2f} MiB per 100k frames)" if growth is not None else name
+        ax.plot(frames, [s["rss_mib"][name] for s in r["samples"]], label=label)
+    ax.axvline(r["warmup_frames"], color="grey", linestyle=":", label="end of warm-up")
+    ax.set(xlabel="frames through the edge", ylabel="resident memory (MiB)",
+           title=f"soak: {r['minutes']} min at {r['achieved_fps']} frames/s")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{r['machine']['cpu']}, {r['machine']['cores']} cores", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "soak-rss.png", dpi=110)
+    plt.close(fig)
+    print(f"wrote {out / 'soak-rss.png'}")
+
+
 def main(path: Path) -> None:
     r = json.loads(path.read_text())
     out = path.parent
+    if "samples" in r:
+        soak(r, out)
+        return
     machine = f"{r['machine']['cpu']}, {r['machine']['cores']} cores"
 
     cascade = [c for c in r["cascade"] if c["kind"] != "wire format"]

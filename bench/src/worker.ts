@@ -21,7 +21,7 @@ export async function realRequests(model: ModelDir, images: Uint8Array, n: numbe
     const req: InferRequestMessage = {
       requestId: `b${i}`, edgeId: 'bench', model: m.name, modelVersion: m.version, firstStage: 1,
       image: imageTensor(images.slice(i * pixels, (i + 1) * pixels), m.input.shape), state,
-      deadlineUnixMs: 0, edgeExit: 1, thresholds: never,
+      deadlineUnixMs: Date.now() + 24 * 3600_000, edgeExit: 1, thresholds: never, // a deadline is required; these are reused for hours at most
     };
     return v1.InferRequest.encode(req).finish();
   });

@@ -34,6 +34,7 @@ const FLAGS = {
   'outbox-max-count': { type: 'string', env: 'CASCADE_OUTBOX_MAX_COUNT', help: `most results in the outbox; the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxCount})` },
   'outbox-max-age-s': { type: 'string', env: 'CASCADE_OUTBOX_MAX_AGE_S', help: `oldest result kept in the outbox, seconds (default ${DEFAULT_OUTBOX.maxAgeMs / 1000})` },
   limit: { type: 'string', help: 'stop after N frames' },
+  repeat: { type: 'string', help: 'read the source this many times (0: until stopped; default 1), e.g. to replay files' },
   'max-fps': { type: 'string', env: 'CASCADE_MAX_FPS', help: 'take at most N frames per second from any source (paces files; default: no limit)' },
   out: { type: 'string', help: 'write result lines to this file instead of stdout' },
   summary: { type: 'boolean', help: 'print a summary table to stderr at the end' },
@@ -87,6 +88,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     fps: numberFlag('fps', f.fps),
     limit: numberFlag('limit', f.limit),
     maxFps: numberFlag('max-fps', f['max-fps']),
+    repeat: nonNegativeInt('repeat', numberFlag('repeat', f.repeat) ?? 1),
     out: f.out,
     summary: Boolean(f.summary),
   };
@@ -122,7 +124,8 @@ async function main(): Promise<void> {
   });
   try {
     const size = agent.model.manifest.input.shape[1]!;
-    const source = await openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });
+    const open = () => openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });
+    const source = repeated(open, args.repeat);
     frames = await agent.run(untilAborted(paced(source, args.maxFps, stop.signal), stop.signal), (r) => {
       summary.add(r);
       sink.write(`${JSON.stringify(r)}\n`);
@@ -140,15 +143,29 @@ async function main(): Promise<void> {
   }
 }
 
+/** The frames of `times` fresh openings of a source, one after the other (0: forever). */
+async function* repeated(open: () => Promise<AsyncIterable<Frame>>, times: number): AsyncGenerator<Frame> {
+  for (let i = 0; times === 0 || i < times; i++) yield* await open();
+}
+
 /** The frames of `source` until `signal` aborts, also while the source is stalled waiting for its next frame. */
 async function* untilAborted(source: AsyncIterable<Frame>, signal: AbortSignal): AsyncGenerator<Frame> {
   const it = source[Symbol.asyncIterator]();
-  const aborted = new Promise<'aborted'>((resolve) => signal.addEventListener('abort', () => resolve('aborted'), { once: true }));
+  // One listener per wait, removed after it: racing one long-lived promise would keep a reaction per frame forever.
+  const next = () =>
+    new Promise<IteratorResult<Frame> | 'aborted'>((resolve, reject) => {
+      const onAbort = () => resolve('aborted');
+      signal.addEventListener('abort', onAbort, { once: true });
+      it.next().then(
+        (r) => (signal.removeEventListener('abort', onAbort), resolve(r)),
+        (err: unknown) => (signal.removeEventListener('abort', onAbort), reject(err)),
+      );
+    });
   try {
     while (!signal.aborted) {
-      const next = await Promise.race([it.next(), aborted]);
-      if (next === 'aborted' || next.done) return;
-      yield next.value;
+      const r = await next();
+      if (r === 'aborted' || r.done) return;
+      yield r.value;
     }
   } finally {
     void it.return?.();
@@ -156,3 +173,8 @@ async function* untilAborted(source: AsyncIterable<Frame>, signal: AbortSignal):
 }
 
 if (isMain(import.meta.url)) void main();
+
+function nonNegativeInt(name: string, n: number): number {
+  if (!Number.isInteger(n) || n < 0) throw new FlagError(`--${name} must be an integer >= 0, got ${n}`);
+  return n;
+}
