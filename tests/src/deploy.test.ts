@@ -49,6 +49,24 @@ describe('kubernetes manifests', () => {
     }
   });
 
+  it('NATS runs as a StatefulSet with JetStream on a persistent volume, configured with deploy/nats/nats.conf verbatim', () => {
+    const sts = base.find((d) => d.kind === 'StatefulSet' && d.metadata.name === 'nats')!;
+    const cm = base.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'nats-config')!;
+    expect(cm.data['nats.conf']).toBe(readFileSync(join(REPO, 'deploy/nats/nats.conf'), 'utf8'));
+    expect(cm.data['nats.conf']).toMatch(/jetstream \{\s*store_dir: \$CASCADE_NATS_STORE_DIR/);
+    const c = sts.spec.template.spec.containers[0];
+    const data = sts.spec.volumeClaimTemplates[0];
+    expect(c.volumeMounts.find((m: any) => m.name === data.metadata.name).mountPath).toBe('/data');
+    expect(c.env.find((e: any) => e.name === 'CASCADE_NATS_STORE_DIR').value).toMatch(/^\/data\//);
+    expect(c.readinessProbe.httpGet.path).toMatch(/^\/healthz/);
+    for (const e of c.env.filter((x: any) => x.valueFrom)) {
+      const secret = base.find((d) => d.kind === 'Secret' && d.metadata.name === e.valueFrom.secretKeyRef.name);
+      expect(secret?.stringData?.[e.valueFrom.secretKeyRef.key], e.name).toBe('CHANGE_ME');
+    }
+    const svc = base.find((d) => d.kind === 'Service' && d.metadata.name === 'nats')!;
+    expect(svc.spec.ports.map((p: any) => p.port)).toContain(4222);
+  });
+
   it('workload selectors match their pod labels', () => {
     expect(workloads.map((w) => w.kind).sort()).toEqual(['DaemonSet', 'Deployment']);
     for (const w of workloads) {
@@ -59,7 +77,7 @@ describe('kubernetes manifests', () => {
   it('services and the disruption budget select real pods, on ports the pods declare', () => {
     for (const s of base.filter((d) => d.kind === 'Service' || d.kind === 'PodDisruptionBudget')) {
       const selector = s.kind === 'Service' ? s.spec.selector : s.spec.selector.matchLabels;
-      const target = workloads.find((w) => Object.entries(selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+      const target = [...workloads, ...base.filter((d) => d.kind === 'StatefulSet')].find((w) => Object.entries(selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
       expect(target, s.metadata.name).toBeDefined();
       if (s.kind === 'Service') {
         const names = target!.spec.template.spec.containers.flatMap((c: any) => c.ports.map((p: any) => p.name));
@@ -118,10 +136,13 @@ describe('kubernetes manifests', () => {
     expect(cm.data.CASCADE_SOURCE).toBeDefined();
     const secretNames = base.filter((d) => d.kind === 'Secret').map((d) => d.metadata.name);
     for (const { w } of containers) {
-      for (const v of w.spec.template.spec.volumes) expect(secretNames).toContain(v.secret.secretName);
+      for (const v of w.spec.template.spec.volumes.filter((x: any) => x.secret)) expect(secretNames).toContain(v.secret.secretName);
       expect(JSON.stringify(w)).not.toMatch(/NATS_PASSWORD"?,\s*"?value/); // passwords only from files
     }
     for (const s of base.filter((d) => d.kind === 'Secret')) for (const v of Object.values(s.stringData)) expect(v).toBe('CHANGE_ME');
+    // The outbox (results the stream has not acknowledged) is on the node, not in the container.
+    const outbox = c.volumeMounts.find((m: any) => m.mountPath === '/var/lib/cascade/outbox');
+    expect(ds.spec.template.spec.volumes.find((v: any) => v.name === outbox.name).hostPath.path).toBe('/var/lib/cascade/outbox');
   });
 });
 
@@ -141,6 +162,7 @@ describe('compose', () => {
     for (const s of Object.values(tls.services) as any[]) {
       for (const v of s.volumes ?? []) {
         const src = typeof v === 'string' ? v.split(':')[0] : v.source;
+        if (Object.keys(tls.volumes ?? {}).includes(src)) continue; // named volumes (JetStream, the edge outbox)
         if (!String(src).endsWith('/certs')) expect(existsSync(src), src).toBe(true);
       }
     }

@@ -1,5 +1,5 @@
 import { startWorker, stopChild, track } from '@cascade/demo';
-import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
+import { EdgeAgent, openSource, readResults, type EdgeResult } from '@cascade/edge';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ async function serve(config: string, env: Record<string, string> = {}): Promise<
   requireProgram('nats-server');
   const port = await freePort();
   const proc = track(spawn('nats-server', ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())], {
-    env: { ...process.env, ...PASSWORDS, ...env },
+    env: { ...process.env, ...PASSWORDS, CASCADE_NATS_STORE_DIR: mkdtempSync(join(tmpdir(), 'cascade-js-')), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   }));
   let log = '';
@@ -121,6 +121,10 @@ describe('nats security - shipped config with per-role credentials', () => {
       expect(results).toHaveLength(150);
       expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(5);
       expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
+      // The worker created the results stream; the edge's results are there, read with the monitor's credentials.
+      const stored = new Set<number>();
+      await readResults(monitor, { edge: 'cam-1' }, (r) => void stored.add(Number(r.sequence)));
+      expect(stored.size).toBe(150);
     } finally {
       expect(await w.stop()).toBe(0);
     }

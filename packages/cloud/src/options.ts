@@ -28,7 +28,7 @@ export interface WorkerOptions {
   metricsPort?: number;
   /** Address /metrics listens on. @default '0.0.0.0' */
   metricsHost?: string;
-  /** NATS credentials and TLS. @default none */
+  /** NATS credentials and TLS; replies to the worker's own requests come to `_INBOX_worker`. @default none */
   natsAuth?: NatsAuth;
   /** Where `nats` came from, named in connection errors. @default 'the nats option' */
   natsVia?: string;
@@ -77,7 +77,7 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     queue: o.queue ?? DEFAULT_WORKER_OPTIONS.queue,
     metricsPort: positiveInt('metricsPort', o.metricsPort ?? DEFAULT_WORKER_OPTIONS.metricsPort, -1),
     metricsHost: o.metricsHost ?? DEFAULT_WORKER_OPTIONS.metricsHost,
-    natsAuth: o.natsAuth ?? {},
+    natsAuth: { inboxPrefix: '_INBOX_worker', ...o.natsAuth },
     natsVia: o.natsVia ?? DEFAULT_WORKER_OPTIONS.natsVia,
   };
 }

@@ -1,5 +1,5 @@
 import { clip, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
-import { loadModelDir, NatsLink, operatingPoint, serveMetrics, StageRunner, type Log, type MetricsServer, type ModelDir } from '@cascade/runtime';
+import { ensureResultsStream, loadModelDir, NatsLink, operatingPoint, serveMetrics, StageRunner, type Log, type MetricsServer, type ModelDir } from '@cascade/runtime';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Batcher, type Outcome } from './batcher.js';
@@ -115,6 +115,8 @@ export class CloudWorker {
       },
     });
     await this.nc.flush(); // the server has the subscription before we say we are serving
+    // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
+    ensureResultsStream(this.nc).catch((err: Error) => this.log('results_stream_unchecked', { error: clip(err.message, 200) }));
     if (this.options.metricsPort >= 0) {
       this.metricsServer = await serveMetrics(this.metrics.registry, this.options.metricsPort, this.options.metricsHost, {
         '/healthz': async () => {

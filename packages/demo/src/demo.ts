@@ -71,7 +71,6 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport }> {
       },
       () => undefined,
     );
-    await waitConnected(agent);
     const m = agent.model.manifest;
     if (o.livePort !== undefined) log(`live view on http://127.0.0.1:${agent.metricsPort}/ (Ctrl-C to stop)`);
     const fps = o.fps ?? (o.livePort !== undefined ? 20 : undefined);
@@ -105,11 +104,6 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport }> {
     await Promise.all(workers.map((w) => w.stop()));
     await nats?.stop();
   }
-}
-
-/** Waits (up to 10 s) for the agent's NATS connection, so the first frames are not answered as disconnected. */
-async function waitConnected(agent: EdgeAgent): Promise<void> {
-  for (let i = 0; i < 200 && !agent.connected; i++) await new Promise((r) => setTimeout(r, 50));
 }
 
 async function storedResults(url: string): Promise<number | null> {

@@ -104,6 +104,8 @@ export class EdgeAgent {
     let publisher: ResultsPublisher | undefined;
     if (o.nats) {
       link = await NatsLink.open({ servers: o.nats, via: o.natsVia, name: `cascade-edge ${o.id}`, auth: o.natsAuth, log, firstConnect: 'background' });
+      // A short wait, so the first hard frames are not answered locally only because the connection is a few ms old.
+      if (!(await link.waitConnected(o.connectWaitMs))) log('edge_starting_without_nats', { nats: o.nats, waited_ms: o.connectWaitMs });
       const outbox = Outbox.open({ ...o.outbox }, (reason, n) => {
         metrics.resultsDropped.inc({ reason }, n);
         log('results_dropped', { reason, count: n, limits: { max_count: o.outbox.maxCount, max_age_ms: o.outbox.maxAgeMs } });

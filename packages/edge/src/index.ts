@@ -7,5 +7,6 @@ export { openSource, paced, SourceError, toPlanar, type Frame, type SourceOption
 export { formatSummary, summarise, SummaryBuilder, type Percentiles, type Summary } from './summary.js';
 export { FALLBACK_REASONS, requestFailure, type FallbackReason } from './offload.js';
 export { DEFAULT_OUTBOX, Outbox, type OutboxEntry, type OutboxOptions } from './outbox.js';
-export { ensureResultsStream, frameResultJson, readResults, ResultsPublisher, type FrameResult, type ResultStats } from './results.js';
+export { frameResultJson, readResults, ResultsPublisher, type FrameResult, type ResultStats } from './results.js';
 export { QuantileSketch } from './sketch.js';
+export { ensureResultsStream } from '@cascade/runtime';

@@ -48,6 +48,8 @@ export interface EdgeOptions {
    * restarts; without one it is in memory) and its limits. @default in memory, 100,000 results, 24 h
    */
   outbox?: OutboxOptions;
+  /** At start, how long to wait for NATS before taking frames (it keeps connecting after). @default 2000 */
+  connectWaitMs?: number;
   /** On close, how long to wait for the results stream to acknowledge what is pending. @default 5000 */
   flushTimeoutMs?: number;
 }
@@ -78,6 +80,7 @@ export const DEFAULT_EDGE_OPTIONS = {
   metricsHost: '0.0.0.0',
   natsVia: 'the nats option',
   flushTimeoutMs: 5000,
+  connectWaitMs: 2000,
 } as const;
 
 /** Fills defaults and validates once at start-up; errors name the field. */
@@ -121,5 +124,6 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
       ...(o.outbox?.segmentRecords ? { segmentRecords: int('outbox.segmentRecords', o.outbox.segmentRecords, 1) } : {}),
     },
     flushTimeoutMs: int('flushTimeoutMs', o.flushTimeoutMs ?? DEFAULT_EDGE_OPTIONS.flushTimeoutMs, 0),
+    connectWaitMs: int('connectWaitMs', o.connectWaitMs ?? DEFAULT_EDGE_OPTIONS.connectWaitMs, 0),
   };
 }

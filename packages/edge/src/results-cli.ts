@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const via = f.nats && process.argv.some((a) => a.startsWith('--nats')) ? '--nats' : f.nats ? '$NATS_URL' : 'the default (set --nats or $NATS_URL)';
   let link: NatsLink;
   try {
-    link = await NatsLink.open({ servers: f.nats ?? 'nats://127.0.0.1:4222', via, name: 'cascade-results', auth: natsAuthFromFlags(f), log, firstConnect: 'now' });
+    link = await NatsLink.open({ servers: f.nats ?? 'nats://127.0.0.1:4222', via, name: 'cascade-results', auth: { inboxPrefix: '_INBOX_monitor', ...natsAuthFromFlags(f) }, log, firstConnect: 'now' });
   } catch (err) {
     process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
     process.exit(1);
@@ -46,7 +46,8 @@ async function main(): Promise<void> {
   const stats: ResultStats = { messages: 0, unique: 0, duplicates: 0, byEdge: {} };
   const seen = new Set<string>();
   try {
-    await readResults(link.nc!, { ...(f.edge ? { edge: f.edge } : {}), ...(f.durable ? { durable: f.durable } : {}), follow: Boolean(f.follow), ...(idleMs !== undefined ? { idleMs } : {}) }, (r) => {
+    await readResults(link.nc!, { ...(f.edge ? { edge: f.edge } : {}), ...(f.durable ? { durable: f.durable } : {}), follow: Boolean(f.follow), ...(idleMs !== undefined ? { idleMs } : {}),
+      onUndecodable: (subject, err) => process.stderr.write(`cascade-results: skipped a message on ${subject} that is not a FrameResult: ${err.message}\n`) }, (r) => {
       if (!f.stats) {
         process.stdout.write(`${JSON.stringify(frameResultJson(r))}\n`);
         return;

@@ -1,7 +1,7 @@
 import { RESULTS_STREAM, v1 } from '@cascade/proto';
-import type { Log, NatsLink } from '@cascade/runtime';
+import { ensureResultsStream, type Log, type NatsLink } from '@cascade/runtime';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
 import type { Outbox } from './outbox.js';
 
 /** Results published at once before waiting for their acknowledgements. */
@@ -10,27 +10,6 @@ export const PUBLISH_WINDOW = 128;
 export const ACK_TIMEOUT_MS = 5000;
 /** Pause after a failed publish before trying again (while connected). */
 export const RETRY_MS = 1000;
-
-const ms = (x: number) => x * 1_000_000; // JetStream durations are nanoseconds
-
-/** Creates the results stream when it is missing (idempotent); throws when this client may not. */
-export async function ensureResultsStream(nc: NatsConnection): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  try {
-    await jsm.streams.info(RESULTS_STREAM.name);
-  } catch {
-    await jsm.streams.add({
-      name: RESULTS_STREAM.name,
-      subjects: [...RESULTS_STREAM.subjects],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
-      max_age: ms(RESULTS_STREAM.maxAgeMs),
-      max_bytes: RESULTS_STREAM.maxBytes,
-      duplicate_window: ms(RESULTS_STREAM.duplicateWindowMs),
-    });
-  }
-}
 
 /**
  * Delivers results to the results stream at least once and, through de-duplication ids, stored exactly once: every
@@ -180,7 +159,7 @@ export interface ResultStats {
 /** Reads the results stream: ordered (every result since the start) or through a durable consumer. */
 export async function readResults(
   nc: NatsConnection,
-  o: { edge?: string; durable?: string; follow?: boolean; idleMs?: number },
+  o: { edge?: string; durable?: string; follow?: boolean; idleMs?: number; onUndecodable?: (subject: string, err: Error) => void },
   onResult: (r: FrameResult, subject: string) => void,
 ): Promise<number> {
   await ensureResultsStream(nc);
@@ -202,7 +181,13 @@ export async function readResults(
     const batch = await consumer.fetch({ max_messages: 512, expires: o.idleMs ?? 1000 });
     for await (const m of batch) {
       got++;
-      onResult(v1.FrameResult.decode(m.data), m.subject);
+      let r: FrameResult | undefined;
+      try {
+        r = v1.FrameResult.decode(m.data);
+      } catch (err) {
+        o.onUndecodable?.(m.subject, err as Error); // not a FrameResult: skipped, never fatal
+      }
+      if (r) onResult(r, m.subject);
       if (o.durable) m.ack();
     }
     n += got;

@@ -72,6 +72,13 @@ export class NatsLink {
     return this.up;
   }
 
+  /** Resolves true once connected, or false after `ms`. */
+  async waitConnected(ms: number): Promise<boolean> {
+    const until = performance.now() + ms;
+    while (!this.up && !this.closing && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
+    return this.up;
+  }
+
   /** Calls `fn` with the connection now (if connected) and every time it comes up again. */
   onConnect(fn: (nc: NatsConnection) => void): void {
     this.listeners.push(fn);

@@ -28,6 +28,7 @@ export const NATS_AUTH_FLAGS = {
   'nats-cert': { type: 'string', env: 'NATS_CERT', help: 'client certificate (PEM) for mutual TLS' },
   'nats-key': { type: 'string', env: 'NATS_KEY', help: 'client key (PEM) for mutual TLS' },
   'nats-tls': { type: 'boolean', help: 'require TLS (with the system trust store when no --nats-ca)' },
+  'nats-inbox-prefix': { type: 'string', env: 'NATS_INBOX_PREFIX', help: 'reply inbox prefix, as the server permissions allow (each command has its default)' },
 } as const satisfies Record<string, Flag>;
 
 type AuthValues = { [K in keyof typeof NATS_AUTH_FLAGS]?: string | boolean };
@@ -47,6 +48,7 @@ export function natsAuthFromFlags(v: AuthValues): NatsAuth {
   set('cert', s('nats-cert'));
   set('key', s('nats-key'));
   if (v['nats-tls']) auth.tls = true;
+  set('inboxPrefix', s('nats-inbox-prefix'));
   return auth;
 }
 
