@@ -58,22 +58,51 @@ export function cascadeConfigs(model: ModelDir): CascadeConfig[] {
   const m = model.manifest;
   const last = m.exits.map((_, i) => (i === m.exits.length - 1 ? 0 : 2));
   return [
-    ...m.operating_points.map((op) => ({ name: op.name, kind: 'operating point' as const, edge: { operatingPoint: op.name }, cloud: true })),
+    ...m.operating_points.map((op) => ({
+      name: op.name,
+      kind: 'operating point' as const,
+      edge: { operatingPoint: op.name },
+      cloud: true,
+    })),
     { name: 'all-cloud', kind: 'all-cloud', edge: { thresholds: last, mode: 'image' }, cloud: true },
     { name: 'all-edge', kind: 'all-edge', edge: { thresholds: last, split: m.stages.length }, cloud: false },
     ...(['fp32', 'fp16', 'int8'] as const).map((encoding) => ({
-      name: `balanced, state ${encoding}`, kind: 'wire format' as const, edge: { operatingPoint: 'balanced', encoding }, cloud: true,
+      name: `balanced, state ${encoding}`,
+      kind: 'wire format' as const,
+      edge: { operatingPoint: 'balanced', encoding },
+      cloud: true,
     })),
     { name: 'balanced, image', kind: 'wire format', edge: { operatingPoint: 'balanced', mode: 'image' }, cloud: true },
   ];
 }
 
-export async function runCascade(model: ModelDir, nats: string, samples: string, c: CascadeConfig, o: { frames: number; fps: number; threads: number }): Promise<{ run: CascadeRun; results: EdgeResult[] }> {
+export async function runCascade(
+  model: ModelDir,
+  nats: string,
+  samples: string,
+  c: CascadeConfig,
+  o: { frames: number; fps: number; threads: number },
+): Promise<{ run: CascadeRun; results: EdgeResult[] }> {
   const worker = c.cloud
-    ? await startWorker({ model: model.path, nats, id: `bench-${c.name.replace(/\W+/g, '-')}`, extra: ['--threads', String(o.threads), '--metrics-port', '-1'] })
+    ? await startWorker({
+        model: model.path,
+        nats,
+        id: `bench-${c.name.replace(/\W+/g, '-')}`,
+        extra: ['--threads', String(o.threads), '--metrics-port', '-1'],
+      })
     : undefined;
-  const agent = await EdgeAgent.create({ model: model.path, id: 'bench-cascade', threads: o.threads, metricsPort: -1, timeoutMs: 5000,
-    ...(c.cloud ? { nats } : {}), ...c.edge }, () => undefined);
+  const agent = await EdgeAgent.create(
+    {
+      model: model.path,
+      id: 'bench-cascade',
+      threads: o.threads,
+      metricsPort: -1,
+      timeoutMs: 5000,
+      ...(c.cloud ? { nats } : {}),
+      ...c.edge,
+    },
+    () => undefined,
+  );
   const results: EdgeResult[] = [];
   try {
     const cpu0 = worker ? await processCpuSeconds(worker.process.pid!) : 0;
@@ -92,7 +121,11 @@ export async function runCascade(model: ModelDir, nats: string, samples: string,
     return {
       results,
       run: {
-        name: c.name, kind: c.kind, mode: agent.options.mode, encoding: agent.options.encoding, frames,
+        name: c.name,
+        kind: c.kind,
+        mode: agent.options.mode,
+        encoding: agent.options.encoding,
+        frames,
         accuracy: results.filter((r) => r.class === r.label).length / frames,
         offload_rate: results.filter((r) => r.outcome !== 'exited').length / frames,
         fallbacks: results.filter((r) => r.outcome === 'fallback').length,

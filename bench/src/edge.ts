@@ -15,12 +15,24 @@ export interface EdgeOverhead {
  * Edge agent throughput when every frame ends at exit 1 (stage 0 only, batch 1, no network): the cost of the
  * worker thread, the exit rule and the source on top of raw onnxruntime.
  */
-export async function edgeOverhead(model: string, samples: string, o: { threads: number[]; frames: number; runs: number; exits: number },
-  log: (m: string) => void): Promise<EdgeOverhead[]> {
+export async function edgeOverhead(
+  model: string,
+  samples: string,
+  o: { threads: number[]; frames: number; runs: number; exits: number },
+  log: (m: string) => void,
+): Promise<EdgeOverhead[]> {
   const out: EdgeOverhead[] = [];
-  for (const [threads, pipeline] of o.threads.flatMap((t) => [[t, 1], [t, 2]] as const)) {
-    const agent = await EdgeAgent.create({ model, id: 'bench-edge', threads, pipeline, metricsPort: -1, thresholds: new Array<number>(o.exits).fill(0) },
-      () => undefined);
+  for (const [threads, pipeline] of o.threads.flatMap(
+    (t) =>
+      [
+        [t, 1],
+        [t, 2],
+      ] as const,
+  )) {
+    const agent = await EdgeAgent.create(
+      { model, id: 'bench-edge', threads, pipeline, metricsPort: -1, thresholds: new Array<number>(o.exits).fill(0) },
+      () => undefined,
+    );
     const fps: number[] = [];
     const p50: number[] = [];
     try {
@@ -28,7 +40,9 @@ export async function edgeOverhead(model: string, samples: string, o: { threads:
       for (let r = 0; r < o.runs; r++) {
         const lat: number[] = [];
         const start = performance.now();
-        const n = await agent.run(await openSource(samples, { size: 32, limit: o.frames }), (res) => lat.push(res.latency_ms));
+        const n = await agent.run(await openSource(samples, { size: 32, limit: o.frames }), (res) =>
+          lat.push(res.latency_ms),
+        );
         fps.push((n * 1000) / (performance.now() - start));
         p50.push(percentile(lat, 0.5));
       }
@@ -58,7 +72,10 @@ export async function handOff(model: ModelDir, image: Uint8Array, runs: number, 
   const feeds = () => ({ image: { data: image.slice(), dims: [1, ...model.manifest.input.shape] } });
   const local = await StageSessions.create(model, { last: 0, threads: 1 });
   const runner = await StageRunner.create(model, { last: 0, threads: 1 });
-  const echo = new Worker("require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m));", { eval: true });
+  const echo = new Worker(
+    "require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m));",
+    { eval: true },
+  );
   let wake: () => void = () => undefined;
   echo.on('message', () => wake());
   const a: number[] = [];
@@ -68,7 +85,15 @@ export async function handOff(model: ModelDir, image: Uint8Array, runs: number, 
     for (let r = 0; r < runs; r++) {
       a.push(await perCall(() => local.run(0, feeds())));
       b.push(await perCall(() => runner.run(0, feeds())));
-      c.push(await perCall(() => new Promise<void>((resolve) => { wake = resolve; echo.postMessage({ r }); })));
+      c.push(
+        await perCall(
+          () =>
+            new Promise<void>((resolve) => {
+              wake = resolve;
+              echo.postMessage({ r });
+            }),
+        ),
+      );
     }
   } finally {
     await local.release();

@@ -47,7 +47,9 @@ async function offer(nc: NatsConnection, subject: string, reqs: Uint8Array[], sc
     sent: schedule.length,
     by_code: Object.fromEntries([...lat].map(([k, v]) => [k, v.length])),
     no_reply: noReply,
-    latency_ms: Object.fromEntries([...lat].map(([k, v]) => [k, { p50: round(percentile(v, 0.5)), p99: round(percentile(v, 0.99)), n: v.length }])),
+    latency_ms: Object.fromEntries(
+      [...lat].map(([k, v]) => [k, { p50: round(percentile(v, 0.5)), p99: round(percentile(v, 0.99)), n: v.length }]),
+    ),
   };
 }
 
@@ -58,23 +60,35 @@ async function main(): Promise<void> {
   for (let i = 0; i < 1000; i++) images.set(raw.subarray(i * 3073 + 1, (i + 1) * 3073), i * 3072);
   const reqs = await realRequests(model, images, 256);
   const nats = await startNatsServer();
-  const worker = await startWorker({ model: model.path, nats: nats.url, id: 'overload', extra: ['--threads', '1', '--queue-limit', '8', '--max-batch', '8'] });
+  const worker = await startWorker({
+    model: model.path,
+    nats: nats.url,
+    id: 'overload',
+    extra: ['--threads', '1', '--queue-limit', '8', '--max-batch', '8'],
+  });
   const nc = await connect({ servers: nats.url });
   const subject = subjects.infer(model.manifest.name);
   try {
     log('capacity: closed loop, 8 in flight, 3 s');
     let done = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (performance.now() - t0 < 3000) {
-        await nc.request(subject, reqs[done % reqs.length]!, { timeout: 10_000 });
-        done++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (performance.now() - t0 < 3000) {
+          await nc.request(subject, reqs[done % reqs.length]!, { timeout: 10_000 });
+          done++;
+        }
+      }),
+    );
     const capacity = (done * 1000) / (performance.now() - t0);
     log(`capacity ${capacity.toFixed(0)} requests/s; offering 10x for 5 s`);
     const rate = 10 * capacity;
-    const tenfold = await offer(nc, subject, reqs, Array.from({ length: Math.round(rate * 5) }, (_, i) => (i * 1000) / rate));
+    const tenfold = await offer(
+      nc,
+      subject,
+      reqs,
+      Array.from({ length: Math.round(rate * 5) }, (_, i) => (i * 1000) / rate),
+    );
     await sleep(1000);
     log('5,000 requests at once');
     const burst = await offer(nc, subject, reqs, new Array<number>(5000).fill(0));
@@ -93,17 +107,20 @@ async function main(): Promise<void> {
       const ok = t.latency_ms.ok;
       return `| ${name} | ${t.sent} | ${t.by_code.ok ?? 0} | ${t.by_code.OVERLOADED ?? 0} | ${t.no_reply} | ${o ? `${o.p50} / ${o.p99}` : '-'} | ${ok ? `${ok.p50} / ${ok.p99}` : '-'} |`;
     };
-    writeFileSync(`${REPO}bench/results/overload.md`, [
-      `# Overload (${result.date.slice(0, 10)}, ${result.machine.cpu}, ${result.machine.cores} cores; client, nats-server and worker share them)`,
-      '',
-      `One worker, queue limit 8, max batch 8, 1 thread; capacity ${result.capacity_per_second} requests/s (closed loop, 8 in flight).`,
-      '',
-      '| offered | sent | answered | OVERLOADED | no reply | OVERLOADED latency p50 / p99 (ms) | answered latency p50 / p99 (ms) |',
-      '|---|---|---|---|---|---|---|',
-      row(`10x capacity (${result.tenfold.offered_per_second}/s for 5 s)`, tenfold),
-      row('5,000 at once', burst),
-      '',
-    ].join('\n'));
+    writeFileSync(
+      `${REPO}bench/results/overload.md`,
+      [
+        `# Overload (${result.date.slice(0, 10)}, ${result.machine.cpu}, ${result.machine.cores} cores; client, nats-server and worker share them)`,
+        '',
+        `One worker, queue limit 8, max batch 8, 1 thread; capacity ${result.capacity_per_second} requests/s (closed loop, 8 in flight).`,
+        '',
+        '| offered | sent | answered | OVERLOADED | no reply | OVERLOADED latency p50 / p99 (ms) | answered latency p50 / p99 (ms) |',
+        '|---|---|---|---|---|---|---|',
+        row(`10x capacity (${result.tenfold.offered_per_second}/s for 5 s)`, tenfold),
+        row('5,000 at once', burst),
+        '',
+      ].join('\n'),
+    );
     log(`10x: ${JSON.stringify(tenfold.latency_ms)}; burst: ${JSON.stringify(burst.latency_ms)}`);
   } finally {
     await nc.close();
@@ -112,7 +129,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (err: Error) => {
-  process.stderr.write(`overload: ${err.stack ?? err.message}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    process.stderr.write(`overload: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

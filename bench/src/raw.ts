@@ -24,26 +24,43 @@ export async function stageInputs(model: ModelDir, images: Uint8Array, batch: nu
     for (const t of stage.inputs) if (t.name !== 'image') f[t.name] = carried[t.name]!;
     feeds.push(f);
     const sess = await session(stage.index);
-    const out = await sess.run(Object.fromEntries(Object.entries(f).map(([k, v]) => [k, new ort.Tensor(k === 'image' ? 'uint8' : 'float32', v.data, v.dims)])));
-    carried = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { data: v.data as Float32Array, dims: [...v.dims] }]));
+    const out = await sess.run(
+      Object.fromEntries(
+        Object.entries(f).map(([k, v]) => [k, new ort.Tensor(k === 'image' ? 'uint8' : 'float32', v.data, v.dims)]),
+      ),
+    );
+    carried = Object.fromEntries(
+      Object.entries(out).map(([k, v]) => [k, { data: v.data as Float32Array, dims: [...v.dims] }]),
+    );
     await sess.release();
   }
   return feeds;
 }
 
 /** The limit: onnxruntime-node on the calling thread, same graphs, per stage, batch and thread count. */
-export async function rawThroughput(model: ModelDir, images: Uint8Array, o: { batches: number[]; threads: number[]; runs: number; ms: number },
-  log: (m: string) => void): Promise<RawResult[]> {
+export async function rawThroughput(
+  model: ModelDir,
+  images: Uint8Array,
+  o: { batches: number[]; threads: number[]; runs: number; ms: number },
+  log: (m: string) => void,
+): Promise<RawResult[]> {
   const out: RawResult[] = [];
   const inputs = new Map<number, Feeds[]>();
   for (const b of o.batches) inputs.set(b, await stageInputs(model, images, b));
   for (const threads of o.threads) {
     for (const stage of model.manifest.stages) {
       const bytes = await readFile(join(model.path, stage.file));
-      const sess = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+      const sess = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+      });
       for (const batch of o.batches) {
         const f = inputs.get(batch)![stage.index]!;
-        const feeds = Object.fromEntries(Object.entries(f).map(([k, v]) => [k, new ort.Tensor(k === 'image' ? 'uint8' : 'float32', v.data, v.dims)]));
+        const feeds = Object.fromEntries(
+          Object.entries(f).map(([k, v]) => [k, new ort.Tensor(k === 'image' ? 'uint8' : 'float32', v.data, v.dims)]),
+        );
         const runs: number[] = [];
         for (let r = 0; r < o.runs; r++) runs.push(batch * (await callsPerSecond(() => sess.run(feeds), o.ms)));
         out.push({ stage: stage.index, batch, threads, samples_per_second: spread(runs) });

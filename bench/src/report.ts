@@ -27,7 +27,9 @@ const sp = (s: Spread, f = f0) => `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
 const ok = (pass: boolean) => (pass ? 'met' : '**not met**');
 
 function rawAt(r: BenchResult, stage: number, batch: number, threads: number): number {
-  return r.raw.find((x) => x.stage === stage && x.batch === batch && x.threads === threads)?.samples_per_second.median ?? NaN;
+  return (
+    r.raw.find((x) => x.stage === stage && x.batch === batch && x.threads === threads)?.samples_per_second.median ?? NaN
+  );
 }
 
 /** Samples per second of stages 1.. chained (what a worker runs for a state-mode request), from the raw figures. */
@@ -39,71 +41,140 @@ export function rawCloud(r: BenchResult, batch: number, threads: number): number
 export function report(r: BenchResult): string {
   const L: string[] = [];
   L.push(`# Cascade benchmarks${r.smoke ? ' (smoke run: harness check, not results)' : ''}`, '');
-  L.push(`${r.date}, ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memory_gib} GiB, ${r.machine.platform}; ` +
-    `Node ${r.versions.node}, onnxruntime-node ${r.versions.onnxruntime_node}, model ${r.versions.model}. ` +
-    `Medians of ${r.runs} runs with (min–max) unless noted. Everything (clients, workers, nats-server) shares this machine.`, '');
+  L.push(
+    `${r.date}, ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memory_gib} GiB, ${r.machine.platform}; ` +
+      `Node ${r.versions.node}, onnxruntime-node ${r.versions.onnxruntime_node}, model ${r.versions.model}. ` +
+      `Medians of ${r.runs} runs with (min–max) unless noted. Everything (clients, workers, nats-server) shares this machine.`,
+    '',
+  );
 
-  L.push('## 1. The limit: raw onnxruntime-node per stage (samples/s)', '', '| stage | batch | 1 thread | 2 threads |', '|---|---|---|---|');
+  L.push(
+    '## 1. The limit: raw onnxruntime-node per stage (samples/s)',
+    '',
+    '| stage | batch | 1 thread | 2 threads |',
+    '|---|---|---|---|',
+  );
   for (const s of [...new Set(r.raw.map((x) => x.stage))]) {
     for (const b of [...new Set(r.raw.map((x) => x.batch))]) {
-      const cell = (t: number) => { const x = r.raw.find((y) => y.stage === s && y.batch === b && y.threads === t); return x ? sp(x.samples_per_second) : '–'; };
+      const cell = (t: number) => {
+        const x = r.raw.find((y) => y.stage === s && y.batch === b && y.threads === t);
+        return x ? sp(x.samples_per_second) : '–';
+      };
       L.push(`| ${s} | ${b} | ${cell(1)} | ${cell(2)} |`);
     }
   }
 
-  L.push('', '## 2. Edge agent against raw onnxruntime (stage 0, batch 1, every frame ends at exit 1)', '',
-    '| threads | frames in the edge stages | edge frames/s | raw samples/s | ratio | per-frame p50 ms | target ≥ 0.90 |', '|---|---|---|---|---|---|---|');
+  L.push(
+    '',
+    '## 2. Edge agent against raw onnxruntime (stage 0, batch 1, every frame ends at exit 1)',
+    '',
+    '| threads | frames in the edge stages | edge frames/s | raw samples/s | ratio | per-frame p50 ms | target ≥ 0.90 |',
+    '|---|---|---|---|---|---|---|',
+  );
   for (const e of r.edge) {
     const raw = rawAt(r, 0, 1, e.threads);
     const ratio = e.frames_per_second.median / raw;
-    L.push(`| ${e.threads} | ${e.pipeline} | ${sp(e.frames_per_second)} | ${f0(raw)} | ${f2(ratio)} | ${sp(e.latency_ms_p50, f2)} | ${ok(ratio >= 0.9)} |`);
+    L.push(
+      `| ${e.threads} | ${e.pipeline} | ${sp(e.frames_per_second)} | ${f0(raw)} | ${f2(ratio)} | ${sp(e.latency_ms_p50, f2)} | ${ok(ratio >= 0.9)} |`,
+    );
   }
 
   const h = r.hand_off;
-  L.push('', `Where the time goes, per frame (1 thread): stage 0 on the calling thread ${sp(h.in_thread_us)} µs; through the ` +
-    `worker thread (StageRunner) ${sp(h.worker_thread_us)} µs; a bare postMessage round trip between two threads ${sp(h.bare_postmessage_round_trip_us)} µs.`);
-  L.push('', '## 3. Worker batching (state-mode requests through stages 1-2, 1 inference thread, 64 requests in flight)', '',
-    '| max batch | requests/s | mean batch | raw stages 1-2 at that batch | ratio | target ≥ 0.90 |', '|---|---|---|---|---|---|');
+  L.push(
+    '',
+    `Where the time goes, per frame (1 thread): stage 0 on the calling thread ${sp(h.in_thread_us)} µs; through the ` +
+      `worker thread (StageRunner) ${sp(h.worker_thread_us)} µs; a bare postMessage round trip between two threads ${sp(h.bare_postmessage_round_trip_us)} µs.`,
+  );
+  L.push(
+    '',
+    '## 3. Worker batching (state-mode requests through stages 1-2, 1 inference thread, 64 requests in flight)',
+    '',
+    '| max batch | requests/s | mean batch | raw stages 1-2 at that batch | ratio | target ≥ 0.90 |',
+    '|---|---|---|---|---|---|',
+  );
   for (const c of r.worker.capacity) {
     const raw = rawCloud(r, c.max_batch === 1 ? 1 : 32, c.threads);
     const ratio = c.requests_per_second.median / raw;
-    L.push(`| ${c.max_batch} | ${sp(c.requests_per_second)} | ${f1(c.mean_batch)} | ${f0(raw)} | ${f2(ratio)} | ${ok(ratio >= 0.9)} |`);
+    L.push(
+      `| ${c.max_batch} | ${sp(c.requests_per_second)} | ${f1(c.mean_batch)} | ${f0(raw)} | ${f2(ratio)} | ${ok(ratio >= 0.9)} |`,
+    );
   }
-  L.push('', 'Open-loop (Poisson) load at fractions of the measured batching capacity, one run each:', '',
-    '| load | offered/s | completed | p50 ms | p99 ms |', '|---|---|---|---|---|');
-  for (const o of r.worker.open_loop) L.push(`| ${pct(o.load)} | ${f0(o.offered_per_second)} | ${o.completed} | ${f2(o.latency_ms.p50)} | ${f2(o.latency_ms.p99)} |`);
+  L.push(
+    '',
+    'Open-loop (Poisson) load at fractions of the measured batching capacity, one run each:',
+    '',
+    '| load | offered/s | completed | p50 ms | p99 ms |',
+    '|---|---|---|---|---|',
+  );
+  for (const o of r.worker.open_loop)
+    L.push(
+      `| ${pct(o.load)} | ${f0(o.offered_per_second)} | ${o.completed} | ${f2(o.latency_ms.p50)} | ${f2(o.latency_ms.p99)} |`,
+    );
 
   const cloud = r.cascade.find((c) => c.kind === 'all-cloud')!;
   const edge = r.cascade.find((c) => c.kind === 'all-edge')!;
-  L.push('', `## 4. The cascade against all-cloud and all-edge (${cloud.frames} sample images paced as a camera, one run each)`, '',
+  L.push(
+    '',
+    `## 4. The cascade against all-cloud and all-edge (${cloud.frames} sample images paced as a camera, one run each)`,
+    '',
     `All-edge runs every stage on the edge (its accuracy is the last exit's on these images: ${pct(edge.accuracy)}). ` +
-    'All-cloud offloads every image and runs the whole network to the last exit in the worker. Cloud MACs count the stages a worker ran; ' +
-    'cloud CPU is the worker process\'s user + system time.', '',
+      'All-cloud offloads every image and runs the whole network to the last exit in the worker. Cloud MACs count the stages a worker ran; ' +
+      "cloud CPU is the worker process's user + system time.",
+    '',
     '| configuration | accuracy | vs last exit | offload rate | cloud MMACs/frame | of all-cloud | cloud CPU ms/frame | of all-cloud | bytes/frame | latency p50 / p99 ms | targets |',
-    '|---|---|---|---|---|---|---|---|---|---|---|');
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  );
   for (const c of r.cascade.filter((x) => x.kind !== 'wire format')) {
     const drop = edge.accuracy - c.accuracy;
     const macsShare = c.cloud_macs_per_frame / cloud.cloud_macs_per_frame;
     const cpuShare = c.cloud_cpu_seconds_per_frame / cloud.cloud_cpu_seconds_per_frame;
-    const target = c.kind === 'operating point' ? `${ok(drop <= 0.005)} / ${ok(cpuShare <= 0.4 && macsShare <= 0.4)}` : '';
-    L.push(`| ${c.name} | ${pct(c.accuracy)} | ${drop >= 0 ? '-' : '+'}${f2(Math.abs(drop) * 100)} pt | ${pct(c.offload_rate)} | ${f2(c.cloud_macs_per_frame / 1e6)} | ${pct(macsShare)} | ` +
-      `${f2(c.cloud_cpu_seconds_per_frame * 1000)} | ${pct(cpuShare)} | ${f0(c.bytes_per_frame)} | ${f2(c.latency_ms.p50)} / ${f2(c.latency_ms.p99)} | ${target} |`);
+    const target =
+      c.kind === 'operating point' ? `${ok(drop <= 0.005)} / ${ok(cpuShare <= 0.4 && macsShare <= 0.4)}` : '';
+    L.push(
+      `| ${c.name} | ${pct(c.accuracy)} | ${drop >= 0 ? '-' : '+'}${f2(Math.abs(drop) * 100)} pt | ${pct(c.offload_rate)} | ${f2(c.cloud_macs_per_frame / 1e6)} | ${pct(macsShare)} | ` +
+        `${f2(c.cloud_cpu_seconds_per_frame * 1000)} | ${pct(cpuShare)} | ${f0(c.bytes_per_frame)} | ${f2(c.latency_ms.p50)} / ${f2(c.latency_ms.p99)} | ${target} |`,
+    );
   }
-  L.push('', 'Targets: accuracy within 0.5 points of the last exit / cloud compute at most 40 % of all-cloud (MACs and CPU).');
+  L.push(
+    '',
+    'Targets: accuracy within 0.5 points of the last exit / cloud compute at most 40 % of all-cloud (MACs and CPU).',
+  );
 
-  L.push('', '## 5. Wire formats at `balanced`', '', '| offload | bytes per offload | accuracy | frames whose class differs from fp32 state |', '|---|---|---|---|');
+  L.push(
+    '',
+    '## 5. Wire formats at `balanced`',
+    '',
+    '| offload | bytes per offload | accuracy | frames whose class differs from fp32 state |',
+    '|---|---|---|---|',
+  );
   for (const c of r.cascade.filter((x) => x.kind === 'wire format')) {
-    L.push(`| ${c.mode === 'image' ? 'image only' : `state ${c.encoding}`} | ${f0(c.bytes_per_offload)} | ${pct(c.accuracy)} | ${c.changed_vs_fp32 ?? '–'} |`);
+    L.push(
+      `| ${c.mode === 'image' ? 'image only' : `state ${c.encoding}`} | ${f0(c.bytes_per_offload)} | ${pct(c.accuracy)} | ${c.changed_vs_fp32 ?? '–'} |`,
+    );
   }
-  L.push('', 'A general-purpose compressor on the carried state (zlib deflate, level 6, per sample):', '', '| encoding | state bytes | deflated (mean) | ratio |', '|---|---|---|---|');
-  for (const c of r.compression) L.push(`| ${c.encoding} | ${c.raw_state_bytes} | ${f0(c.deflate_state_bytes_mean)} | ${f2(c.ratio)} |`);
+  L.push(
+    '',
+    'A general-purpose compressor on the carried state (zlib deflate, level 6, per sample):',
+    '',
+    '| encoding | state bytes | deflated (mean) | ratio |',
+    '|---|---|---|---|',
+  );
+  for (const c of r.compression)
+    L.push(`| ${c.encoding} | ${c.raw_state_bytes} | ${f0(c.deflate_state_bytes_mean)} | ${f2(c.ratio)} |`);
 
   const t = r.transport;
-  L.push('', `## 6. Transport (${t.requests} requests one at a time, ${t.payload_bytes}-byte state-mode request)`, '',
-    '| path | p50 ms | p99 ms |', '|---|---|---|',
+  L.push(
+    '',
+    `## 6. Transport (${t.requests} requests one at a time, ${t.payload_bytes}-byte state-mode request)`,
+    '',
+    '| path | p50 ms | p99 ms |',
+    '|---|---|---|',
     `| bare NATS request-reply (64-byte reply) | ${f2(t.bare_nats_ms.p50)} | ${f2(t.bare_nats_ms.p99)} |`,
     `| worker request-reply | ${f2(t.worker_ms.p50)} | ${f2(t.worker_ms.p99)} |`,
-    `| of which worker compute (p50) / queue (p50) | ${f2(t.worker_compute_ms_p50)} / ${f2(t.worker_queue_ms_p50)} | |`, '',
-    `Added by the worker beyond bare NATS and its compute: ${f2(t.added_ms_p50)} ms at p50 (decode, validation, thread hand-off, reply).`, '');
+    `| of which worker compute (p50) / queue (p50) | ${f2(t.worker_compute_ms_p50)} / ${f2(t.worker_queue_ms_p50)} | |`,
+    '',
+    `Added by the worker beyond bare NATS and its compute: ${f2(t.added_ms_p50)} ms at p50 (decode, validation, thread hand-off, reply).`,
+    '',
+  );
   return L.join('\n');
 }

@@ -32,31 +32,64 @@ async function main(): Promise<void> {
   const started = new Date();
 
   log('1/6 raw onnxruntime per stage');
-  const rawResults = await rawThroughput(model, images, { batches: [1, 8, 32], threads: [1, 2], runs, ms: smoke ? 50 : 400 }, log);
+  const rawResults = await rawThroughput(
+    model,
+    images,
+    { batches: [1, 8, 32], threads: [1, 2], runs, ms: smoke ? 50 : 400 },
+    log,
+  );
   log('2/6 edge agent against raw onnxruntime');
-  const edge = await edgeOverhead(model.path, samples, { threads: [1, 2], frames: smoke ? 50 : 1000, runs: smoke ? 1 : 3, exits: model.manifest.exits.length }, log);
+  const edge = await edgeOverhead(
+    model.path,
+    samples,
+    { threads: [1, 2], frames: smoke ? 50 : 1000, runs: smoke ? 1 : 3, exits: model.manifest.exits.length },
+    log,
+  );
 
   const handoff = await handOff(model, images.slice(0, 3072), runs, smoke ? 200 : 2000);
-  log(`hand-off: stage 0 in-thread ${handoff.in_thread_us.median.toFixed(0)} us, through the worker thread ${handoff.worker_thread_us.median.toFixed(0)} us`);
+  log(
+    `hand-off: stage 0 in-thread ${handoff.in_thread_us.median.toFixed(0)} us, through the worker thread ${handoff.worker_thread_us.median.toFixed(0)} us`,
+  );
 
   const nats = await startNatsServer();
   try {
     const reqs = await realRequests(model, images, smoke ? 64 : 256);
     log('3/6 worker batching');
-    const capacity = await workerCapacity(model, nats.url, reqs, { threads: 1, runs: smoke ? 1 : 3, ms: smoke ? 300 : 2000, concurrency: 64 }, log);
+    const capacity = await workerCapacity(
+      model,
+      nats.url,
+      reqs,
+      { threads: 1, runs: smoke ? 1 : 3, ms: smoke ? 300 : 2000, concurrency: 64 },
+      log,
+    );
     const best = capacity.find((c) => c.max_batch === 32)!.requests_per_second.median;
-    const open = await openLoop(model, nats.url, reqs, best, { threads: 1, loads: [0.5, 0.8, 1.0], ms: smoke ? 300 : 3000 }, log);
+    const open = await openLoop(
+      model,
+      nats.url,
+      reqs,
+      best,
+      { threads: 1, loads: [0.5, 0.8, 1.0], ms: smoke ? 300 : 3000 },
+      log,
+    );
     log('4/6 and 5/6 the cascade against all-cloud and all-edge, and the wire formats');
     const cascade: CascadeRun[] = [];
     const classes = new Map<string, number[]>();
     for (const c of cascadeConfigs(model)) {
-      const { run, results } = await runCascade(model, nats.url, samples, c, { frames: smoke ? 60 : 1000, fps: smoke ? 300 : 200, threads: 1 });
-      const byFrame = results.sort((a, b) => Number(a.frame.split('#')[1]) - Number(b.frame.split('#')[1])).map((r) => r.class);
+      const { run, results } = await runCascade(model, nats.url, samples, c, {
+        frames: smoke ? 60 : 1000,
+        fps: smoke ? 300 : 200,
+        threads: 1,
+      });
+      const byFrame = results
+        .sort((a, b) => Number(a.frame.split('#')[1]) - Number(b.frame.split('#')[1]))
+        .map((r) => r.class);
       classes.set(c.name, byFrame);
       const fp32 = classes.get('balanced, state fp32');
       if (c.kind === 'wire format' && fp32) run.changed_vs_fp32 = byFrame.filter((x, i) => x !== fp32[i]).length;
       cascade.push(run);
-      log(`${c.name}: accuracy ${(run.accuracy * 100).toFixed(2)} %, cloud ${(run.cloud_macs_per_frame / 1e6).toFixed(2)} MMACs/frame, ${run.bytes_per_frame.toFixed(0)} B/frame`);
+      log(
+        `${c.name}: accuracy ${(run.accuracy * 100).toFixed(2)} %, cloud ${(run.cloud_macs_per_frame / 1e6).toFixed(2)} MMACs/frame, ${run.bytes_per_frame.toFixed(0)} B/frame`,
+      );
     }
     const compressed = await compression(model, images, smoke ? 50 : 1000);
     log('6/6 transport');
@@ -65,8 +98,17 @@ async function main(): Promise<void> {
     const result = {
       date: started.toISOString(),
       smoke,
-      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), platform: `${process.platform} ${process.arch}` },
-      versions: { node: process.version, onnxruntime_node: (await import('onnxruntime-node')).env.versions.common, model: `${model.manifest.name}@${model.manifest.version}` },
+      machine: {
+        cpu: cpus()[0]?.model ?? 'unknown',
+        cores: cpus().length,
+        memory_gib: Math.round(totalmem() / 2 ** 30),
+        platform: `${process.platform} ${process.arch}`,
+      },
+      versions: {
+        node: process.version,
+        onnxruntime_node: (await import('onnxruntime-node')).env.versions.common,
+        model: `${model.manifest.name}@${model.manifest.version}`,
+      },
       runs,
       raw: rawResults,
       edge,
@@ -75,7 +117,9 @@ async function main(): Promise<void> {
       cascade,
       compression: compressed,
       transport: transportResult,
-      manifest: { last_exit_test_accuracy: (model.manifest.eval as { test: { accuracy: number[] } }).test.accuracy.at(-1) },
+      manifest: {
+        last_exit_test_accuracy: (model.manifest.eval as { test: { accuracy: number[] } }).test.accuracy.at(-1),
+      },
     };
     const dir = f.out ?? `${REPO}bench/results`;
     mkdirSync(dir, { recursive: true });
@@ -88,7 +132,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (err: Error) => {
-  process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

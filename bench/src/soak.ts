@@ -63,10 +63,38 @@ async function main(): Promise<void> {
     await startWorker({ model, nats: nats.url, id: 'soak-2', extra: ['--threads', '1', '--metrics-port', '-1'] }),
   ];
   const metricsPort = 19465;
-  const edge = track(spawn(process.execPath, [`${REPO}packages/edge/dist/cli.js`, '--model', model, '--source', `${REPO}samples/cifar10-test-1000.bin`,
-    '--nats', nats.url, '--id', 'soak-edge', '--repeat', '0', '--max-fps', String(fps), '--threads', '1', '--out', '/dev/null',
-    '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--outbox-dir', mkdtempSync(join(tmpdir(), 'cascade-soak-')), '--summary'],
-  { stdio: ['ignore', 'ignore', 'pipe'] }));
+  const edge = track(
+    spawn(
+      process.execPath,
+      [
+        `${REPO}packages/edge/dist/cli.js`,
+        '--model',
+        model,
+        '--source',
+        `${REPO}samples/cifar10-test-1000.bin`,
+        '--nats',
+        nats.url,
+        '--id',
+        'soak-edge',
+        '--repeat',
+        '0',
+        '--max-fps',
+        String(fps),
+        '--threads',
+        '1',
+        '--out',
+        '/dev/null',
+        '--metrics-port',
+        String(metricsPort),
+        '--metrics-host',
+        '127.0.0.1',
+        '--outbox-dir',
+        mkdtempSync(join(tmpdir(), 'cascade-soak-')),
+        '--summary',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    ),
+  );
   let edgeLog = '';
   edge.stderr!.on('data', (d: Buffer) => (edgeLog += d.toString()));
   const samples: { t_s: number; frames: number; rss_mib: Record<string, number> }[] = [];
@@ -75,10 +103,22 @@ async function main(): Promise<void> {
     await sleep(3000);
     while (performance.now() - started < minutes * 60_000) {
       const frames = await framesDone(metricsPort);
-      const rss = { edge: rssMiB(edge.pid!), 'worker-1': rssMiB(workers[0]!.process.pid!), 'worker-2': rssMiB(workers[1]!.process.pid!), 'nats-server': rssMiB(nats.process.pid!) };
+      const rss = {
+        edge: rssMiB(edge.pid!),
+        'worker-1': rssMiB(workers[0]!.process.pid!),
+        'worker-2': rssMiB(workers[1]!.process.pid!),
+        'nats-server': rssMiB(nats.process.pid!),
+      };
       const t = (performance.now() - started) / 1000;
-      samples.push({ t_s: Math.round(t), frames, rss_mib: Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, Math.round(v * 10) / 10])) });
-      if (samples.length % 6 === 1) log(`${t.toFixed(0)} s: ${frames} frames (${(frames / t).toFixed(0)}/s), RSS MiB ${JSON.stringify(samples.at(-1)!.rss_mib)}`);
+      samples.push({
+        t_s: Math.round(t),
+        frames,
+        rss_mib: Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+      });
+      if (samples.length % 6 === 1)
+        log(
+          `${t.toFixed(0)} s: ${frames} frames (${(frames / t).toFixed(0)}/s), RSS MiB ${JSON.stringify(samples.at(-1)!.rss_mib)}`,
+        );
       await sleep(every);
     }
   } finally {
@@ -89,34 +129,61 @@ async function main(): Promise<void> {
   const after = samples.filter((s) => s.frames >= warmup);
   const growth: Record<string, number | null> = {};
   for (const name of Object.keys(samples[0]!.rss_mib)) {
-    growth[name] = after.length >= 3 ? Math.round(slope(after.map((s) => s.frames), after.map((s) => s.rss_mib[name]!)) * 100_000 * 1000) / 1000 : null;
+    growth[name] =
+      after.length >= 3
+        ? Math.round(
+            slope(
+              after.map((s) => s.frames),
+              after.map((s) => s.rss_mib[name]!),
+            ) *
+              100_000 *
+              1000,
+          ) / 1000
+        : null;
   }
   const last = samples.at(-1)!;
   const result = {
     date: new Date().toISOString(),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length },
-    minutes, offered_fps: fps, frames: last.frames, achieved_fps: Math.round(last.frames / last.t_s),
-    warmup_frames: warmup, growth_mib_per_100k_frames: growth, edge_summary: edgeLog.split('\n').filter((l) => !l.startsWith('{')).join('\n').trim(),
+    minutes,
+    offered_fps: fps,
+    frames: last.frames,
+    achieved_fps: Math.round(last.frames / last.t_s),
+    warmup_frames: warmup,
+    growth_mib_per_100k_frames: growth,
+    edge_summary: edgeLog
+      .split('\n')
+      .filter((l) => !l.startsWith('{'))
+      .join('\n')
+      .trim(),
     samples,
   };
   const dir = f.out ?? `${REPO}bench/results`;
   mkdirSync(dir, { recursive: true });
   writeFileSync(`${dir}/soak.json`, `${JSON.stringify(result, null, 1)}\n`);
-  writeFileSync(`${dir}/soak.md`, [
-    `# Soak (${result.date.slice(0, 10)}, ${result.machine.cpu}, ${result.machine.cores} cores)`,
-    '',
-    `${minutes} min, ${fps} frames/s offered, ${result.achieved_fps}/s achieved, ${result.frames} frames through cascade-edge and 2 workers.`,
-    `Growth is the least-squares slope of resident memory against frames after the first ${warmup} frames.`,
-    '',
-    '| process | RSS at start (MiB) | RSS at end (MiB) | growth per 100,000 frames (MiB) |',
-    '|---|---|---|---|',
-    ...Object.keys(growth).map((k) => `| ${k} | ${samples[0]!.rss_mib[k]} | ${last.rss_mib[k]} | ${growth[k] ?? 'n/a'} |`),
-    '',
-  ].join('\n'));
+  writeFileSync(
+    `${dir}/soak.md`,
+    [
+      `# Soak (${result.date.slice(0, 10)}, ${result.machine.cpu}, ${result.machine.cores} cores)`,
+      '',
+      `${minutes} min, ${fps} frames/s offered, ${result.achieved_fps}/s achieved, ${result.frames} frames through cascade-edge and 2 workers.`,
+      `Growth is the least-squares slope of resident memory against frames after the first ${warmup} frames.`,
+      '',
+      '| process | RSS at start (MiB) | RSS at end (MiB) | growth per 100,000 frames (MiB) |',
+      '|---|---|---|---|',
+      ...Object.keys(growth).map(
+        (k) => `| ${k} | ${samples[0]!.rss_mib[k]} | ${last.rss_mib[k]} | ${growth[k] ?? 'n/a'} |`,
+      ),
+      '',
+    ].join('\n'),
+  );
   log(`wrote ${dir}/soak.json and soak.md: growth per 100k frames ${JSON.stringify(growth)}`);
 }
 
-main().then(() => process.exit(0), (err: Error) => {
-  process.stderr.write(`soak: ${err.stack ?? err.message}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    process.stderr.write(`soak: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -6,7 +6,12 @@ import { stageInputs } from './raw.js';
 import { percentile, sleep, spread, type Spread } from './stats.js';
 
 /** Requests for stage 1 on, built from real images and their real carried state; thresholds send all to the last exit. */
-export async function realRequests(model: ModelDir, images: Uint8Array, n: number, encoding: 'int8' | 'fp32' = 'int8'): Promise<Uint8Array[]> {
+export async function realRequests(
+  model: ModelDir,
+  images: Uint8Array,
+  n: number,
+  encoding: 'int8' | 'fp32' = 'int8',
+): Promise<Uint8Array[]> {
   const m = model.manifest;
   const feeds = (await stageInputs(model, images, n))[1]!;
   const specs = carriedOutputs(m, 0);
@@ -16,12 +21,22 @@ export async function realRequests(model: ModelDir, images: Uint8Array, n: numbe
     const state = specs.map((spec) => {
       const t = feeds[spec.name]!;
       const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
-      return toWireTensor(spec.name, encodeTensor((t.data as Float32Array).slice(i * per, (i + 1) * per), t.dims.slice(1), encoding));
+      return toWireTensor(
+        spec.name,
+        encodeTensor((t.data as Float32Array).slice(i * per, (i + 1) * per), t.dims.slice(1), encoding),
+      );
     });
     const req: InferRequestMessage = {
-      requestId: `b${i}`, edgeId: 'bench', model: m.name, modelVersion: m.version, firstStage: 1,
-      image: imageTensor(images.slice(i * pixels, (i + 1) * pixels), m.input.shape), state,
-      deadlineUnixMs: Date.now() + 24 * 3600_000, edgeExit: 1, thresholds: never, // a deadline is required; these are reused for hours at most
+      requestId: `b${i}`,
+      edgeId: 'bench',
+      model: m.name,
+      modelVersion: m.version,
+      firstStage: 1,
+      image: imageTensor(images.slice(i * pixels, (i + 1) * pixels), m.input.shape),
+      state,
+      deadlineUnixMs: Date.now() + 24 * 3600_000,
+      edgeExit: 1,
+      thresholds: never, // a deadline is required; these are reused for hours at most
     };
     return v1.InferRequest.encode(req).finish();
   });
@@ -48,7 +63,9 @@ async function closedLoop(nc: NatsConnection, subject: string, reqs: Uint8Array[
   const start = performance.now();
   const lane = async () => {
     while (performance.now() - start < ms) {
-      const reply = v1.InferReply.decode((await nc.request(subject, reqs[sent++ % reqs.length]!, { timeout: 10_000 })).data);
+      const reply = v1.InferReply.decode(
+        (await nc.request(subject, reqs[sent++ % reqs.length]!, { timeout: 10_000 })).data,
+      );
       if (reply.prediction) {
         done++;
         batchSum += reply.prediction.timings?.batchSize ?? 1;
@@ -60,14 +77,24 @@ async function closedLoop(nc: NatsConnection, subject: string, reqs: Uint8Array[
 }
 
 /** Worker throughput, closed loop, with dynamic batching and with batch 1. */
-export async function workerCapacity(model: ModelDir, nats: string, reqs: Uint8Array[], o: { threads: number; runs: number; ms: number; concurrency: number },
-  log: (m: string) => void): Promise<Capacity[]> {
+export async function workerCapacity(
+  model: ModelDir,
+  nats: string,
+  reqs: Uint8Array[],
+  o: { threads: number; runs: number; ms: number; concurrency: number },
+  log: (m: string) => void,
+): Promise<Capacity[]> {
   const nc = await connect({ servers: nats });
   const subject = subjects.infer(model.manifest.name);
   const out: Capacity[] = [];
   try {
     for (const maxBatch of [32, 1]) {
-      const w = await startWorker({ model: model.path, nats, id: `cap-${maxBatch}`, extra: ['--threads', String(o.threads), '--max-batch', String(maxBatch), '--metrics-port', '-1'] });
+      const w = await startWorker({
+        model: model.path,
+        nats,
+        id: `cap-${maxBatch}`,
+        extra: ['--threads', String(o.threads), '--max-batch', String(maxBatch), '--metrics-port', '-1'],
+      });
       try {
         await closedLoop(nc, subject, reqs, o.concurrency, 300); // warm-up
         const rps: number[] = [];
@@ -78,7 +105,9 @@ export async function workerCapacity(model: ModelDir, nats: string, reqs: Uint8A
           meanBatch = res.meanBatch;
         }
         out.push({ max_batch: maxBatch, threads: o.threads, requests_per_second: spread(rps), mean_batch: meanBatch });
-        log(`worker max-batch ${maxBatch}: ${spread(rps).median.toFixed(0)} requests/s (mean batch ${meanBatch.toFixed(1)})`);
+        log(
+          `worker max-batch ${maxBatch}: ${spread(rps).median.toFixed(0)} requests/s (mean batch ${meanBatch.toFixed(1)})`,
+        );
       } finally {
         await w.stop();
       }
@@ -90,11 +119,22 @@ export async function workerCapacity(model: ModelDir, nats: string, reqs: Uint8A
 }
 
 /** Latency under Poisson arrivals at fractions of the measured capacity (open loop: arrivals do not wait for replies). */
-export async function openLoop(model: ModelDir, nats: string, reqs: Uint8Array[], capacity: number, o: { threads: number; loads: number[]; ms: number },
-  log: (m: string) => void): Promise<OpenLoop[]> {
+export async function openLoop(
+  model: ModelDir,
+  nats: string,
+  reqs: Uint8Array[],
+  capacity: number,
+  o: { threads: number; loads: number[]; ms: number },
+  log: (m: string) => void,
+): Promise<OpenLoop[]> {
   const nc = await connect({ servers: nats });
   const subject = subjects.infer(model.manifest.name);
-  const w: WorkerProcess = await startWorker({ model: model.path, nats, id: 'open', extra: ['--threads', String(o.threads), '--metrics-port', '-1', '--queue-limit', '100000'] });
+  const w: WorkerProcess = await startWorker({
+    model: model.path,
+    nats,
+    id: 'open',
+    extra: ['--threads', String(o.threads), '--metrics-port', '-1', '--queue-limit', '100000'],
+  });
   const out: OpenLoop[] = [];
   try {
     for (const load of o.loads) {
@@ -108,12 +148,24 @@ export async function openLoop(model: ModelDir, nats: string, reqs: Uint8Array[]
         const wait = next - performance.now();
         if (wait > 1) await sleep(wait);
         const t0 = performance.now();
-        pending.push(nc.request(subject, reqs[i++ % reqs.length]!, { timeout: 30_000 }).then(() => void lat.push(performance.now() - t0), () => undefined));
+        pending.push(
+          nc.request(subject, reqs[i++ % reqs.length]!, { timeout: 30_000 }).then(
+            () => void lat.push(performance.now() - t0),
+            () => undefined,
+          ),
+        );
         next += (-Math.log(1 - Math.random()) * 1000) / rate;
       }
       await Promise.all(pending);
-      out.push({ load, offered_per_second: rate, completed: lat.length, latency_ms: { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) } });
-      log(`open loop ${Math.round(load * 100)} %: p50 ${percentile(lat, 0.5).toFixed(1)} ms, p99 ${percentile(lat, 0.99).toFixed(1)} ms`);
+      out.push({
+        load,
+        offered_per_second: rate,
+        completed: lat.length,
+        latency_ms: { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) },
+      });
+      log(
+        `open loop ${Math.round(load * 100)} %: p50 ${percentile(lat, 0.5).toFixed(1)} ms, p99 ${percentile(lat, 0.99).toFixed(1)} ms`,
+      );
     }
   } finally {
     await w.stop();
@@ -133,12 +185,23 @@ export interface Transport {
 }
 
 /** One request at a time: a bare NATS request-reply of the same size against the worker's, minus its compute. */
-export async function transport(model: ModelDir, nats: string, reqs: Uint8Array[], o: { requests: number; threads: number }, log: (m: string) => void): Promise<Transport> {
+export async function transport(
+  model: ModelDir,
+  nats: string,
+  reqs: Uint8Array[],
+  o: { requests: number; threads: number },
+  log: (m: string) => void,
+): Promise<Transport> {
   const nc = await connect({ servers: nats });
   const echo = await connect({ servers: nats });
   echo.subscribe('bench.echo', { callback: (_e, msg) => void msg.respond(new Uint8Array(64)) });
   await echo.flush();
-  const w = await startWorker({ model: model.path, nats, id: 'transport', extra: ['--threads', String(o.threads), '--max-delay-ms', '0', '--metrics-port', '-1'] });
+  const w = await startWorker({
+    model: model.path,
+    nats,
+    id: 'transport',
+    extra: ['--threads', String(o.threads), '--max-delay-ms', '0', '--metrics-port', '-1'],
+  });
   const subject = subjects.infer(model.manifest.name);
   try {
     const bare: number[] = [];
@@ -168,7 +231,9 @@ export async function transport(model: ModelDir, nats: string, reqs: Uint8Array[
       worker_queue_ms_p50: percentile(queue, 0.5),
       added_ms_p50: percentile(worker, 0.5) - percentile(compute, 0.5) - percentile(bare, 0.5),
     };
-    log(`transport: bare ${res.bare_nats_ms.p50.toFixed(2)} ms, worker ${res.worker_ms.p50.toFixed(2)} ms (compute ${res.worker_compute_ms_p50.toFixed(2)} ms)`);
+    log(
+      `transport: bare ${res.bare_nats_ms.p50.toFixed(2)} ms, worker ${res.worker_ms.p50.toFixed(2)} ms (compute ${res.worker_compute_ms_p50.toFixed(2)} ms)`,
+    );
     return res;
   } finally {
     await w.stop();

@@ -26,48 +26,129 @@ const dashboards = {
       ['Offload rate per edge', 'percentunit', [[offloadRate(' by (edge) '), '{{edge}}']]],
       ['Frames per second by outcome', 'ops', [[`sum by (outcome) (${frames()})`, '{{outcome}}']]],
       ['Fallbacks per second per edge', 'ops', [[`sum by (edge) (${frames('{outcome="fallback"}')})`, '{{edge}}']]],
-      ['Answers per exit', 'ops', [[`sum by (exit, tier) (rate(cascade_exit_total[${R}]))`, 'exit {{exit}} ({{tier}})']]],
+      [
+        'Answers per exit',
+        'ops',
+        [[`sum by (exit, tier) (rate(cascade_exit_total[${R}]))`, 'exit {{exit}} ({{tier}})']],
+      ],
       ['Mean confidence by tier', 'percentunit', [[mean('cascade_edge_confidence', 'tier'), '{{tier}}']]],
-      ['Offload latency', 's', [[quantile(0.5, 'cascade_offload_seconds'), 'p50'], [quantile(0.99, 'cascade_offload_seconds'), 'p99']]],
-      ['Bytes per offload', 'bytes', [[`sum(rate(cascade_offload_bytes_sum[${R}])) / sum(rate(cascade_offload_bytes_count[${R}]))`, 'mean']]],
+      [
+        'Offload latency',
+        's',
+        [
+          [quantile(0.5, 'cascade_offload_seconds'), 'p50'],
+          [quantile(0.99, 'cascade_offload_seconds'), 'p99'],
+        ],
+      ],
+      [
+        'Bytes per offload',
+        'bytes',
+        [[`sum(rate(cascade_offload_bytes_sum[${R}])) / sum(rate(cascade_offload_bytes_count[${R}]))`, 'mean']],
+      ],
     ],
   },
   'cascade-edge': {
     title: 'Cascade / Edge agent',
     vars: [['edge', 'cascade_edge_frames_total']],
     panels: [
-      ['Offload rate against the operating point', 'percentunit', [[offloadRate(' by (edge) ', EDGE), '{{edge}}'], [`cascade_edge_expected_offload_rate{${EDGE}}`, 'promised {{edge}}']]],
+      [
+        'Offload rate against the operating point',
+        'percentunit',
+        [
+          [offloadRate(' by (edge) ', EDGE), '{{edge}}'],
+          [`cascade_edge_expected_offload_rate{${EDGE}}`, 'promised {{edge}}'],
+        ],
+      ],
       ['Frames per second by outcome', 'ops', [[`sum by (outcome) (${frames(`{${EDGE}}`)})`, '{{outcome}}']]],
-      ['Edge stage latency', 's', [[quantile(0.5, 'cascade_edge_stage_seconds', 'stage', EDGE), 'p50 stage {{stage}}'], [quantile(0.99, 'cascade_edge_stage_seconds', 'stage', EDGE), 'p99 stage {{stage}}']]],
-      ['Frame latency p99 by outcome', 's', [[quantile(0.99, 'cascade_edge_frame_seconds', 'outcome', EDGE), '{{outcome}}']]],
-      ['Offloads by result', 'ops', [[`sum by (result) (rate(cascade_offload_seconds_count{${EDGE}}[${R}]))`, '{{result}}']]],
+      [
+        'Edge stage latency',
+        's',
+        [
+          [quantile(0.5, 'cascade_edge_stage_seconds', 'stage', EDGE), 'p50 stage {{stage}}'],
+          [quantile(0.99, 'cascade_edge_stage_seconds', 'stage', EDGE), 'p99 stage {{stage}}'],
+        ],
+      ],
+      [
+        'Frame latency p99 by outcome',
+        's',
+        [[quantile(0.99, 'cascade_edge_frame_seconds', 'outcome', EDGE), '{{outcome}}']],
+      ],
+      [
+        'Offloads by result',
+        'ops',
+        [[`sum by (result) (rate(cascade_offload_seconds_count{${EDGE}}[${R}]))`, '{{result}}']],
+      ],
       ['Offloads in flight', 'short', [[`sum by (edge) (cascade_edge_inflight{${EDGE}})`, '{{edge}}']]],
       ['Cloud reachable', 'short', [[`min by (edge) (cascade_cloud_reachable{${EDGE}})`, '{{edge}}']]],
-      ['Answers per exit', 'ops', [[`sum by (exit, tier) (rate(cascade_exit_total{${EDGE}}[${R}]))`, 'exit {{exit}} ({{tier}})']]],
+      [
+        'Answers per exit',
+        'ops',
+        [[`sum by (exit, tier) (rate(cascade_exit_total{${EDGE}}[${R}]))`, 'exit {{exit}} ({{tier}})']],
+      ],
     ],
   },
   'cascade-workers': {
     title: 'Cascade / Cloud workers',
     vars: [['worker', 'cascade_worker_requests_total']],
     panels: [
-      ['Requests per second by status', 'reqps', [[`sum by (status) (rate(cascade_worker_requests_total{${WORKER}}[${R}]))`, '{{status}}']]],
-      ['Error ratio', 'percentunit', [[`(sum(rate(cascade_worker_requests_total{status!="ok",${WORKER}}[${R}])) or vector(0)) / sum(rate(cascade_worker_requests_total{${WORKER}}[${R}]))`, 'errors']]],
-      ['Request duration', 's', [[quantile(0.5, 'cascade_worker_request_seconds', '', WORKER), 'p50'], [quantile(0.99, 'cascade_worker_request_seconds', '', WORKER), 'p99']]],
+      [
+        'Requests per second by status',
+        'reqps',
+        [[`sum by (status) (rate(cascade_worker_requests_total{${WORKER}}[${R}]))`, '{{status}}']],
+      ],
+      [
+        'Error ratio',
+        'percentunit',
+        [
+          [
+            `(sum(rate(cascade_worker_requests_total{status!="ok",${WORKER}}[${R}])) or vector(0)) / sum(rate(cascade_worker_requests_total{${WORKER}}[${R}]))`,
+            'errors',
+          ],
+        ],
+      ],
+      [
+        'Request duration',
+        's',
+        [
+          [quantile(0.5, 'cascade_worker_request_seconds', '', WORKER), 'p50'],
+          [quantile(0.99, 'cascade_worker_request_seconds', '', WORKER), 'p99'],
+        ],
+      ],
       ['Queue wait p99', 's', [[quantile(0.99, 'cascade_worker_queue_seconds', '', WORKER), 'p99']]],
-      ['Compute per batch p99 by stage', 's', [[quantile(0.99, 'cascade_worker_compute_seconds', 'stage', WORKER), 'stage {{stage}}']]],
+      [
+        'Compute per batch p99 by stage',
+        's',
+        [[quantile(0.99, 'cascade_worker_compute_seconds', 'stage', WORKER), 'stage {{stage}}']],
+      ],
       ['Mean batch size', 'short', [[mean('cascade_worker_batch_size', 'worker', WORKER), '{{worker}}']]],
       ['Queue depth', 'short', [[`sum by (worker) (cascade_worker_queue_depth{${WORKER}})`, '{{worker}}']]],
-      ['Inference thread utilisation', 'percentunit', [[`sum by (worker) (rate(cascade_worker_compute_seconds_sum{${WORKER}}[${R}]))`, '{{worker}}']]],
+      [
+        'Inference thread utilisation',
+        'percentunit',
+        [[`sum by (worker) (rate(cascade_worker_compute_seconds_sum{${WORKER}}[${R}]))`, '{{worker}}']],
+      ],
       ['Workers up', 'short', [['count(up{job="cascade-workers"} == 1)', 'up']], 'stat'],
     ],
   },
   'cascade-nats': {
     title: 'Cascade / NATS (client side)',
     panels: [
-      ['Messages per second by direction', 'ops', [[`sum by (direction) (rate(cascade_nats_messages_total[${R}]))`, '{{direction}}']]],
-      ['Bytes per second by direction', 'Bps', [[`sum by (direction) (rate(cascade_nats_bytes_total[${R}]))`, '{{direction}}']]],
+      [
+        'Messages per second by direction',
+        'ops',
+        [[`sum by (direction) (rate(cascade_nats_messages_total[${R}]))`, '{{direction}}']],
+      ],
+      [
+        'Bytes per second by direction',
+        'Bps',
+        [[`sum by (direction) (rate(cascade_nats_bytes_total[${R}]))`, '{{direction}}']],
+      ],
       ['Connected clients', 'short', [['sum(cascade_nats_connected)', 'connected']], 'stat'],
-      ['Messages per second per worker', 'ops', [[`sum by (worker) (rate(cascade_nats_messages_total[${R}]))`, '{{worker}}']]],
+      [
+        'Messages per second per worker',
+        'ops',
+        [[`sum by (worker) (rate(cascade_nats_messages_total[${R}]))`, '{{worker}}']],
+      ],
     ],
   },
 };

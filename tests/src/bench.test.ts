@@ -11,15 +11,25 @@ const run = promisify(execFile);
 describe('bench - smoke run keeps the harness working', () => {
   it('writes every section of the report with numbers in it', async () => {
     const out = mkdtempSync(join(tmpdir(), 'cascade-bench-'));
-    await run(process.execPath, [join(REPO, 'bench/dist/run.js'), '--smoke', '--out', out], { cwd: REPO, timeout: 170_000 });
+    await run(process.execPath, [join(REPO, 'bench/dist/run.js'), '--smoke', '--out', out], {
+      cwd: REPO,
+      timeout: 170_000,
+    });
     const r = JSON.parse(readFileSync(join(out, 'smoke.json'), 'utf8'));
     expect(r.smoke).toBe(true);
     expect(r.raw).toHaveLength(3 * 3 * 2);
     for (const x of r.raw) expect(x.samples_per_second.median).toBeGreaterThan(0);
-    expect(r.edge.map((e: { threads: number; pipeline: number }) => `${e.threads}/${e.pipeline}`)).toEqual(['1/1', '1/2', '2/1', '2/2']);
+    expect(r.edge.map((e: { threads: number; pipeline: number }) => `${e.threads}/${e.pipeline}`)).toEqual([
+      '1/1',
+      '1/2',
+      '2/1',
+      '2/2',
+    ]);
     expect(r.worker.capacity.map((c: { max_batch: number }) => c.max_batch)).toEqual([32, 1]);
     expect(r.worker.open_loop).toHaveLength(3);
-    expect(r.cascade.map((c: { name: string }) => c.name)).toEqual(expect.arrayContaining(['balanced', 'all-cloud', 'all-edge', 'balanced, image']));
+    expect(r.cascade.map((c: { name: string }) => c.name)).toEqual(
+      expect.arrayContaining(['balanced', 'all-cloud', 'all-edge', 'balanced, image']),
+    );
     for (const c of r.cascade) expect(c.frames).toBeGreaterThan(0);
     const cloud = r.cascade.find((c: { kind: string }) => c.kind === 'all-cloud');
     expect(cloud.offload_rate).toBe(1);

@@ -28,7 +28,16 @@ interface RunOptions extends Partial<EdgeOptions> {
 
 async function runEdge({ limit, onResult, ...edge }: RunOptions = {}) {
   const agent = await EdgeAgent.create(
-    { model: MODEL, nats: nats.url, id: 'edge-test', threads: 1, timeoutMs: 5000, metricsPort: 0, metricsHost: '127.0.0.1', ...edge },
+    {
+      model: MODEL,
+      nats: nats.url,
+      id: 'edge-test',
+      threads: 1,
+      timeoutMs: 5000,
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      ...edge,
+    },
     () => undefined,
   );
   const results: EdgeResult[] = [];
@@ -55,9 +64,33 @@ function pythonReference(operatingPoint: string, encoding = 'int8'): { exit: num
 
 function runPython(operatingPoint: string, encoding: string): { exit: number; class: number; tier: string }[] {
   const out = join(mkdtempSync(join(tmpdir(), 'cascade-ref-')), 'ref.jsonl');
-  execFileSync(PYTHON, ['-m', 'ranet', 'cascade', '--model', MODEL, '--images', SAMPLES, '--operating-point', operatingPoint,
-    '--encoding', encoding, '--predictions', out], { cwd: join(REPO, 'training'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  return readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  execFileSync(
+    PYTHON,
+    [
+      '-m',
+      'ranet',
+      'cascade',
+      '--model',
+      MODEL,
+      '--images',
+      SAMPLES,
+      '--operating-point',
+      operatingPoint,
+      '--encoding',
+      encoding,
+      '--predictions',
+      out,
+    ],
+    {
+      cwd: join(REPO, 'training'),
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, OMP_NUM_THREADS: '1' },
+    },
+  );
+  return readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 const byIndex = (results: EdgeResult[]) => new Map(results.map((r) => [Number(r.frame.split('#')[1]), r]));
@@ -67,7 +100,11 @@ function mismatches(ref: { exit: number; class: number; tier: string }[], result
   const got = byIndex(results);
   expect(got.size).toBe(ref.length);
   return ref
-    .map((p, i) => ({ i, python: [p.exit, p.class, p.tier].join(), edge: [got.get(i)?.exit, got.get(i)?.class, got.get(i)?.tier].join() }))
+    .map((p, i) => ({
+      i,
+      python: [p.exit, p.class, p.tier].join(),
+      edge: [got.get(i)?.exit, got.get(i)?.class, got.get(i)?.tier].join(),
+    }))
     .filter((d) => d.python !== d.edge);
 }
 
@@ -99,11 +136,15 @@ describe('cascade - edge agent and two workers over NATS', () => {
     expect(mismatches(pythonReference(op), results)).toEqual([]);
     // The edge's /metrics agree with its results.
     const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
-    expect(metricValue(metrics, 'cascade_edge_frames_total', { outcome: 'exited', edge: 'edge-test' })).toBe(count('exited'));
+    expect(metricValue(metrics, 'cascade_edge_frames_total', { outcome: 'exited', edge: 'edge-test' })).toBe(
+      count('exited'),
+    );
     expect(metricValue(metrics, 'cascade_edge_frames_total', { outcome: 'offloaded' })).toBe(count('offloaded'));
     expect(metricValue(metrics, 'cascade_offload_bytes_count')).toBe(count('offloaded'));
     expect(metricValue(metrics, 'cascade_edge_stage_seconds_count', { stage: '0' })).toBe(1000);
-    expect(metricValue(metrics, 'cascade_exit_total', { exit: '0', tier: 'edge' })).toBe(results.filter((r) => r.exit === 0).length);
+    expect(metricValue(metrics, 'cascade_exit_total', { exit: '0', tier: 'edge' })).toBe(
+      results.filter((r) => r.exit === 0).length,
+    );
     expect(metrics).toMatch(/cascade_build_info\{component="edge",.*model_version="[0-9a-f]{16}".*\} 1/);
   });
 
@@ -146,7 +187,8 @@ describe('cascade - edge agent and two workers over NATS', () => {
     expect(results).toHaveLength(frames);
     expect(byIndex(results).size).toBe(frames);
     expect(results.filter((r) => r.outcome === 'error')).toEqual([]);
-    for (const r of results.filter((x) => x.outcome === 'fallback')) expect(['timeout', 'no_responders']).toContain(r.fallback_reason);
+    for (const r of results.filter((x) => x.outcome === 'fallback'))
+      expect(['timeout', 'no_responders']).toContain(r.fallback_reason);
     // The surviving worker keeps answering after the kill.
     const late = results.slice(400).filter((r) => r.outcome === 'offloaded');
     expect(late.length).toBeGreaterThan(0);

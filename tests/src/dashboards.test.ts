@@ -12,7 +12,10 @@ interface Panel {
   targets: { expr: string }[];
 }
 const DASHBOARDS = join(REPO, 'deploy/grafana/dashboards');
-const dashboards = readdirSync(DASHBOARDS).map((f) => ({ file: f, ...(JSON.parse(readFileSync(join(DASHBOARDS, f), 'utf8')) as { panels: Panel[] }) }));
+const dashboards = readdirSync(DASHBOARDS).map((f) => ({
+  file: f,
+  ...(JSON.parse(readFileSync(join(DASHBOARDS, f), 'utf8')) as { panels: Panel[] }),
+}));
 
 let nats: LocalNats;
 let prom: LocalPrometheus;
@@ -22,9 +25,18 @@ let agent: EdgeAgent;
 describe('dashboards - every panel query returns data from a real Prometheus scraping the cascade', () => {
   beforeAll(async () => {
     nats = await startNatsServer();
-    for (const id of ['w1', 'w2']) workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
+    for (const id of ['w1', 'w2'])
+      workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
     agent = await EdgeAgent.create(
-      { model: MODEL, nats: nats.url, id: 'edge-dash', threads: 1, operatingPoint: 'accurate', metricsPort: 0, metricsHost: '127.0.0.1' },
+      {
+        model: MODEL,
+        nats: nats.url,
+        id: 'edge-dash',
+        threads: 1,
+        operatingPoint: 'accurate',
+        metricsPort: 0,
+        metricsHost: '127.0.0.1',
+      },
       () => undefined,
     );
     prom = await startPrometheus({ edge: [agent.metricsPort!], workers: workers.map((w) => w.metricsPort!) });
@@ -49,14 +61,22 @@ describe('dashboards - every panel query returns data from a real Prometheus scr
 
   it('Prometheus scrapes the edge agent and both workers', async () => {
     const up = await prom.query('up');
-    expect(up.filter((s) => s.value[1] === '1').map((s) => s.metric.job).sort()).toEqual(['cascade-edge', 'cascade-workers', 'cascade-workers']);
+    expect(
+      up
+        .filter((s) => s.value[1] === '1')
+        .map((s) => s.metric.job)
+        .sort(),
+    ).toEqual(['cascade-edge', 'cascade-workers', 'cascade-workers']);
   });
 
   for (const d of dashboards) {
     for (const panel of d.panels) {
       it(`${d.file}: ${panel.title}`, async () => {
         for (const t of panel.targets) {
-          const expr = t.expr.replaceAll('$__rate_interval', '10s').replaceAll('$edge', '.*').replaceAll('$worker', '.*');
+          const expr = t.expr
+            .replaceAll('$__rate_interval', '10s')
+            .replaceAll('$edge', '.*')
+            .replaceAll('$worker', '.*');
           const result = await prom.query(expr);
           expect(result.length, expr).toBeGreaterThan(0);
           for (const s of result) expect(Number.isNaN(Number(s.value[1])), `${expr} gave NaN`).toBe(false);

@@ -7,12 +7,25 @@ const run = promisify(execFile);
 
 describe('demo - the main job', () => {
   it('--json prints one summary object with the documented keys', async () => {
-    const { stdout } = await run(process.execPath, [`${REPO}packages/demo/dist/cli.js`, '--json', '--limit', '300', '--operating-point', 'accurate'], {
-      cwd: REPO,
-      timeout: 170_000,
-    });
+    const { stdout } = await run(
+      process.execPath,
+      [`${REPO}packages/demo/dist/cli.js`, '--json', '--limit', '300', '--operating-point', 'accurate'],
+      {
+        cwd: REPO,
+        timeout: 170_000,
+      },
+    );
     const s = JSON.parse(stdout);
-    for (const key of ['frames', 'results', 'accuracy', 'offload_rate', 'fallbacks', 'operating_point', 'bytes_per_offload', 'latency_ms']) {
+    for (const key of [
+      'frames',
+      'results',
+      'accuracy',
+      'offload_rate',
+      'fallbacks',
+      'operating_point',
+      'bytes_per_offload',
+      'latency_ms',
+    ]) {
       expect(s).toHaveProperty(key);
     }
     expect(s.frames).toBe(300);
@@ -25,6 +38,9 @@ describe('demo - the main job', () => {
       expect(s.latency_ms[tier].p50).toBeGreaterThan(0);
       expect(s.latency_ms[tier].p99).toBeGreaterThanOrEqual(s.latency_ms[tier].p50);
     }
-    expect(s.exits.edge.reduce((a: number, b: number) => a + b, 0) + s.exits.cloud.reduce((a: number, b: number) => a + b, 0)).toBe(300);
+    expect(
+      s.exits.edge.reduce((a: number, b: number) => a + b, 0) +
+        s.exits.cloud.reduce((a: number, b: number) => a + b, 0),
+    ).toBe(300);
   });
 });

@@ -15,10 +15,12 @@ type Doc = { kind: string; metadata: { name: string; labels?: Record<string, str
 function load(dir: string): Doc[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
-    .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => {
-      expect(d.errors, f).toEqual([]);
-      return d.toJS() as Doc;
-    }));
+    .flatMap((f) =>
+      parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => {
+        expect(d.errors, f).toEqual([]);
+        return d.toJS() as Doc;
+      }),
+    );
 }
 
 /** EXPOSE port of each Dockerfile stage. */
@@ -34,7 +36,11 @@ function exposedPorts(): Record<string, number> {
   return out;
 }
 
-const IMAGE_TARGET: Record<string, string> = { 'cascade-worker': 'worker', 'cascade-edge': 'edge', 'cascade-worker-cuda': 'worker-cuda' };
+const IMAGE_TARGET: Record<string, string> = {
+  'cascade-worker': 'worker',
+  'cascade-edge': 'edge',
+  'cascade-worker-cuda': 'worker-cuda',
+};
 const base = load(join(K8S, 'base'));
 const workloads = base.filter((d) => d.kind === 'Deployment' || d.kind === 'DaemonSet');
 const containers = workloads.flatMap((w) => (w.spec.template.spec.containers as any[]).map((c) => ({ w, c })));
@@ -70,14 +76,17 @@ describe('kubernetes manifests', () => {
   it('workload selectors match their pod labels', () => {
     expect(workloads.map((w) => w.kind).sort()).toEqual(['DaemonSet', 'Deployment']);
     for (const w of workloads) {
-      for (const [k, v] of Object.entries(w.spec.selector.matchLabels)) expect(w.spec.template.metadata.labels[k], `${w.metadata.name} ${k}`).toBe(v);
+      for (const [k, v] of Object.entries(w.spec.selector.matchLabels))
+        expect(w.spec.template.metadata.labels[k], `${w.metadata.name} ${k}`).toBe(v);
     }
   });
 
   it('services and the disruption budget select real pods, on ports the pods declare', () => {
     for (const s of base.filter((d) => d.kind === 'Service' || d.kind === 'PodDisruptionBudget')) {
       const selector = s.kind === 'Service' ? s.spec.selector : s.spec.selector.matchLabels;
-      const target = [...workloads, ...base.filter((d) => d.kind === 'StatefulSet')].find((w) => Object.entries(selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+      const target = [...workloads, ...base.filter((d) => d.kind === 'StatefulSet')].find((w) =>
+        Object.entries(selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v),
+      );
       expect(target, s.metadata.name).toBeDefined();
       if (s.kind === 'Service') {
         const names = target!.spec.template.spec.containers.flatMap((c: any) => c.ports.map((p: any) => p.name));
@@ -136,13 +145,17 @@ describe('kubernetes manifests', () => {
     expect(cm.data.CASCADE_SOURCE).toBeDefined();
     const secretNames = base.filter((d) => d.kind === 'Secret').map((d) => d.metadata.name);
     for (const { w } of containers) {
-      for (const v of w.spec.template.spec.volumes.filter((x: any) => x.secret)) expect(secretNames).toContain(v.secret.secretName);
+      for (const v of w.spec.template.spec.volumes.filter((x: any) => x.secret))
+        expect(secretNames).toContain(v.secret.secretName);
       expect(JSON.stringify(w)).not.toMatch(/NATS_PASSWORD"?,\s*"?value/); // passwords only from files
     }
-    for (const s of base.filter((d) => d.kind === 'Secret')) for (const v of Object.values(s.stringData)) expect(v).toBe('CHANGE_ME');
+    for (const s of base.filter((d) => d.kind === 'Secret'))
+      for (const v of Object.values(s.stringData)) expect(v).toBe('CHANGE_ME');
     // The outbox (results the stream has not acknowledged) is on the node, not in the container.
     const outbox = c.volumeMounts.find((m: any) => m.mountPath === '/var/lib/cascade/outbox');
-    expect(ds.spec.template.spec.volumes.find((v: any) => v.name === outbox.name).hostPath.path).toBe('/var/lib/cascade/outbox');
+    expect(ds.spec.template.spec.volumes.find((v: any) => v.name === outbox.name).hostPath.path).toBe(
+      '/var/lib/cascade/outbox',
+    );
   });
 });
 
@@ -154,7 +167,12 @@ describe('compose', () => {
     const plain = execFileSync('docker-compose', [...args, 'config'], { cwd: dir, encoding: 'utf8' });
     const services = Object.keys(parseAllDocuments(plain)[0]!.toJS().services).sort();
     expect(services).toEqual(['edge-agent', 'grafana', 'nats', 'nats-exporter', 'prometheus', 'worker-1', 'worker-2']);
-    const tls = parseAllDocuments(execFileSync('docker-compose', [...args, '-f', 'docker-compose.tls.yml', 'config'], { cwd: dir, encoding: 'utf8' }))[0]!.toJS();
+    const tls = parseAllDocuments(
+      execFileSync('docker-compose', [...args, '-f', 'docker-compose.tls.yml', 'config'], {
+        cwd: dir,
+        encoding: 'utf8',
+      }),
+    )[0]!.toJS();
     expect(tls.services.nats.command).toContain('/etc/nats/nats-tls.conf');
     expect(tls.services['edge-agent'].environment.NATS_CA).toBe('/certs/ca.pem');
     expect(tls.services['edge-agent'].environment.NATS_USER).toBe('cam-1');
@@ -172,11 +190,17 @@ describe('compose', () => {
 describe('images', () => {
   it("the worker image's /app (pnpm deploy --prod, as the Dockerfile builds it) serves on its own", async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'cascade-image-')), 'cloud');
-    execFileSync('pnpm', ['--filter', '@cascade/cloud', 'deploy', '--legacy', '--prod', out], { cwd: REPO, stdio: 'ignore' });
+    execFileSync('pnpm', ['--filter', '@cascade/cloud', 'deploy', '--legacy', '--prod', out], {
+      cwd: REPO,
+      stdio: 'ignore',
+    });
     const nats = await startNatsServer();
-    const proc = track(spawn(process.execPath, [join(out, 'dist/cli.js'), '--nats', nats.url, '--metrics-port', '-1'], {
-      env: { ...process.env, CASCADE_MODEL: join(REPO, 'models/ranet-cifar10') }, stdio: ['ignore', 'ignore', 'pipe'],
-    }));
+    const proc = track(
+      spawn(process.execPath, [join(out, 'dist/cli.js'), '--nats', nats.url, '--metrics-port', '-1'], {
+        env: { ...process.env, CASCADE_MODEL: join(REPO, 'models/ranet-cifar10') },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      }),
+    );
     try {
       const log = await new Promise<string>((resolve, reject) => {
         let text = '';

@@ -27,10 +27,36 @@ afterEach(async () => {
 
 function startEdge(url: string, id: string, frames: number, fps: number): EdgeRun {
   const outbox = mkdtempSync(join(tmpdir(), 'cascade-fault-outbox-'));
-  const proc = track(spawn(process.execPath, [join(REPO, 'packages/edge/dist/cli.js'), '--model', MODEL, '--source', SAMPLES, '--nats', url, '--id', id,
-    '--limit', String(frames), '--max-fps', String(fps), '--threads', '1', '--metrics-port', '-1', '--outbox-dir', outbox, '--summary'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }));
+  const proc = track(
+    spawn(
+      process.execPath,
+      [
+        join(REPO, 'packages/edge/dist/cli.js'),
+        '--model',
+        MODEL,
+        '--source',
+        SAMPLES,
+        '--nats',
+        url,
+        '--id',
+        id,
+        '--limit',
+        String(frames),
+        '--max-fps',
+        String(fps),
+        '--threads',
+        '1',
+        '--metrics-port',
+        '-1',
+        '--outbox-dir',
+        outbox,
+        '--summary',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    ),
+  );
   const results: EdgeRun['results'] = [];
   let buf = '';
   let err = '';
@@ -50,7 +76,8 @@ function startEdge(url: string, id: string, frames: number, fps: number): EdgeRu
 
 async function workers(url: string, n = 2): Promise<WorkerProcess[]> {
   const ws: WorkerProcess[] = [];
-  for (let i = 0; i < n; i++) ws.push(await startWorker({ model: MODEL, nats: url, id: `fw${i + 1}`, extra: ['--threads', '1'] }));
+  for (let i = 0; i < n; i++)
+    ws.push(await startWorker({ model: MODEL, nats: url, id: `fw${i + 1}`, extra: ['--threads', '1'] }));
   for (const w of ws) cleanup.push(() => w.stop('SIGKILL'));
   return ws;
 }
@@ -99,11 +126,25 @@ async function inStream(url: string, edge: string): Promise<{ messages: number; 
   }
 }
 
-function report(fault: string, frames: number, edge: EdgeRun, stream: { unique: number; duplicates: number }, servedAfter: number | null) {
+function report(
+  fault: string,
+  frames: number,
+  edge: EdgeRun,
+  stream: { unique: number; duplicates: number },
+  servedAfter: number | null,
+) {
   const reasons: Record<string, number> = {};
-  for (const { r } of edge.results) if (r.outcome === 'fallback') reasons[r.fallback_reason!] = (reasons[r.fallback_reason!] ?? 0) + 1;
-  const row = { fault, frames_in: frames, results_at_edge: edge.results.length, results_in_stream: stream.unique, duplicates: stream.duplicates,
-    fallbacks: reasons, workers_serving_after_s: servedAfter === null ? null : Math.round(servedAfter * 10) / 10 };
+  for (const { r } of edge.results)
+    if (r.outcome === 'fallback') reasons[r.fallback_reason!] = (reasons[r.fallback_reason!] ?? 0) + 1;
+  const row = {
+    fault,
+    frames_in: frames,
+    results_at_edge: edge.results.length,
+    results_in_stream: stream.unique,
+    duplicates: stream.duplicates,
+    fallbacks: reasons,
+    workers_serving_after_s: servedAfter === null ? null : Math.round(servedAfter * 10) / 10,
+  };
   console.log(`fault figures: ${JSON.stringify(row)}`);
   return row;
 }
@@ -147,7 +188,12 @@ describe('faults - real processes, real nats-server', () => {
       expect(await edge.exit).toBe(0);
       const stream = await inStream(second.url, `fault-nats-${downSeconds}`);
       const row = report(`nats-server down ${downSeconds} s`, framesIn(edge), edge, stream, servedAfter);
-      expect(row).toMatchObject({ frames_in: frames, results_at_edge: frames, results_in_stream: frames, duplicates: 0 });
+      expect(row).toMatchObject({
+        frames_in: frames,
+        results_at_edge: frames,
+        results_in_stream: frames,
+        duplicates: 0,
+      });
       expect(servedAfter).toBeLessThan(5);
       expect(row.fallbacks.disconnected ?? 0).toBeGreaterThan(0);
       // Offloads resumed: frames after the return were answered by the cloud again.

@@ -1,9 +1,18 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
-import { subjects, v1, type InferRequestMessage } from '@cascade/proto';
+import { subjects, v1, type DType, type InferRequestMessage } from '@cascade/proto';
 import type { ModelDir } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeReply, encodeRequest, MODEL, model, natsForTests, sampleImage, validRequest, type TestNats } from './harness.js';
+import {
+  decodeReply,
+  encodeRequest,
+  MODEL,
+  model,
+  natsForTests,
+  sampleImage,
+  validRequest,
+  type TestNats,
+} from './harness.js';
 
 /** Deterministic generator (mulberry32), so every run sends the same requests. */
 function rng(seed: number) {
@@ -15,7 +24,11 @@ function rng(seed: number) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
   };
-  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)]! };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)]!,
+  };
 }
 
 const NON_FINITE = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
@@ -40,7 +53,10 @@ function field(no: number, wire: 0 | 2, payload: number | Uint8Array): Uint8Arra
 function kinds(m: ModelDir) {
   const man = m.manifest;
   const base = (r: ReturnType<typeof rng>, over: Partial<InferRequestMessage> = {}) =>
-    validRequest(m, { image: { name: 'image', dtype: v1.DType.UINT8, shape: man.input.shape, data: sampleImage(r.int(1000)) }, ...over });
+    validRequest(m, {
+      image: { name: 'image', dtype: v1.DType.UINT8, shape: man.input.shape, data: sampleImage(r.int(1000)) },
+      ...over,
+    });
   const stateSpec = () => {
     const s = man.stages[1]!.inputs.find((t) => t.name !== 'image')!;
     return { name: s.name, shape: s.shape.slice(1), n: s.shape.slice(1).reduce((a, b) => a * b, 1) };
@@ -60,13 +76,17 @@ function kinds(m: ModelDir) {
       const s = stateSpec();
       const f = new Float32Array(s.n).map(() => r.next());
       f[r.int(s.n)] = r.pick(NON_FINITE);
-      return encodeRequest(base(r, { state: [{ name: s.name, dtype: v1.DType.FP32, shape: s.shape, data: new Uint8Array(f.buffer) }] }));
+      return encodeRequest(
+        base(r, { state: [{ name: s.name, dtype: v1.DType.FP32, shape: s.shape, data: new Uint8Array(f.buffer) }] }),
+      );
     },
     nan_in_fp16_state: (r: ReturnType<typeof rng>) => {
       const s = stateSpec();
       const h = new Uint16Array(s.n).map(() => r.int(0x3c00));
       h[r.int(s.n)] = r.pick([0x7c00, 0xfc00, 0x7e00]);
-      return encodeRequest(base(r, { state: [{ name: s.name, dtype: v1.DType.FP16, shape: s.shape, data: new Uint8Array(h.buffer) }] }));
+      return encodeRequest(
+        base(r, { state: [{ name: s.name, dtype: v1.DType.FP16, shape: s.shape, data: new Uint8Array(h.buffer) }] }),
+      );
     },
     nan_in_int8_scale: (r: ReturnType<typeof rng>) => {
       const req = base(r);
@@ -83,26 +103,51 @@ function kinds(m: ModelDir) {
     huge_shape: (r: ReturnType<typeof rng>) => {
       const s = stateSpec();
       const shape = r.pick([new Array<number>(90_000).fill(2), [2 ** 40, 2], [-1, ...s.shape.slice(1)], [0], []]);
-      return encodeRequest(base(r, { state: [{ name: s.name, dtype: v1.DType.FP32, shape, data: new Uint8Array(64) }] }));
+      return encodeRequest(
+        base(r, { state: [{ name: s.name, dtype: v1.DType.FP32, shape, data: new Uint8Array(64) }] }),
+      );
     },
     wrong_model_or_version: (r: ReturnType<typeof rng>) =>
-      encodeRequest(base(r, r.next() < 0.5 ? { modelVersion: 'x'.repeat(1 + r.int(100_000)) } : { model: 'm'.repeat(1 + r.int(100_000)) })),
+      encodeRequest(
+        base(
+          r,
+          r.next() < 0.5 ? { modelVersion: 'x'.repeat(1 + r.int(100_000)) } : { model: 'm'.repeat(1 + r.int(100_000)) },
+        ),
+      ),
     bad_stage: (r: ReturnType<typeof rng>) => encodeRequest(base(r, { firstStage: r.pick([0, 2, 3, 99, 2 ** 31]) })),
     oversized_strings: (r: ReturnType<typeof rng>) =>
-      encodeRequest(base(r, r.next() < 0.5 ? { requestId: 'i'.repeat(129 + r.int(50_000)) } : { edgeId: 'e'.repeat(r.int(100_000)) })),
+      encodeRequest(
+        base(
+          r,
+          r.next() < 0.5 ? { requestId: 'i'.repeat(129 + r.int(50_000)) } : { edgeId: 'e'.repeat(r.int(100_000)) },
+        ),
+      ),
     wrong_wire_types: (r: ReturnType<typeof rng>) => {
       const valid = encodeRequest(base(r));
-      const bad = r.pick([field(6, 0, 7), field(5, 2, new Uint8Array([1, 2, 3])), field(13, 2, new Uint8Array([0xff])), field(7, 0, 1)]);
+      const bad = r.pick([
+        field(6, 0, 7),
+        field(5, 2, new Uint8Array([1, 2, 3])),
+        field(13, 2, new Uint8Array([0xff])),
+        field(7, 0, 1),
+      ]);
       const out = new Uint8Array(valid.length + bad.length);
       out.set(valid);
       out.set(bad, valid.length);
       return out;
     },
-    bad_deadline: (r: ReturnType<typeof rng>) => encodeRequest(base(r, { deadlineUnixMs: r.pick([0, -1, -(2 ** 52), Date.now() - 1 - r.int(10_000)]) })),
+    bad_deadline: (r: ReturnType<typeof rng>) =>
+      encodeRequest(base(r, { deadlineUnixMs: r.pick([0, -1, -(2 ** 52), Date.now() - 1 - r.int(10_000)]) })),
     wrong_dtypes: (r: ReturnType<typeof rng>) => {
       const req = base(r);
-      if (r.next() < 0.5) return encodeRequest({ ...req, image: { ...req.image!, dtype: r.pick([v1.DType.FP32, v1.DType.INT8, 99]) } });
-      return encodeRequest({ ...req, state: [{ ...req.state![0]!, dtype: r.pick([v1.DType.UINT8, v1.DType.DTYPE_UNSPECIFIED, 42]) }] });
+      if (r.next() < 0.5)
+        return encodeRequest({
+          ...req,
+          image: { ...req.image!, dtype: r.pick([v1.DType.FP32, v1.DType.INT8, 99 as DType]) },
+        });
+      return encodeRequest({
+        ...req,
+        state: [{ ...req.state![0]!, dtype: r.pick([v1.DType.UINT8, v1.DType.DTYPE_UNSPECIFIED, 42 as DType]) }],
+      });
     },
   } as const;
 }
@@ -116,7 +161,12 @@ beforeAll(async () => {
   nats = await natsForTests();
   nc = await connect({ servers: nats.url });
   m = await model();
-  worker = await startWorker({ model: MODEL, nats: nats.url, id: 'wfuzz', extra: ['--threads', '1', '--queue-limit', '4096'] });
+  worker = await startWorker({
+    model: MODEL,
+    nats: nats.url,
+    id: 'wfuzz',
+    extra: ['--threads', '1', '--queue-limit', '4096'],
+  });
 });
 
 afterAll(async () => {
@@ -128,7 +178,14 @@ afterAll(async () => {
 describe('worker fuzz - 10,000 generated malformed requests', () => {
   it('each gets a coded error or a valid prediction, never a timeout; then valid requests are answered as before', async () => {
     const subject = subjects.infer(m.manifest.name);
-    const probes = Array.from({ length: 20 }, (_, i) => encodeRequest(validRequest(m, { requestId: `probe-${i}`, image: { name: 'image', dtype: v1.DType.UINT8, shape: m.manifest.input.shape, data: sampleImage(i) } })));
+    const probes = Array.from({ length: 20 }, (_, i) =>
+      encodeRequest(
+        validRequest(m, {
+          requestId: `probe-${i}`,
+          image: { name: 'image', dtype: v1.DType.UINT8, shape: m.manifest.input.shape, data: sampleImage(i) },
+        }),
+      ),
+    );
     const answer = async (data: Uint8Array) => decodeReply((await nc.request(subject, data, { timeout: 10_000 })).data);
     const before = await Promise.all(probes.map(answer));
     for (const p of before) expect(p.prediction, JSON.stringify(p.error)).toBeTruthy();
@@ -153,11 +210,19 @@ describe('worker fuzz - 10,000 generated malformed requests', () => {
           if (reply.error) {
             outcome = reply.code ?? 'UNKNOWN';
             if (!reply.error.code) problems.push(`${kind} #${i}: error without a code`);
-            if ((reply.error.message ?? '').length > 400) problems.push(`${kind} #${i}: error message of ${reply.error.message!.length} chars`);
+            if ((reply.error.message ?? '').length > 400)
+              problems.push(`${kind} #${i}: error message of ${reply.error.message!.length} chars`);
           } else if (reply.prediction) {
             const p = reply.prediction;
             outcome = 'prediction';
-            const ok = Number.isFinite(p.confidence) && p.confidence! >= 0 && p.confidence! <= 1 && p.classIndex! >= 0 && p.classIndex! < classes && p.exit! >= 0 && p.exit! < exits;
+            const ok =
+              Number.isFinite(p.confidence) &&
+              p.confidence! >= 0 &&
+              p.confidence! <= 1 &&
+              p.classIndex! >= 0 &&
+              p.classIndex! < classes &&
+              p.exit! >= 0 &&
+              p.exit! < exits;
             if (!ok) problems.push(`${kind} #${i}: invalid prediction ${JSON.stringify(p)}`);
           } else {
             outcome = 'EMPTY';

@@ -11,7 +11,8 @@ export const MODEL = `${REPO}models/ranet-cifar10`;
 export const SAMPLES = `${REPO}samples/cifar10-test-1000.bin`;
 
 /** The Python of training/: CASCADE_PYTHON, else the repository's virtual environment, else python3. */
-export const PYTHON = process.env.CASCADE_PYTHON ?? (existsSync(`${REPO}.venv/bin/python`) ? `${REPO}.venv/bin/python` : 'python3');
+export const PYTHON =
+  process.env.CASCADE_PYTHON ?? (existsSync(`${REPO}.venv/bin/python`) ? `${REPO}.venv/bin/python` : 'python3');
 
 /** Where the programs the tests run come from (Debian package names); scripts/setup test installs them all. */
 const PACKAGES: Record<string, string> = {
@@ -26,7 +27,9 @@ const PACKAGES: Record<string, string> = {
 
 /** Fails at once, naming the program and how to install it, when `program` is not there. */
 export function requireProgram(program: string): void {
-  const found = program.startsWith('/') ? existsSync(program) : spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
+  const found = program.startsWith('/')
+    ? existsSync(program)
+    : spawnSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' }).status === 0;
   if (found) return;
   const pkg = PACKAGES[program] ?? program;
   throw new Error(`${program} is not installed: run scripts/setup test (or apt-get install ${pkg}) and try again`);

@@ -7,15 +7,40 @@ import { describe, expect, it } from 'vitest';
 import { track } from '@cascade/demo';
 import { REPO, requireProgram } from './harness.js';
 
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic'];
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
 
 describe('live view - a running demo in headless Chromium', () => {
   it('shows offload rate, exits and latency, updating as frames arrive', async () => {
     requireProgram('/usr/bin/chromium');
     // Its own process group, so that a failed test also kills the demo's nats-server and workers.
-    const demo = track(spawn(process.execPath, [join(REPO, 'packages/demo/dist/cli.js'), '--live', '0', '--json', '--limit', '200', '--fps', '100',
-      '--operating-point', 'accurate'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true });
+    const demo = track(
+      spawn(
+        process.execPath,
+        [
+          join(REPO, 'packages/demo/dist/cli.js'),
+          '--live',
+          '0',
+          '--json',
+          '--limit',
+          '200',
+          '--fps',
+          '100',
+          '--operating-point',
+          'accurate',
+        ],
+        { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+      ),
+      { group: true },
+    );
     let stdout = '';
     let stderr = '';
     demo.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -31,7 +56,7 @@ describe('live view - a running demo in headless Chromium', () => {
       });
       demo.once('exit', (code) => reject(new Error(`demo exited with ${code}:\n${stderr}`)));
     });
-    let seen = 0;
+    let seen: number | undefined;
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
     try {
       const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
@@ -64,11 +89,13 @@ describe('live view - a running demo in headless Chromium', () => {
       await browser.close();
       demo.kill('SIGINT');
     }
-    const code = await new Promise<number | null>((resolve) => (demo.exitCode !== null ? resolve(demo.exitCode) : demo.once('exit', resolve)));
+    const code = await new Promise<number | null>((resolve) =>
+      demo.exitCode !== null ? resolve(demo.exitCode) : demo.once('exit', resolve),
+    );
     expect(code).toBe(0);
     const summary = JSON.parse(stdout);
     // Paced at 100 frames/s, stopped by SIGINT mid-replay: every frame taken in has its result, in the stream too.
-    expect(summary.frames).toBeGreaterThan(seen);
+    expect(summary.frames).toBeGreaterThan(seen ?? 0);
     expect(summary.results).toBe(summary.frames);
     expect(summary.results_stored).toBe(summary.frames);
   });

@@ -4,7 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { REPO, requireProgram } from './harness.js';
 
 const DIR = join(REPO, 'deploy/prometheus');
-const promtool = (...args: string[]) => (requireProgram('promtool'), execFileSync)('promtool', args, { cwd: DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const promtool = (...args: string[]) =>
+  (requireProgram('promtool'), execFileSync)('promtool', args, {
+    cwd: DIR,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 
 describe('prometheus - shipped config and rules', () => {
   it('promtool check config accepts prometheus.yml and its rule files', () => {

@@ -17,13 +17,27 @@ const PASSWORDS = {
 };
 
 /** nats-server with a shipped config file, on free ports. */
-async function serve(config: string, env: Record<string, string> = {}): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void> }> {
+async function serve(
+  config: string,
+  env: Record<string, string> = {},
+): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void> }> {
   requireProgram('nats-server');
   const port = await freePort();
-  const proc = track(spawn('nats-server', ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())], {
-    env: { ...process.env, ...PASSWORDS, CASCADE_NATS_STORE_DIR: mkdtempSync(join(tmpdir(), 'cascade-js-')), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }));
+  const proc = track(
+    spawn(
+      'nats-server',
+      ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())],
+      {
+        env: {
+          ...process.env,
+          ...PASSWORDS,
+          CASCADE_NATS_STORE_DIR: mkdtempSync(join(tmpdir(), 'cascade-js-')),
+          ...env,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    ),
+  );
   let log = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -43,8 +57,16 @@ function secretFile(dir: string, name: string, value: string): string {
   return path;
 }
 
-async function runEdge(url: string, natsAuth: Record<string, string>, id = 'cam-1', limit = 150): Promise<EdgeResult[]> {
-  const agent = await EdgeAgent.create({ model: MODEL, nats: url, id, threads: 1, metricsPort: -1, operatingPoint: 'accurate', timeoutMs: 5000, natsAuth }, () => undefined);
+async function runEdge(
+  url: string,
+  natsAuth: Record<string, string>,
+  id = 'cam-1',
+  limit = 150,
+): Promise<EdgeResult[]> {
+  const agent = await EdgeAgent.create(
+    { model: MODEL, nats: url, id, threads: 1, metricsPort: -1, operatingPoint: 'accurate', timeoutMs: 5000, natsAuth },
+    () => undefined,
+  );
   const results: EdgeResult[] = [];
   try {
     await agent.run(await openSource(SAMPLES, { size: 32, limit }), (r) => results.push(r));
@@ -61,7 +83,12 @@ describe('nats security - shipped config with per-role credentials', () => {
   let monitor: NatsConnection;
   beforeAll(async () => {
     server = await serve('nats.conf');
-    monitor = await connect({ servers: server.url, user: 'monitor', pass: PASSWORDS.CASCADE_MONITOR_PASSWORD, inboxPrefix: '_INBOX_monitor' });
+    monitor = await connect({
+      servers: server.url,
+      user: 'monitor',
+      pass: PASSWORDS.CASCADE_MONITOR_PASSWORD,
+      inboxPrefix: '_INBOX_monitor',
+    });
   });
   afterAll(async () => {
     await monitor?.close();
@@ -74,10 +101,16 @@ describe('nats security - shipped config with per-role credentials', () => {
   });
 
   it('an edge credential cannot subscribe to inference subjects', async () => {
-    const edge = await connect({ servers: server.url, user: 'cam-1', pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, inboxPrefix: '_INBOX.cam-1' });
+    const edge = await connect({
+      servers: server.url,
+      user: 'cam-1',
+      pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD,
+      inboxPrefix: '_INBOX.cam-1',
+    });
     const errors: string[] = [];
     void (async () => {
-      for await (const s of edge.status()) if (s.type === 'error') errors.push(String((s as { error?: Error }).error?.message ?? ''));
+      for await (const s of edge.status())
+        if (s.type === 'error') errors.push(String((s as { error?: Error }).error?.message ?? ''));
     })();
     const sub = edge.subscribe('cascade.v1.infer.ranet-cifar10');
     const got: unknown[] = [];
@@ -90,7 +123,12 @@ describe('nats security - shipped config with per-role credentials', () => {
     })();
     await edge.flush();
     // Another edge sends an inference request; the first edge must not see it.
-    const other = await connect({ servers: server.url, user: 'cam-2', pass: PASSWORDS.CASCADE_EDGE_CAM_2_PASSWORD, inboxPrefix: '_INBOX.cam-2' });
+    const other = await connect({
+      servers: server.url,
+      user: 'cam-2',
+      pass: PASSWORDS.CASCADE_EDGE_CAM_2_PASSWORD,
+      inboxPrefix: '_INBOX.cam-2',
+    });
     other.publish('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]));
     await other.flush();
     await new Promise((r) => setTimeout(r, 300));
@@ -103,7 +141,12 @@ describe('nats security - shipped config with per-role credentials', () => {
     const seen: string[] = [];
     const sub = monitor.subscribe('cascade.v1.results.>', { callback: (_e, m) => void seen.push(m.subject) });
     await monitor.flush();
-    const edge = await connect({ servers: server.url, user: 'cam-1', pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, inboxPrefix: '_INBOX.cam-1' });
+    const edge = await connect({
+      servers: server.url,
+      user: 'cam-1',
+      pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD,
+      inboxPrefix: '_INBOX.cam-1',
+    });
     edge.publish('cascade.v1.results.cam-2', new Uint8Array([1]));
     edge.publish('cascade.v1.results.cam-1', new Uint8Array([2]));
     await edge.flush();
@@ -115,7 +158,12 @@ describe('nats security - shipped config with per-role credentials', () => {
 
   it('the cascade runs with the edge and worker credentials, which never reach the logs', async () => {
     const pw = secretFile(dir, 'worker.pw', PASSWORDS.CASCADE_WORKER_PASSWORD);
-    const w = await startWorker({ model: MODEL, nats: server.url, id: 'sec-w', extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password-file', pw] });
+    const w = await startWorker({
+      model: MODEL,
+      nats: server.url,
+      id: 'sec-w',
+      extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password-file', pw],
+    });
     try {
       const results = await runEdge(server.url, { user: 'cam-1', password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD });
       expect(results).toHaveLength(150);
@@ -140,14 +188,57 @@ describe('nats security - TLS with a test CA', () => {
   beforeAll(async () => {
     requireProgram('openssl');
     execFileSync('mkdir', ['-p', pki]);
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cascade-test-ca');
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=cascade-test-ca',
+    );
     writeFileSync(join(pki, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
     for (const name of ['server', 'client']) {
-      ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', 'san.ext');
+      ssl(
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${name}`,
+      );
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '2',
+        '-extfile',
+        'san.ext',
+      );
     }
     server = await serve('nats-tls.conf', {
-      CASCADE_NATS_TLS_CERT: join(pki, 'server.pem'), CASCADE_NATS_TLS_KEY: join(pki, 'server.key'), CASCADE_NATS_TLS_CA: join(pki, 'ca.pem'),
+      CASCADE_NATS_TLS_CERT: join(pki, 'server.pem'),
+      CASCADE_NATS_TLS_KEY: join(pki, 'server.key'),
+      CASCADE_NATS_TLS_CA: join(pki, 'ca.pem'),
     });
   });
   afterAll(async () => {
@@ -155,14 +246,40 @@ describe('nats security - TLS with a test CA', () => {
   });
 
   it('a plaintext client is refused', async () => {
-    await expect(connect({ servers: server.url, user: 'monitor', pass: PASSWORDS.CASCADE_MONITOR_PASSWORD, tls: null, timeout: 3000 })).rejects.toThrow();
+    await expect(
+      connect({
+        servers: server.url,
+        user: 'monitor',
+        pass: PASSWORDS.CASCADE_MONITOR_PASSWORD,
+        tls: null,
+        timeout: 3000,
+      }),
+    ).rejects.toThrow();
   });
 
   it('edge and worker talk over TLS', async () => {
-    const tls = ['--nats-ca', join(pki, 'ca.pem'), '--nats-cert', join(pki, 'client.pem'), '--nats-key', join(pki, 'client.key')];
-    const w = await startWorker({ model: MODEL, nats: server.url, id: 'tls-w', extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password', PASSWORDS.CASCADE_WORKER_PASSWORD, ...tls] });
+    const tls = [
+      '--nats-ca',
+      join(pki, 'ca.pem'),
+      '--nats-cert',
+      join(pki, 'client.pem'),
+      '--nats-key',
+      join(pki, 'client.key'),
+    ];
+    const w = await startWorker({
+      model: MODEL,
+      nats: server.url,
+      id: 'tls-w',
+      extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password', PASSWORDS.CASCADE_WORKER_PASSWORD, ...tls],
+    });
     try {
-      const results = await runEdge(server.url, { user: 'cam-1', password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, ca: join(pki, 'ca.pem'), cert: join(pki, 'client.pem'), key: join(pki, 'client.key') });
+      const results = await runEdge(server.url, {
+        user: 'cam-1',
+        password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD,
+        ca: join(pki, 'ca.pem'),
+        cert: join(pki, 'client.pem'),
+        key: join(pki, 'client.key'),
+      });
       expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(5);
       expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
     } finally {

@@ -3,7 +3,16 @@ import { Svcm } from '@nats-io/services';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '@cascade/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeReply, encodeRequest, metricValue, MODEL, model, natsForTests, validRequest, type TestNats } from './harness.js';
+import {
+  decodeReply,
+  encodeRequest,
+  metricValue,
+  MODEL,
+  model,
+  natsForTests,
+  validRequest,
+  type TestNats,
+} from './harness.js';
 import type { ModelDir } from '@cascade/runtime';
 
 let nats: TestNats;
@@ -28,7 +37,12 @@ const ask = async (data: Uint8Array) => decodeReply((await nc.request(subject, d
 describe('worker - bad requests get coded errors and the worker keeps serving', () => {
   let worker: WorkerProcess;
   beforeAll(async () => {
-    worker = await startWorker({ model: MODEL, nats: nats.url, id: 'wbad', extra: ['--threads', '1', '--max-request-bytes', '65536'] });
+    worker = await startWorker({
+      model: MODEL,
+      nats: nats.url,
+      id: 'wbad',
+      extra: ['--threads', '1', '--max-request-bytes', '65536'],
+    });
   });
   afterAll(async () => {
     expect(await worker.stop()).toBe(0);
@@ -113,7 +127,12 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
 
 describe('worker - load and shutdown', () => {
   it('a full queue answers OVERLOADED at once', async () => {
-    const w = await startWorker({ model: MODEL, nats: nats.url, id: 'wfull', extra: ['--threads', '1', '--queue-limit', '4', '--max-delay-ms', '2000', '--max-batch', '64'] });
+    const w = await startWorker({
+      model: MODEL,
+      nats: nats.url,
+      id: 'wfull',
+      extra: ['--threads', '1', '--queue-limit', '4', '--max-delay-ms', '2000', '--max-batch', '64'],
+    });
     try {
       const replies = await Promise.all(Array.from({ length: 12 }, () => ask(encodeRequest(validRequest(m)))));
       const codes = replies.map((r) => r.code ?? 'ok');
@@ -125,7 +144,12 @@ describe('worker - load and shutdown', () => {
   });
 
   it('SIGTERM drains: every queued request is answered, then the worker exits 0', async () => {
-    const w = await startWorker({ model: MODEL, nats: nats.url, id: 'wdrain', extra: ['--threads', '1', '--max-delay-ms', '1500', '--max-batch', '64'] });
+    const w = await startWorker({
+      model: MODEL,
+      nats: nats.url,
+      id: 'wdrain',
+      extra: ['--threads', '1', '--max-delay-ms', '1500', '--max-batch', '64'],
+    });
     const pending = Array.from({ length: 30 }, (_, i) => ask(encodeRequest(validRequest(m, { requestId: `d${i}` }))));
     await new Promise((r) => setTimeout(r, 300)); // all 30 are queued, waiting for the batch delay
     const exit = w.stop('SIGTERM');

@@ -66,8 +66,8 @@ def cmd_cascade(args: argparse.Namespace) -> None:
     results = run_cascade(model, data.images, model.thresholds(op), split=args.split, encoding=args.encoding)
     if args.predictions:
         with open(args.predictions, "w") as f:
-            for i, (r, y) in enumerate(zip(results, data.labels)):
-                f.write(json.dumps({"index": i, "label": int(y), **r}) + "\n")
+            rows = enumerate(zip(results, data.labels))
+            f.writelines(json.dumps({"index": i, "label": int(y), **r}) + "\n" for i, (r, y) in rows)
     summary = {"model": model.manifest["name"], "version": model.manifest["version"], "operating_point": op,
                "split": args.split, "encoding": args.encoding,
                **summarise(results, data.labels, len(model.manifest["exits"]))}

@@ -1,4 +1,5 @@
-"""Exit thresholds for budgeted batch classification (the MSDNet/RANet budgeted evaluation), found on validation data only.
+"""Exit thresholds for budgeted batch classification (the MSDNet/RANet budgeted evaluation), found on validation data
+only.
 
 A sample leaves at the first exit whose max-softmax confidence reaches that exit's threshold. Thresholds come
 from a target exit distribution proportional to q^k, filled greedily exit by exit on the validation set.

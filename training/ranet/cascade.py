@@ -27,7 +27,7 @@ class ModelDir:
     runner: StageRunner
 
     @staticmethod
-    def load(path: Path, threads: int = 0) -> "ModelDir":
+    def load(path: Path, threads: int = 0) -> ModelDir:
         manifest = json.loads((path / "manifest.json").read_text())
         if manifest.get("format") != "cascade-model/1":
             raise ValueError(f"{path}/manifest.json: format {manifest.get('format')!r} is not cascade-model/1")
@@ -101,5 +101,5 @@ def summarise(results: list[dict], labels: np.ndarray | None, num_exits: int) ->
 
 def load_images(path: Path) -> Split:
     """A CIFAR-10 binary file (raw or .gz) of any number of records."""
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    name = path.name.removesuffix(".gz")
     return read_batch_file(path.parent, name, verify=False)

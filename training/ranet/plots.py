@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from . import paper  # noqa: E402
+from . import paper
 
 
 def accuracy_vs_macs(path: Path, title: str, exit_macs: list[int], exit_acc: list[float], budgeted: list[dict],

@@ -35,7 +35,7 @@ class Device:
     channels_last: bool
 
     @staticmethod
-    def pick(name: str = "auto") -> "Device":
+    def pick(name: str = "auto") -> Device:
         if name == "auto":
             name = "cuda" if torch.cuda.is_available() else "cpu"
         dev = torch.device(name)
@@ -49,7 +49,7 @@ class Device:
 
 
 def versions() -> dict[str, str]:
-    import onnx  # noqa: F401 - recorded so exported models say what made them
+    import onnx
     import onnxruntime
 
     return {
@@ -189,5 +189,6 @@ def train(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out: Path, d
             "model_config": to_dict(mc), "train_config": to_dict(tc),
             "device": dev.describe(), "versions": versions(),
         })
-    return {"epochs": len(history), "wall_seconds": wall, "val_accuracy": history[-1]["val_accuracy"] if history else [],
+    last = history[-1]["val_accuracy"] if history else []
+    return {"epochs": len(history), "wall_seconds": wall, "val_accuracy": last,
             "history": history}

@@ -118,11 +118,19 @@ export class Batcher {
     const m = this.manifest;
     const started = performance.now();
     const size = jobs.length;
-    this.observer?.batch(size, jobs.map((j) => (started - j.enqueuedAt) / 1000));
+    this.observer?.batch(
+      size,
+      jobs.map((j) => (started - j.enqueuedAt) / 1000),
+    );
     const pixels = m.input.shape.reduce((a, b) => a * b, 1);
     let active = jobs.map((_, i) => i);
     let carried: Feeds = {};
-    for (const name of jobs[0]!.req.state.keys()) carried[name] = stack(jobs.map((j) => j.req.state.get(name)!), m, name);
+    for (const name of jobs[0]!.req.state.keys())
+      carried[name] = stack(
+        jobs.map((j) => j.req.state.get(name)!),
+        m,
+        name,
+      );
     let computeMs = 0;
     try {
       for (let s = first; s < m.stages.length && active.length > 0; s++) {
@@ -164,7 +172,11 @@ export class Batcher {
       }
     } catch (err) {
       for (const j of active) {
-        jobs[j]!.reply({ kind: 'error', code: ErrorCode.INTERNAL, message: `inference failed: ${(err as Error).message}` });
+        jobs[j]!.reply({
+          kind: 'error',
+          code: ErrorCode.INTERNAL,
+          message: `inference failed: ${(err as Error).message}`,
+        });
       }
     }
   }

@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
-import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import {
+  FlagError,
+  isMain,
+  NATS_AUTH_FLAGS,
+  natsAuthFromFlags,
+  numberFlag,
+  parseFlags,
+  usage,
+  type Flag,
+} from '@cascade/runtime';
 import { ConfigError } from './errors.js';
 import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
@@ -11,12 +20,32 @@ const FLAGS = {
   ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_WORKER_ID', help: 'worker id (default <hostname>-<pid>)' },
   'max-batch': { type: 'string', env: 'CASCADE_MAX_BATCH', help: `largest batch (default ${D.maxBatch})` },
-  'max-delay-ms': { type: 'string', env: 'CASCADE_MAX_DELAY_MS', help: `batching delay in ms (default ${D.maxDelayMs})` },
-  'queue-limit': { type: 'string', env: 'CASCADE_QUEUE_LIMIT', help: `queued requests before OVERLOADED (default ${D.queueLimit})` },
-  'max-request-bytes': { type: 'string', env: 'CASCADE_MAX_REQUEST_BYTES', help: `largest request (default ${D.maxRequestBytes})` },
+  'max-delay-ms': {
+    type: 'string',
+    env: 'CASCADE_MAX_DELAY_MS',
+    help: `batching delay in ms (default ${D.maxDelayMs})`,
+  },
+  'queue-limit': {
+    type: 'string',
+    env: 'CASCADE_QUEUE_LIMIT',
+    help: `queued requests before OVERLOADED (default ${D.queueLimit})`,
+  },
+  'max-request-bytes': {
+    type: 'string',
+    env: 'CASCADE_MAX_REQUEST_BYTES',
+    help: `largest request (default ${D.maxRequestBytes})`,
+  },
   ep: { type: 'string', env: 'CASCADE_EP', help: 'execution provider: cpu or cuda (default cpu)' },
-  threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads (default: onnxruntime decides)' },
-  'metrics-port': { type: 'string', env: 'CASCADE_METRICS_PORT', help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})` },
+  threads: {
+    type: 'string',
+    env: 'CASCADE_THREADS',
+    help: 'onnxruntime intra-op threads (default: onnxruntime decides)',
+  },
+  'metrics-port': {
+    type: 'string',
+    env: 'CASCADE_METRICS_PORT',
+    help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})`,
+  },
   'metrics-host': { type: 'string', env: 'CASCADE_METRICS_HOST', help: `/metrics address (default ${D.metricsHost})` },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
@@ -29,12 +58,23 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (f.help) return 'help';
   const o: WorkerOptions = { model: f.model ?? '' };
   if (f.nats) o.nats = f.nats;
-  o.natsVia = argv.some((a) => a === '--nats' || a.startsWith('--nats=')) ? '--nats' : f.nats ? '$NATS_URL' : 'the default (set --nats or $NATS_URL)';
+  o.natsVia = argv.some((a) => a === '--nats' || a.startsWith('--nats='))
+    ? '--nats'
+    : f.nats
+      ? '$NATS_URL'
+      : 'the default (set --nats or $NATS_URL)';
   o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;
   if (f['metrics-host']) o.metricsHost = f['metrics-host'];
   if (f.ep) o.executionProvider = f.ep as WorkerOptions['executionProvider'];
-  const nums = { maxBatch: 'max-batch', maxDelayMs: 'max-delay-ms', queueLimit: 'queue-limit', maxRequestBytes: 'max-request-bytes', threads: 'threads', metricsPort: 'metrics-port' } as const;
+  const nums = {
+    maxBatch: 'max-batch',
+    maxDelayMs: 'max-delay-ms',
+    queueLimit: 'queue-limit',
+    maxRequestBytes: 'max-request-bytes',
+    threads: 'threads',
+    metricsPort: 'metrics-port',
+  } as const;
   for (const [key, flag] of Object.entries(nums)) {
     const n = numberFlag(flag, f[flag]);
     if (n !== undefined) o[key as keyof typeof nums] = n;

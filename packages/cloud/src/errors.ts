@@ -1,4 +1,4 @@
-import { ErrorCode } from '@cascade/proto';
+import { type ErrorCode } from '@cascade/proto';
 
 /** A request the worker refuses; `code` travels on the wire, the message says what was wrong. */
 export class RequestError extends Error {

@@ -2,6 +2,11 @@
 export { Batcher, type BatchObserver, type BatcherOptions, type Job, type Outcome } from './batcher.js';
 export { natsStats, WorkerMetrics } from './metrics.js';
 export { ConfigError, RequestError } from './errors.js';
-export { compileWorkerOptions, DEFAULT_WORKER_OPTIONS, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
+export {
+  compileWorkerOptions,
+  DEFAULT_WORKER_OPTIONS,
+  type CompiledWorkerOptions,
+  type WorkerOptions,
+} from './options.js';
 export { peekRequestId, validateRequest, type ValidRequest } from './validate.js';
 export { CloudWorker, type WorkerCounts, type WorkerState } from './worker.js';

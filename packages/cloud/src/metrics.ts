@@ -12,19 +12,68 @@ export class WorkerMetrics {
   readonly batchSize: Histogram;
   readonly repliesFailed: Counter<'status'>;
 
-  constructor(labels: { worker: string; model: string; modelVersion: string; ep: string },
-    queueDepth: () => number, nats: () => NatsConnection | undefined, connected: () => boolean = () => Boolean(nats() && !nats()!.isClosed())) {
-    this.registry = createRegistry({ worker: labels.worker }, {
-      component: 'cloud', version: CASCADE_VERSION, model: labels.model, model_version: labels.modelVersion, ep: labels.ep,
-    });
+  constructor(
+    labels: { worker: string; model: string; modelVersion: string; ep: string },
+    queueDepth: () => number,
+    nats: () => NatsConnection | undefined,
+    connected: () => boolean = () => Boolean(nats() && !nats()!.isClosed()),
+  ) {
+    this.registry = createRegistry(
+      { worker: labels.worker },
+      {
+        component: 'cloud',
+        version: CASCADE_VERSION,
+        model: labels.model,
+        model_version: labels.modelVersion,
+        ep: labels.ep,
+      },
+    );
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'cascade_worker_requests_total', help: 'Replies sent, by status (ok or error code).', labelNames: ['status'], registers });
-    this.queueSeconds = new Histogram({ name: 'cascade_worker_queue_seconds', help: 'Time from receipt to the start of the batch that ran the request.', buckets: [...BUCKETS.workerSeconds], registers });
-    this.computeSeconds = new Histogram({ name: 'cascade_worker_compute_seconds', help: 'onnxruntime time per stage per batch, measured in the inference thread.', labelNames: ['stage'], buckets: [...BUCKETS.workerSeconds], registers });
-    this.requestSeconds = new Histogram({ name: 'cascade_worker_request_seconds', help: 'Time from receipt to reply (queue + compute), every status.', buckets: [...BUCKETS.workerSeconds], registers });
-    this.batchSize = new Histogram({ name: 'cascade_worker_batch_size', help: 'Requests per batch.', buckets: [...BUCKETS.batchSize], registers });
-    new Gauge({ name: 'cascade_worker_queue_depth', help: 'Requests waiting for a batch: the autoscaling signal.', registers, collect() { this.set(queueDepth()); } });
-    this.repliesFailed = new Counter({ name: 'cascade_worker_replies_failed_total', help: 'Replies that could not be sent (no reply subject, too large, connection gone), by the status they carried; not in requests_total.', labelNames: ['status'], registers });
+    this.requests = new Counter({
+      name: 'cascade_worker_requests_total',
+      help: 'Replies sent, by status (ok or error code).',
+      labelNames: ['status'],
+      registers,
+    });
+    this.queueSeconds = new Histogram({
+      name: 'cascade_worker_queue_seconds',
+      help: 'Time from receipt to the start of the batch that ran the request.',
+      buckets: [...BUCKETS.workerSeconds],
+      registers,
+    });
+    this.computeSeconds = new Histogram({
+      name: 'cascade_worker_compute_seconds',
+      help: 'onnxruntime time per stage per batch, measured in the inference thread.',
+      labelNames: ['stage'],
+      buckets: [...BUCKETS.workerSeconds],
+      registers,
+    });
+    this.requestSeconds = new Histogram({
+      name: 'cascade_worker_request_seconds',
+      help: 'Time from receipt to reply (queue + compute), every status.',
+      buckets: [...BUCKETS.workerSeconds],
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'cascade_worker_batch_size',
+      help: 'Requests per batch.',
+      buckets: [...BUCKETS.batchSize],
+      registers,
+    });
+    new Gauge({
+      name: 'cascade_worker_queue_depth',
+      help: 'Requests waiting for a batch: the autoscaling signal.',
+      registers,
+      collect() {
+        this.set(queueDepth());
+      },
+    });
+    this.repliesFailed = new Counter({
+      name: 'cascade_worker_replies_failed_total',
+      help: 'Replies that could not be sent (no reply subject, too large, connection gone), by the status they carried; not in requests_total.',
+      labelNames: ['status'],
+      registers,
+    });
     natsStats(this.registry, nats, connected);
   }
 }
@@ -33,7 +82,10 @@ export class WorkerMetrics {
 export function natsStats(registry: Registry, nats: () => NatsConnection | undefined, connected: () => boolean): void {
   const registers = [registry];
   new Counter({
-    name: 'cascade_nats_messages_total', help: 'NATS messages through this connection.', labelNames: ['direction'], registers,
+    name: 'cascade_nats_messages_total',
+    help: 'NATS messages through this connection.',
+    labelNames: ['direction'],
+    registers,
     collect() {
       const s = nats()?.stats();
       if (!s) return;
@@ -43,7 +95,10 @@ export function natsStats(registry: Registry, nats: () => NatsConnection | undef
     },
   });
   new Counter({
-    name: 'cascade_nats_bytes_total', help: 'NATS payload bytes through this connection.', labelNames: ['direction'], registers,
+    name: 'cascade_nats_bytes_total',
+    help: 'NATS payload bytes through this connection.',
+    labelNames: ['direction'],
+    registers,
     collect() {
       const s = nats()?.stats();
       if (!s) return;
@@ -53,7 +108,11 @@ export function natsStats(registry: Registry, nats: () => NatsConnection | undef
     },
   });
   new Gauge({
-    name: 'cascade_nats_connected', help: '1 while connected to NATS; 0 while reconnecting or closed.', registers,
-    collect() { this.set(connected() ? 1 : 0); },
+    name: 'cascade_nats_connected',
+    help: '1 while connected to NATS; 0 while reconnecting or closed.',
+    registers,
+    collect() {
+      this.set(connected() ? 1 : 0);
+    },
   });
 }

@@ -17,12 +17,18 @@ describe('worker options', () => {
   });
 
   it('flags win over environment variables', () => {
-    const o = parseWorkerArgs(['--model', 'a', '--max-batch', '8'], { CASCADE_MODEL: 'b', CASCADE_MAX_BATCH: '4', NATS_URL: 'nats://x:1' });
+    const o = parseWorkerArgs(['--model', 'a', '--max-batch', '8'], {
+      CASCADE_MODEL: 'b',
+      CASCADE_MAX_BATCH: '4',
+      NATS_URL: 'nats://x:1',
+    });
     expect(o).toMatchObject({ model: 'a', maxBatch: 8, nats: 'nats://x:1' });
   });
 
   it('a non-numeric number flag is named', () => {
-    expect(() => parseWorkerArgs(['--model', 'a', '--queue-limit', 'lots'], {})).toThrow(/--queue-limit: "lots" is not a number/);
+    expect(() => parseWorkerArgs(['--model', 'a', '--queue-limit', 'lots'], {})).toThrow(
+      /--queue-limit: "lots" is not a number/,
+    );
   });
 });
 

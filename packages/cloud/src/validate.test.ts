@@ -13,10 +13,16 @@ const n = per.reduce((a, b) => a * b, 1);
 
 function request(over: Partial<InferRequestMessage> = {}): Uint8Array {
   return v1.InferRequest.encode({
-    requestId: 'r1', edgeId: 'e', model: m.name, modelVersion: m.version, firstStage: 1,
+    requestId: 'r1',
+    edgeId: 'e',
+    model: m.name,
+    modelVersion: m.version,
+    firstStage: 1,
     image: { name: 'image', dtype: v1.DType.UINT8, shape: m.input.shape, data: new Uint8Array(3 * 32 * 32) },
     state: [{ name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(n * 4) }],
-    deadlineUnixMs: Date.now() + 10_000, thresholds, ...over,
+    deadlineUnixMs: Date.now() + 10_000,
+    thresholds,
+    ...over,
   }).finish();
 }
 
@@ -37,10 +43,21 @@ describe('validate - every number finite, every text short, every deadline real'
   it('refuses NaN and infinity in fp32 values, int8 scales and edge confidence', () => {
     const f = new Float32Array(n);
     f[17] = Number.NaN;
-    expect(code(request({ state: [{ name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(f.buffer) }] }))).toBe(ErrorCode.BAD_REQUEST);
+    expect(
+      code(
+        request({ state: [{ name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(f.buffer) }] }),
+      ),
+    ).toBe(ErrorCode.BAD_REQUEST);
     const scales = new Array<number>(per[0]!).fill(0.1);
     scales[3] = Number.POSITIVE_INFINITY;
-    const int8 = { name: state.name, dtype: v1.DType.INT8, shape: per, data: new Uint8Array(n), scale: scales, zeroPoint: new Uint8Array(per[0]!) };
+    const int8 = {
+      name: state.name,
+      dtype: v1.DType.INT8,
+      shape: per,
+      data: new Uint8Array(n),
+      scale: scales,
+      zeroPoint: new Uint8Array(per[0]!),
+    };
     expect(code(request({ state: [int8] }))).toBe(ErrorCode.BAD_REQUEST);
     expect(code(request({ edgeConfidence: Number.NaN }))).toBe(ErrorCode.BAD_REQUEST);
   });
@@ -51,7 +68,12 @@ describe('validate - every number finite, every text short, every deadline real'
 
   it('quotes at most a short prefix of a huge field', () => {
     expect(code(request({ model: 'x'.repeat(1_000_000) }))).toBe(ErrorCode.MODEL_MISMATCH);
-    const huge = { name: state.name, dtype: v1.DType.FP32, shape: new Array<number>(90_000).fill(2), data: new Uint8Array(8) };
+    const huge = {
+      name: state.name,
+      dtype: v1.DType.FP32,
+      shape: new Array<number>(90_000).fill(2),
+      data: new Uint8Array(8),
+    };
     expect(code(request({ state: [huge] }))).toBe(ErrorCode.BAD_REQUEST);
     expect(code(request({ requestId: 'i'.repeat(MAX_REQUEST_ID + 1) }))).toBe(ErrorCode.BAD_REQUEST);
   });

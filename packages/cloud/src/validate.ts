@@ -1,4 +1,15 @@
-import { clip, CodecError, decodeTensor, elementCount, ErrorCode, formatShape, fromWireImage, fromWireTensor, v1, type InferRequest } from '@cascade/proto';
+import {
+  clip,
+  CodecError,
+  decodeTensor,
+  elementCount,
+  ErrorCode,
+  formatShape,
+  fromWireImage,
+  fromWireTensor,
+  v1,
+  type InferRequest,
+} from '@cascade/proto';
 import { carriedOutputs, type Manifest } from '@cascade/runtime';
 import { RequestError } from './errors.js';
 
@@ -52,7 +63,8 @@ export function peekRequestId(data: Uint8Array): string {
       case 2: {
         const len = varint();
         if (len < 0 || pos + len > data.length) return '';
-        if (field === 1) return len <= MAX_REQUEST_ID ? Buffer.from(data.buffer, data.byteOffset + pos, len).toString('utf8') : '';
+        if (field === 1)
+          return len <= MAX_REQUEST_ID ? Buffer.from(data.buffer, data.byteOffset + pos, len).toString('utf8') : '';
         pos += len;
         break;
       }
@@ -78,10 +90,17 @@ export function validateRequest(
   try {
     req = v1.InferRequest.decode(data);
   } catch (err) {
-    throw new RequestError(ErrorCode.BAD_REQUEST, `not a cascade.v1.InferRequest: ${clip((err as Error).message, 120)}`, { cause: err });
+    throw new RequestError(
+      ErrorCode.BAD_REQUEST,
+      `not a cascade.v1.InferRequest: ${clip((err as Error).message, 120)}`,
+      { cause: err },
+    );
   }
   if (req.requestId.length > MAX_REQUEST_ID) {
-    throw new RequestError(ErrorCode.BAD_REQUEST, `request_id of ${req.requestId.length} chars exceeds ${MAX_REQUEST_ID}`);
+    throw new RequestError(
+      ErrorCode.BAD_REQUEST,
+      `request_id of ${req.requestId.length} chars exceeds ${MAX_REQUEST_ID}`,
+    );
   }
   if (req.model !== m.name || req.modelVersion !== m.version) {
     throw new RequestError(
@@ -91,16 +110,23 @@ export function validateRequest(
   }
   const deadline = Number(req.deadlineUnixMs);
   if (!(deadline > now)) {
-    throw new RequestError(ErrorCode.EXPIRED, deadline <= 0 ? `deadline_unix_ms ${deadline} is not a time` : `deadline passed ${now - deadline} ms ago`);
+    throw new RequestError(
+      ErrorCode.EXPIRED,
+      deadline <= 0 ? `deadline_unix_ms ${deadline} is not a time` : `deadline passed ${now - deadline} ms ago`,
+    );
   }
   const first = req.firstStage;
   if (first >= m.stages.length) {
     throw new RequestError(ErrorCode.BAD_REQUEST, `first_stage ${first} out of range 0..${m.stages.length - 1}`);
   }
-  if (!Number.isFinite(req.edgeConfidence)) throw new RequestError(ErrorCode.BAD_REQUEST, 'edge_confidence must be finite');
+  if (!Number.isFinite(req.edgeConfidence))
+    throw new RequestError(ErrorCode.BAD_REQUEST, 'edge_confidence must be finite');
   const thresholds = req.thresholds.length > 0 ? req.thresholds.map(Number) : [...defaultThresholds];
   if (thresholds.length !== m.exits.length || thresholds.some((t) => !Number.isFinite(t))) {
-    throw new RequestError(ErrorCode.BAD_REQUEST, `thresholds: need ${m.exits.length} finite values, got ${req.thresholds.length}`);
+    throw new RequestError(
+      ErrorCode.BAD_REQUEST,
+      `thresholds: need ${m.exits.length} finite values, got ${req.thresholds.length}`,
+    );
   }
   try {
     const image = fromWireImage(req.image, m.input.shape);
@@ -117,7 +143,8 @@ export function validateRequest(
       if (t.shape.join(',') !== want.join(',')) {
         throw new CodecError(`state tensor "${spec.name}": shape ${formatShape(t.shape)} is not ${formatShape(want)}`);
       }
-      if (t.scales?.some((s) => !Number.isFinite(s))) throw new CodecError(`state tensor "${spec.name}": int8 scales must be finite`);
+      if (t.scales?.some((s) => !Number.isFinite(s)))
+        throw new CodecError(`state tensor "${spec.name}": int8 scales must be finite`);
       const values = decodeTensor(t);
       if (values.length !== elementCount(want)) throw new CodecError(`state tensor "${spec.name}": wrong size`);
       for (let i = 0; i < values.length; i++) {
@@ -136,7 +163,8 @@ export function validateRequest(
       thresholds,
     };
   } catch (err) {
-    if (err instanceof CodecError) throw new RequestError(ErrorCode.BAD_REQUEST, clip(err.message, 200), { cause: err });
+    if (err instanceof CodecError)
+      throw new RequestError(ErrorCode.BAD_REQUEST, clip(err.message, 200), { cause: err });
     throw err;
   }
 }

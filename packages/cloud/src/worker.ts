@@ -1,5 +1,15 @@
 import { clip, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
-import { ensureResultsStream, loadModelDir, NatsLink, operatingPoint, serveMetrics, StageRunner, type Log, type MetricsServer, type ModelDir } from '@cascade/runtime';
+import {
+  ensureResultsStream,
+  loadModelDir,
+  NatsLink,
+  operatingPoint,
+  serveMetrics,
+  StageRunner,
+  type Log,
+  type MetricsServer,
+  type ModelDir,
+} from '@cascade/runtime';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Batcher, type Outcome } from './batcher.js';
@@ -16,7 +26,8 @@ export type WorkerCounts = Record<string, number>;
 /** Longest error message a reply carries. */
 const MAX_ERROR_MESSAGE = 300;
 
-const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
+const stderrLog: Log = (event, fields) =>
+  process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
 /**
  * A cloud worker: a NATS service endpoint on cascade.v1.infer.<model> in a queue group. `create()` loads the model
@@ -53,16 +64,28 @@ export class CloudWorker {
     const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
     let link: NatsLink;
     try {
-      link = await NatsLink.open({ servers: o.nats, via: o.natsVia, name: `cascade-cloud ${o.id}`, auth: o.natsAuth, log, firstConnect: 'now' });
+      link = await NatsLink.open({
+        servers: o.nats,
+        via: o.natsVia,
+        name: `cascade-cloud ${o.id}`,
+        auth: o.natsAuth,
+        log,
+        firstConnect: 'now',
+      });
     } catch (err) {
       await runner.close();
       throw err;
     }
     const nc = link.nc!;
     const m = model.manifest;
+    // eslint-disable-next-line prefer-const -- assigned below, after the metrics that read it at scrape time
     let batcher: Batcher | undefined;
-    const metrics = new WorkerMetrics({ worker: o.id, model: m.name, modelVersion: m.version, ep: o.executionProvider },
-      () => batcher?.depth ?? 0, () => nc, () => link.connected);
+    const metrics = new WorkerMetrics(
+      { worker: o.id, model: m.name, modelVersion: m.version, ep: o.executionProvider },
+      () => batcher?.depth ?? 0,
+      () => nc,
+      () => link.connected,
+    );
     batcher = new Batcher(runner, m, o, {
       batch: (size, queued) => {
         metrics.batchSize.observe(size);
@@ -104,7 +127,12 @@ export class CloudWorker {
       name: 'cascade-worker',
       version: '0.1.0',
       description: `finishes ${m.name} frames from stage 1 on`,
-      metadata: { model: m.name, model_version: m.version, worker: this.options.id, ep: this.options.executionProvider },
+      metadata: {
+        model: m.name,
+        model_version: m.version,
+        worker: this.options.id,
+        ep: this.options.executionProvider,
+      },
       queue: this.options.queue,
     });
     this.service.addEndpoint('infer', {
@@ -116,23 +144,39 @@ export class CloudWorker {
     });
     await this.nc.flush(); // the server has the subscription before we say we are serving
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
-    ensureResultsStream(this.nc).catch((err: Error) => this.log('results_stream_unchecked', { error: clip(err.message, 200) }));
+    ensureResultsStream(this.nc).catch((err: Error) =>
+      this.log('results_stream_unchecked', { error: clip(err.message, 200) }),
+    );
     if (this.options.metricsPort >= 0) {
-      this.metricsServer = await serveMetrics(this.metrics.registry, this.options.metricsPort, this.options.metricsHost, {
-        '/healthz': async () => {
-          const ok = !this.failure && !this.nc.isClosed();
-          return { status: ok ? 200 : 503, type: 'text/plain', body: ok ? 'ok\n' : `failed: ${this.failure?.message ?? 'NATS closed'}\n` };
+      this.metricsServer = await serveMetrics(
+        this.metrics.registry,
+        this.options.metricsPort,
+        this.options.metricsHost,
+        {
+          '/healthz': async () => {
+            const ok = !this.failure && !this.nc.isClosed();
+            return {
+              status: ok ? 200 : 503,
+              type: 'text/plain',
+              body: ok ? 'ok\n' : `failed: ${this.failure?.message ?? 'NATS closed'}\n`,
+            };
+          },
+          '/readyz': async () => {
+            const ready = this.state === 'running' && this.link.connected;
+            const why = this.state !== 'running' ? this.state : 'NATS disconnected';
+            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
+          },
         },
-        '/readyz': async () => {
-          const ready = this.state === 'running' && this.link.connected;
-          const why = this.state !== 'running' ? this.state : 'NATS disconnected';
-          return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
-        },
-      });
+      );
     }
     this.state = 'running';
-    this.log('worker_started', { id: this.options.id, model: m.name, version: m.version, subject: subjects.infer(m.name),
-      metrics_port: this.metricsServer?.port ?? null });
+    this.log('worker_started', {
+      id: this.options.id,
+      model: m.name,
+      version: m.version,
+      subject: subjects.infer(m.name),
+      metrics_port: this.metricsServer?.port ?? null,
+    });
     await this.stopped;
   }
 
@@ -145,7 +189,9 @@ export class CloudWorker {
       const status = o.kind === 'prediction' ? 'ok' : o.code;
       let sent: boolean;
       try {
-        sent = msg.respond(v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish());
+        sent = msg.respond(
+          v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish(),
+        );
       } catch (err) {
         sent = false;
         this.log('reply_failed', { status, error: clip((err as Error).message, 200) });
@@ -165,7 +211,10 @@ export class CloudWorker {
       return;
     }
     if (this.batcher.depth >= this.options.queueLimit) {
-      reply({ kind: 'error', code: ErrorCode.OVERLOADED, message: `queue full (${this.options.queueLimit})` }, peekRequestId(msg.data));
+      reply(
+        { kind: 'error', code: ErrorCode.OVERLOADED, message: `queue full (${this.options.queueLimit})` },
+        peekRequestId(msg.data),
+      );
       return;
     }
     try {

@@ -16,7 +16,10 @@ const FLAGS = {
   encoding: { type: 'string', help: 'state encoding: fp32, fp16 or int8 (default int8)' },
   limit: { type: 'string', help: 'use only the first N images' },
   nats: { type: 'string', env: 'NATS_URL', help: 'use this NATS server instead of starting one' },
-  live: { type: 'string', help: 'serve the live view on this port (0: any free port) and replay the images until Ctrl-C' },
+  live: {
+    type: 'string',
+    help: 'serve the live view on this port (0: any free port) and replay the images until Ctrl-C',
+  },
   fps: { type: 'string', help: 'frames per second fed to the edge (default: as fast as it goes; 20 with --live)' },
   json: { type: 'boolean', help: 'print the summary as one JSON object' },
   help: { type: 'boolean', help: 'show this help' },
@@ -70,7 +73,10 @@ async function main(): Promise<void> {
       const extra: [string, string][] = [];
       if (report.results_stored !== null) extra.push(['results in the results stream', String(report.results_stored)]);
       if (exp.accuracy !== null) {
-        extra.push(['manifest (whole test set)', `accuracy ${(exp.accuracy * 100).toFixed(2)} %, offload rate ${((exp.offload_rate ?? 0) * 100).toFixed(2)} %`]);
+        extra.push([
+          'manifest (whole test set)',
+          `accuracy ${(exp.accuracy * 100).toFixed(2)} %, offload rate ${((exp.offload_rate ?? 0) * 100).toFixed(2)} %`,
+        ]);
       }
       process.stdout.write(
         `${report.model} ${report.version}: split ${report.split}, ${report.mode} mode (${report.encoding}), ` +

@@ -59,12 +59,23 @@ export function cloudCli(): string {
 }
 
 /** Starts `cascade-cloud` and resolves once its service endpoint is subscribed. */
-export async function startWorker(args: { model: string; nats: string; id: string; extra?: string[] }): Promise<WorkerProcess> {
-  const metricsArgs = args.extra?.includes('--metrics-port') ? [] : ['--metrics-port', '0', '--metrics-host', '127.0.0.1'];
+export async function startWorker(args: {
+  model: string;
+  nats: string;
+  id: string;
+  extra?: string[];
+}): Promise<WorkerProcess> {
+  const metricsArgs = args.extra?.includes('--metrics-port')
+    ? []
+    : ['--metrics-port', '0', '--metrics-host', '127.0.0.1'];
   const proc = track(
-    spawn(process.execPath, [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...metricsArgs, ...(args.extra ?? [])], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    }),
+    spawn(
+      process.execPath,
+      [cloudCli(), '--model', args.model, '--nats', args.nats, '--id', args.id, ...metricsArgs, ...(args.extra ?? [])],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    ),
   );
   let log = '';
   await new Promise<void>((resolve, reject) => {

@@ -47,7 +47,8 @@ export interface EdgeResult {
 
 export type EdgeState = 'running' | 'closing' | 'closed';
 
-const stderrLog: Log = (event, fields) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
+const stderrLog: Log = (event, fields) =>
+  process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
 /** One frame on its way through the agent. */
 interface FrameContext {
@@ -103,12 +104,24 @@ export class EdgeAgent {
     let link: NatsLink | undefined;
     let publisher: ResultsPublisher | undefined;
     if (o.nats) {
-      link = await NatsLink.open({ servers: o.nats, via: o.natsVia, name: `cascade-edge ${o.id}`, auth: o.natsAuth, log, firstConnect: 'background' });
+      link = await NatsLink.open({
+        servers: o.nats,
+        via: o.natsVia,
+        name: `cascade-edge ${o.id}`,
+        auth: o.natsAuth,
+        log,
+        firstConnect: 'background',
+      });
       // A short wait, so the first hard frames are not answered locally only because the connection is a few ms old.
-      if (!(await link.waitConnected(o.connectWaitMs))) log('edge_starting_without_nats', { nats: o.nats, waited_ms: o.connectWaitMs });
+      if (!(await link.waitConnected(o.connectWaitMs)))
+        log('edge_starting_without_nats', { nats: o.nats, waited_ms: o.connectWaitMs });
       const outbox = Outbox.open({ ...o.outbox }, (reason, n) => {
         metrics.resultsDropped.inc({ reason }, n);
-        log('results_dropped', { reason, count: n, limits: { max_count: o.outbox.maxCount, max_age_ms: o.outbox.maxAgeMs } });
+        log('results_dropped', {
+          reason,
+          count: n,
+          limits: { max_count: o.outbox.maxCount, max_age_ms: o.outbox.maxAgeMs },
+        });
       });
       if (outbox.size > 0) log('outbox_recovered', { results: outbox.size, dir: o.outbox.dir });
       publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
@@ -123,7 +136,11 @@ export class EdgeAgent {
           '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
           '/readyz': async () => {
             const ready = agent.state === 'running' && (!link || link.connected);
-            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${link?.connected === false ? 'NATS disconnected' : agent.state}\n` };
+            return {
+              status: ready ? 200 : 503,
+              type: 'text/plain',
+              body: ready ? 'ready\n' : `not ready: ${link?.connected === false ? 'NATS disconnected' : agent.state}\n`,
+            };
           },
         });
       } catch (err) {
@@ -131,8 +148,19 @@ export class EdgeAgent {
         throw err;
       }
     }
-    log('edge_started', { id: o.id, run: agent.runId, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding,
-      backend: o.backend, nats: o.nats ?? null, outbox: o.outbox.dir ?? 'memory', metrics_port: agent.metricsServer?.port ?? null });
+    log('edge_started', {
+      id: o.id,
+      run: agent.runId,
+      model: m.name,
+      version: m.version,
+      split,
+      mode: o.mode,
+      encoding: o.encoding,
+      backend: o.backend,
+      nats: o.nats ?? null,
+      outbox: o.outbox.dir ?? 'memory',
+      metrics_port: agent.metricsServer?.port ?? null,
+    });
     return agent;
   }
 
@@ -275,7 +303,11 @@ export class EdgeAgent {
 
   private errorResult(ctx: FrameContext, err: Error): EdgeResult {
     this.log('frame_error', { frame: ctx.frame.id, error: err.message });
-    return { ...this.result(ctx, { classIndex: -1, confidence: 0, exit: -1 }, 'edge', 'error'), name: '', error: err.message };
+    return {
+      ...this.result(ctx, { classIndex: -1, confidence: 0, exit: -1 }, 'edge', 'error'),
+      name: '',
+      error: err.message,
+    };
   }
 
   private publish(r: EdgeResult): void {
@@ -325,7 +357,11 @@ export class EdgeAgent {
     await Promise.all(this.pending);
     if (this.publisher) {
       const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
-      if (!flushed) this.log('results_kept_in_outbox', { results: this.publisher.pending, dir: this.options.outbox.dir ?? 'memory (lost)' });
+      if (!flushed)
+        this.log('results_kept_in_outbox', {
+          results: this.publisher.pending,
+          dir: this.options.outbox.dir ?? 'memory (lost)',
+        });
       this.publisher.close();
     }
     await this.link?.close();

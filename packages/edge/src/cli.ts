@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
-import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import {
+  FlagError,
+  isMain,
+  NATS_AUTH_FLAGS,
+  natsAuthFromFlags,
+  numberFlag,
+  parseFlags,
+  usage,
+  type Flag,
+} from '@cascade/runtime';
 import { createWriteStream } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -13,29 +22,76 @@ import { formatSummary, SummaryBuilder } from './summary.js';
 
 const FLAGS = {
   model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
-  source: { type: 'string', env: 'CASCADE_SOURCE', help: 'CIFAR .bin[.gz], image folder, video file, rtsp:// URL or /dev/videoN (required)' },
+  source: {
+    type: 'string',
+    env: 'CASCADE_SOURCE',
+    help: 'CIFAR .bin[.gz], image folder, video file, rtsp:// URL or /dev/videoN (required)',
+  },
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s); without it hard frames fall back locally' },
   ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_EDGE_ID', help: 'edge id (default: hostname)' },
   split: { type: 'string', env: 'CASCADE_SPLIT', help: 'stages run on the edge (default: the manifest default)' },
   'operating-point': { type: 'string', env: 'CASCADE_OPERATING_POINT', help: 'threshold set from the manifest' },
-  thresholds: { type: 'string', env: 'CASCADE_THRESHOLDS', help: 'comma-separated thresholds, one per exit (overrides the operating point)' },
+  thresholds: {
+    type: 'string',
+    env: 'CASCADE_THRESHOLDS',
+    help: 'comma-separated thresholds, one per exit (overrides the operating point)',
+  },
   mode: { type: 'string', env: 'CASCADE_OFFLOAD_MODE', help: `offload mode: state or image (default ${D.mode})` },
-  encoding: { type: 'string', env: 'CASCADE_ENCODING', help: `state encoding: fp32, fp16 or int8 (default ${D.encoding})` },
+  encoding: {
+    type: 'string',
+    env: 'CASCADE_ENCODING',
+    help: `state encoding: fp32, fp16 or int8 (default ${D.encoding})`,
+  },
   'timeout-ms': { type: 'string', env: 'CASCADE_TIMEOUT_MS', help: `offload deadline (default ${D.timeoutMs})` },
-  'max-inflight': { type: 'string', env: 'CASCADE_MAX_INFLIGHT', help: `offloads in flight (default ${D.maxInflight})` },
-  pipeline: { type: 'string', env: 'CASCADE_PIPELINE', help: `frames in the edge stages at once (default ${D.pipeline}; 2 trades latency for frames/s)` },
+  'max-inflight': {
+    type: 'string',
+    env: 'CASCADE_MAX_INFLIGHT',
+    help: `offloads in flight (default ${D.maxInflight})`,
+  },
+  pipeline: {
+    type: 'string',
+    env: 'CASCADE_PIPELINE',
+    help: `frames in the edge stages at once (default ${D.pipeline}; 2 trades latency for frames/s)`,
+  },
   threads: { type: 'string', env: 'CASCADE_THREADS', help: 'onnxruntime intra-op threads' },
-  backend: { type: 'string', env: 'CASCADE_BACKEND', help: 'node (onnxruntime-node) or web (onnxruntime-web, wasm) (default node)' },
+  backend: {
+    type: 'string',
+    env: 'CASCADE_BACKEND',
+    help: 'node (onnxruntime-node) or web (onnxruntime-web, wasm) (default node)',
+  },
   fps: { type: 'string', env: 'CASCADE_FPS', help: 'frames per second sampled from video and cameras (default 5)' },
-  'metrics-port': { type: 'string', env: 'CASCADE_METRICS_PORT', help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})` },
+  'metrics-port': {
+    type: 'string',
+    env: 'CASCADE_METRICS_PORT',
+    help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})`,
+  },
   'metrics-host': { type: 'string', env: 'CASCADE_METRICS_HOST', help: `/metrics address (default ${D.metricsHost})` },
-  'outbox-dir': { type: 'string', env: 'CASCADE_OUTBOX_DIR', help: 'journal of results the results stream has not acknowledged, kept across restarts; "memory" keeps it in memory (default $XDG_STATE_HOME/cascade/outbox/<id>, else ~/.local/state/...)' },
-  'outbox-max-count': { type: 'string', env: 'CASCADE_OUTBOX_MAX_COUNT', help: `most results in the outbox; the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxCount})` },
-  'outbox-max-age-s': { type: 'string', env: 'CASCADE_OUTBOX_MAX_AGE_S', help: `oldest result kept in the outbox, seconds (default ${DEFAULT_OUTBOX.maxAgeMs / 1000})` },
+  'outbox-dir': {
+    type: 'string',
+    env: 'CASCADE_OUTBOX_DIR',
+    help: 'journal of results the results stream has not acknowledged, kept across restarts; "memory" keeps it in memory (default $XDG_STATE_HOME/cascade/outbox/<id>, else ~/.local/state/...)',
+  },
+  'outbox-max-count': {
+    type: 'string',
+    env: 'CASCADE_OUTBOX_MAX_COUNT',
+    help: `most results in the outbox; the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxCount})`,
+  },
+  'outbox-max-age-s': {
+    type: 'string',
+    env: 'CASCADE_OUTBOX_MAX_AGE_S',
+    help: `oldest result kept in the outbox, seconds (default ${DEFAULT_OUTBOX.maxAgeMs / 1000})`,
+  },
   limit: { type: 'string', help: 'stop after N frames' },
-  repeat: { type: 'string', help: 'read the source this many times (0: until stopped; default 1), e.g. to replay files' },
-  'max-fps': { type: 'string', env: 'CASCADE_MAX_FPS', help: 'take at most N frames per second from any source (paces files; default: no limit)' },
+  repeat: {
+    type: 'string',
+    help: 'read the source this many times (0: until stopped; default 1), e.g. to replay files',
+  },
+  'max-fps': {
+    type: 'string',
+    env: 'CASCADE_MAX_FPS',
+    help: 'take at most N frames per second from any source (paces files; default: no limit)',
+  },
   out: { type: 'string', help: 'write result lines to this file instead of stdout' },
   summary: { type: 'boolean', help: 'print a summary table to stderr at the end' },
   help: { type: 'boolean', help: 'show this help' },
@@ -124,7 +180,12 @@ async function main(): Promise<void> {
   });
   try {
     const size = agent.model.manifest.input.shape[1]!;
-    const open = () => openSource(args.source, { size, ...(args.fps ? { fps: args.fps } : {}), ...(args.limit ? { limit: args.limit } : {}) });
+    const open = () =>
+      openSource(args.source, {
+        size,
+        ...(args.fps ? { fps: args.fps } : {}),
+        ...(args.limit ? { limit: args.limit } : {}),
+      });
     const source = repeated(open, args.repeat);
     frames = await agent.run(untilAborted(paced(source, args.maxFps, stop.signal), stop.signal), (r) => {
       summary.add(r);
@@ -136,9 +197,12 @@ async function main(): Promise<void> {
     process.exit(err instanceof SourceError ? 2 : 1);
   }
   await agent.close();
-  if (sink !== process.stdout) await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
+  if (sink !== process.stdout)
+    await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
   if (args.summary) {
-    const op = args.options.thresholds ? 'custom' : (args.options.operatingPoint ?? agent.model.manifest.default_operating_point ?? '');
+    const op = args.options.thresholds
+      ? 'custom'
+      : (args.options.operatingPoint ?? agent.model.manifest.default_operating_point ?? '');
     process.stderr.write(`${formatSummary(summary.summary(frames, op))}\n`);
   }
 }

@@ -2,7 +2,14 @@
 export { EdgeAgent, type EdgeResult, type EdgeState, type Outcome } from './agent.js';
 export { liveRoutes, type LiveSummary } from './live.js';
 export { EdgeMetrics } from './metrics.js';
-export { compileEdgeOptions, DEFAULT_EDGE_OPTIONS, EdgeConfigError, OFFLOAD_MODES, type EdgeOptions, type OffloadMode } from './options.js';
+export {
+  compileEdgeOptions,
+  DEFAULT_EDGE_OPTIONS,
+  EdgeConfigError,
+  OFFLOAD_MODES,
+  type EdgeOptions,
+  type OffloadMode,
+} from './options.js';
 export { openSource, paced, SourceError, toPlanar, type Frame, type SourceOptions } from './sources.js';
 export { formatSummary, summarise, SummaryBuilder, type Percentiles, type Summary } from './summary.js';
 export { FALLBACK_REASONS, requestFailure, type FallbackReason } from './offload.js';

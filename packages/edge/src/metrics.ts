@@ -22,28 +22,104 @@ export class EdgeMetrics {
   readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
 
   constructor(labels: { edge: string; model: string; modelVersion: string; backend: string }) {
-    this.registry = createRegistry({ edge: labels.edge }, {
-      component: 'edge', version: CASCADE_VERSION, model: labels.model, model_version: labels.modelVersion, ep: labels.backend,
-    });
+    this.registry = createRegistry(
+      { edge: labels.edge },
+      {
+        component: 'edge',
+        version: CASCADE_VERSION,
+        model: labels.model,
+        model_version: labels.modelVersion,
+        ep: labels.backend,
+      },
+    );
     const registers = [this.registry];
-    this.frames = new Counter({ name: 'cascade_edge_frames_total', help: 'Frames answered, by outcome: exited, offloaded, fallback, error.', labelNames: ['outcome'], registers });
-    this.exits = new Counter({ name: 'cascade_exit_total', help: 'Frames answered at each exit, on the edge or in the cloud.', labelNames: ['exit', 'tier'], registers });
-    this.stageSeconds = new Histogram({ name: 'cascade_edge_stage_seconds', help: 'onnxruntime time of one edge stage for one frame (inference thread).', labelNames: ['stage'], buckets: [...BUCKETS.stageSeconds], registers });
-    this.offloadSeconds = new Histogram({ name: 'cascade_offload_seconds', help: 'Offload round trip, by result: ok, timeout, no_responders, an error code, error.', labelNames: ['result'], buckets: [...BUCKETS.offloadSeconds], registers });
-    this.offloadBytes = new Histogram({ name: 'cascade_offload_bytes', help: 'Tensor payload bytes per offload (image + encoded state).', buckets: [...BUCKETS.bytes], registers });
-    this.frameSeconds = new Histogram({ name: 'cascade_edge_frame_seconds', help: 'Time from taking a frame in to its result, by outcome.', labelNames: ['outcome'], buckets: [...BUCKETS.offloadSeconds], registers });
-    this.confidence = new Histogram({ name: 'cascade_edge_confidence', help: 'Max-softmax confidence of each answer, by tier.', labelNames: ['tier'], buckets: [...BUCKETS.confidence], registers });
+    this.frames = new Counter({
+      name: 'cascade_edge_frames_total',
+      help: 'Frames answered, by outcome: exited, offloaded, fallback, error.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.exits = new Counter({
+      name: 'cascade_exit_total',
+      help: 'Frames answered at each exit, on the edge or in the cloud.',
+      labelNames: ['exit', 'tier'],
+      registers,
+    });
+    this.stageSeconds = new Histogram({
+      name: 'cascade_edge_stage_seconds',
+      help: 'onnxruntime time of one edge stage for one frame (inference thread).',
+      labelNames: ['stage'],
+      buckets: [...BUCKETS.stageSeconds],
+      registers,
+    });
+    this.offloadSeconds = new Histogram({
+      name: 'cascade_offload_seconds',
+      help: 'Offload round trip, by result: ok, timeout, no_responders, an error code, error.',
+      labelNames: ['result'],
+      buckets: [...BUCKETS.offloadSeconds],
+      registers,
+    });
+    this.offloadBytes = new Histogram({
+      name: 'cascade_offload_bytes',
+      help: 'Tensor payload bytes per offload (image + encoded state).',
+      buckets: [...BUCKETS.bytes],
+      registers,
+    });
+    this.frameSeconds = new Histogram({
+      name: 'cascade_edge_frame_seconds',
+      help: 'Time from taking a frame in to its result, by outcome.',
+      labelNames: ['outcome'],
+      buckets: [...BUCKETS.offloadSeconds],
+      registers,
+    });
+    this.confidence = new Histogram({
+      name: 'cascade_edge_confidence',
+      help: 'Max-softmax confidence of each answer, by tier.',
+      labelNames: ['tier'],
+      buckets: [...BUCKETS.confidence],
+      registers,
+    });
     this.inflight = new Gauge({ name: 'cascade_edge_inflight', help: 'Offloads awaiting a reply.', registers });
     const probe = this.probe;
-    this.cloudReachable = new Gauge({ name: 'cascade_cloud_reachable', help: '1 while connected to NATS and the last offload got a reply from a worker; 0 after a timeout, no responders or while disconnected.', registers,
-      collect() { this.set(probe.reachable()); } });
-    this.fallbacks = new Counter({ name: 'cascade_edge_fallbacks_total', help: 'Hard frames answered locally, by reason: disconnected, timeout, no_responders, a worker error code, ...', labelNames: ['reason'], registers });
-    this.resultsPublished = new Counter({ name: 'cascade_edge_results_published_total', help: 'Results acknowledged by the results stream (JetStream).', registers });
-    this.resultsDropped = new Counter({ name: 'cascade_edge_results_dropped_total', help: 'Results dropped from the outbox before the stream had them, by reason: full (count limit) or expired (age limit).', labelNames: ['reason'], registers });
-    this.resultsPending = new Gauge({ name: 'cascade_edge_results_pending', help: 'Results in the outbox, not yet acknowledged by the results stream.', registers,
-      collect() { this.set(probe.pending()); } });
+    this.cloudReachable = new Gauge({
+      name: 'cascade_cloud_reachable',
+      help: '1 while connected to NATS and the last offload got a reply from a worker; 0 after a timeout, no responders or while disconnected.',
+      registers,
+      collect() {
+        this.set(probe.reachable());
+      },
+    });
+    this.fallbacks = new Counter({
+      name: 'cascade_edge_fallbacks_total',
+      help: 'Hard frames answered locally, by reason: disconnected, timeout, no_responders, a worker error code, ...',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.resultsPublished = new Counter({
+      name: 'cascade_edge_results_published_total',
+      help: 'Results acknowledged by the results stream (JetStream).',
+      registers,
+    });
+    this.resultsDropped = new Counter({
+      name: 'cascade_edge_results_dropped_total',
+      help: 'Results dropped from the outbox before the stream had them, by reason: full (count limit) or expired (age limit).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.resultsPending = new Gauge({
+      name: 'cascade_edge_results_pending',
+      help: 'Results in the outbox, not yet acknowledged by the results stream.',
+      registers,
+      collect() {
+        this.set(probe.pending());
+      },
+    });
     for (const reason of ['full', 'expired']) this.resultsDropped.inc({ reason }, 0);
-    this.expectedOffloadRate = new Gauge({ name: 'cascade_edge_expected_offload_rate', help: "Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom.", registers });
+    this.expectedOffloadRate = new Gauge({
+      name: 'cascade_edge_expected_offload_rate',
+      help: 'Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom.',
+      registers,
+    });
     for (const outcome of ['exited', 'offloaded', 'fallback', 'error']) this.frames.inc({ outcome }, 0);
   }
 }

@@ -1,4 +1,14 @@
-import { encodeTensor, imageTensor, payloadBytes, subjects, toWireTensor, v1, type ErrorCode, type InferReply, type TensorMessage } from '@cascade/proto';
+import {
+  encodeTensor,
+  imageTensor,
+  payloadBytes,
+  subjects,
+  toWireTensor,
+  v1,
+  type ErrorCode,
+  type InferReply,
+  type TensorMessage,
+} from '@cascade/proto';
 import { carriedOutputs, type Feeds, type Manifest, type NatsLink } from '@cascade/runtime';
 import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { randomUUID } from 'node:crypto';
@@ -75,7 +85,12 @@ export class Offloader {
     if (!nc || !this.link.connected) return { kind: 'fallback', reason: 'disconnected', bytes: 0 };
     const limit = nc.info?.max_payload ?? 1024 * 1024;
     if (request.byteLength > limit) {
-      return { kind: 'fallback', reason: 'too_large', bytes: 0, detail: `${request.byteLength} bytes > max_payload ${limit}` };
+      return {
+        kind: 'fallback',
+        reason: 'too_large',
+        bytes: 0,
+        detail: `${request.byteLength} bytes > max_payload ${limit}`,
+      };
     }
     let data: Uint8Array;
     try {
@@ -92,11 +107,17 @@ export class Offloader {
     const p = reply.prediction;
     if (p) {
       const answer = { classIndex: p.classIndex ?? 0, confidence: p.confidence ?? 0, exit: p.exit ?? 0 };
-      if (!Number.isFinite(answer.confidence)) return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'prediction with a non-finite confidence' };
+      if (!Number.isFinite(answer.confidence))
+        return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'prediction with a non-finite confidence' };
       return { kind: 'answered', answer, worker: reply.workerId ?? '', bytes };
     }
     if (reply.error) {
-      return { kind: 'fallback', reason: (v1.ErrorCode[reply.error.code ?? 0] ?? 'INTERNAL') as ErrorCode, bytes, detail: reply.error.message ?? '' };
+      return {
+        kind: 'fallback',
+        reason: (v1.ErrorCode[reply.error.code ?? 0] ?? 'INTERNAL') as ErrorCode,
+        bytes,
+        detail: reply.error.message ?? '',
+      };
     }
     return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'reply carries neither a prediction nor an error' };
   }
@@ -106,7 +127,8 @@ export class Offloader {
 export function requestFailure(err: Error): FallbackReason {
   const chain: unknown[] = [err, (err as { cause?: unknown }).cause];
   if (chain.some((e) => e instanceof TimeoutError)) return 'timeout';
-  if (chain.some((e) => e instanceof NoRespondersError) || (err instanceof RequestError && err.isNoResponders())) return 'no_responders';
+  if (chain.some((e) => e instanceof NoRespondersError) || (err instanceof RequestError && err.isNoResponders()))
+    return 'no_responders';
   if (chain.some((e) => e instanceof ClosedConnectionError)) return 'disconnected';
   return 'nats_error';
 }

@@ -58,8 +58,9 @@ export class EdgeConfigError extends Error {
   override name = 'EdgeConfigError';
 }
 
-export interface CompiledEdgeOptions
-  extends Required<Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox'>> {
+export interface CompiledEdgeOptions extends Required<
+  Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox'>
+> {
   natsAuth: NatsAuth;
   outbox: OutboxOptions & { maxCount: number; maxAgeMs: number };
   nats?: string;
@@ -87,18 +88,23 @@ export const DEFAULT_EDGE_OPTIONS = {
 export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   if (!o.model) throw new EdgeConfigError('model: a model directory is required');
   const mode = o.mode ?? DEFAULT_EDGE_OPTIONS.mode;
-  if (!OFFLOAD_MODES.includes(mode)) throw new EdgeConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
+  if (!OFFLOAD_MODES.includes(mode))
+    throw new EdgeConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
   const encoding = o.encoding ?? DEFAULT_EDGE_OPTIONS.encoding;
-  if (!ENCODINGS.includes(encoding)) throw new EdgeConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
+  if (!ENCODINGS.includes(encoding))
+    throw new EdgeConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
   const int = (name: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) throw new EdgeConfigError(`${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
   const backend = o.backend ?? DEFAULT_EDGE_OPTIONS.backend;
-  if (!BACKENDS.includes(backend)) throw new EdgeConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
-  if (o.thresholds?.some((t) => !Number.isFinite(t))) throw new EdgeConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
+  if (!BACKENDS.includes(backend))
+    throw new EdgeConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
+  if (o.thresholds?.some((t) => !Number.isFinite(t)))
+    throw new EdgeConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
   const id = o.id ?? hostname();
-  if (!/^[A-Za-z0-9_-]+$/.test(id)) throw new EdgeConfigError(`id "${id}" must be letters, digits, "-" or "_" (it is a NATS subject token)`);
+  if (!/^[A-Za-z0-9_-]+$/.test(id))
+    throw new EdgeConfigError(`id "${id}" must be letters, digits, "-" or "_" (it is a NATS subject token)`);
   return {
     model: o.model,
     ...(o.nats ? { nats: o.nats } : {}),

@@ -4,7 +4,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Outbox, type OutboxEntry } from './outbox.js';
 
-const entry = (i: number, t = Date.now()): OutboxEntry => ({ id: `e/r/${i}`, subject: 'cascade.v1.results.e', data: new Uint8Array([i % 256, 7]), t });
+const entry = (i: number, t = Date.now()): OutboxEntry => ({
+  id: `e/r/${i}`,
+  subject: 'cascade.v1.results.e',
+  data: new Uint8Array([i % 256, 7]),
+  t,
+});
 const ids = (box: Outbox) => box.head(1_000_000).map((e) => e.id);
 const dir = () => mkdtempSync(join(tmpdir(), 'cascade-outbox-'));
 
@@ -23,7 +28,10 @@ describe('outbox - order and limits', () => {
     const box = Outbox.open({ maxCount: 3 }, (reason, n) => drops.push([reason, n]));
     for (let i = 1; i <= 5; i++) box.append(entry(i));
     expect(ids(box)).toEqual(['e/r/3', 'e/r/4', 'e/r/5']);
-    expect(drops).toEqual([['full', 1], ['full', 1]]);
+    expect(drops).toEqual([
+      ['full', 1],
+      ['full', 1],
+    ]);
   });
 
   it('drops entries past the age limit when read', () => {

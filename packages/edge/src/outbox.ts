@@ -48,7 +48,10 @@ export class Outbox {
   private readonly fds = new Map<number, number>(); // open journal files by segment
   private readonly o: Required<Omit<OutboxOptions, 'dir'>> & { dir?: string };
 
-  private constructor(options: OutboxOptions, private readonly onDrop: (reason: DropReason, n: number) => void) {
+  private constructor(
+    options: OutboxOptions,
+    private readonly onDrop: (reason: DropReason, n: number) => void,
+  ) {
     this.o = { ...DEFAULT_OUTBOX, ...options };
   }
 
@@ -173,7 +176,8 @@ export class Outbox {
           continue; // a line torn by a crash mid-write
         }
         if (r.a !== undefined) records.delete(r.a);
-        else if (r.id && r.s && r.d !== undefined && r.t !== undefined) records.set(r.id, { id: r.id, subject: r.s, data: Buffer.from(r.d, 'base64'), t: r.t });
+        else if (r.id && r.s && r.d !== undefined && r.t !== undefined)
+          records.set(r.id, { id: r.id, subject: r.s, data: Buffer.from(r.d, 'base64'), t: r.t });
       }
     }
     // Rewritten into a new segment, so the old ones go away at once.

@@ -1,13 +1,26 @@
 #!/usr/bin/env node
 // cascade-results: read the results stream. One JSON line per FrameResult on stdout, or --stats for counts.
-import { FlagError, isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, NatsLink, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import {
+  FlagError,
+  isMain,
+  NATS_AUTH_FLAGS,
+  natsAuthFromFlags,
+  NatsLink,
+  numberFlag,
+  parseFlags,
+  usage,
+  type Flag,
+} from '@cascade/runtime';
 import { frameResultJson, readResults, type ResultStats } from './results.js';
 
 const FLAGS = {
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s) (default nats://127.0.0.1:4222)' },
   ...NATS_AUTH_FLAGS,
   edge: { type: 'string', help: 'only this edge id (default: every edge)' },
-  durable: { type: 'string', help: 'durable consumer name: each result is printed once across runs (acknowledged after printing)' },
+  durable: {
+    type: 'string',
+    help: 'durable consumer name: each result is printed once across runs (acknowledged after printing)',
+  },
   follow: { type: 'boolean', help: 'keep waiting for new results (default: stop when caught up)' },
   stats: { type: 'boolean', help: 'print counts instead of results: per edge and outcome, unique frames, duplicates' },
   'idle-ms': { type: 'string', help: 'without --follow, stop after this long with nothing new (default 1000)' },
@@ -33,10 +46,22 @@ async function main(): Promise<void> {
   // A closed pipe (| head) ends the output, not in an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
   const log = () => undefined;
-  const via = f.nats && process.argv.some((a) => a.startsWith('--nats')) ? '--nats' : f.nats ? '$NATS_URL' : 'the default (set --nats or $NATS_URL)';
+  const via =
+    f.nats && process.argv.some((a) => a.startsWith('--nats'))
+      ? '--nats'
+      : f.nats
+        ? '$NATS_URL'
+        : 'the default (set --nats or $NATS_URL)';
   let link: NatsLink;
   try {
-    link = await NatsLink.open({ servers: f.nats ?? 'nats://127.0.0.1:4222', via, name: 'cascade-results', auth: { inboxPrefix: '_INBOX_monitor', ...natsAuthFromFlags(f) }, log, firstConnect: 'now' });
+    link = await NatsLink.open({
+      servers: f.nats ?? 'nats://127.0.0.1:4222',
+      via,
+      name: 'cascade-results',
+      auth: { inboxPrefix: '_INBOX_monitor', ...natsAuthFromFlags(f) },
+      log,
+      firstConnect: 'now',
+    });
   } catch (err) {
     process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
     process.exit(1);
@@ -46,19 +71,31 @@ async function main(): Promise<void> {
   const stats: ResultStats = { messages: 0, unique: 0, duplicates: 0, byEdge: {} };
   const seen = new Set<string>();
   try {
-    await readResults(link.nc!, { ...(f.edge ? { edge: f.edge } : {}), ...(f.durable ? { durable: f.durable } : {}), follow: Boolean(f.follow), ...(idleMs !== undefined ? { idleMs } : {}),
-      onUndecodable: (subject, err) => process.stderr.write(`cascade-results: skipped a message on ${subject} that is not a FrameResult: ${err.message}\n`) }, (r) => {
-      if (!f.stats) {
-        process.stdout.write(`${JSON.stringify(frameResultJson(r))}\n`);
-        return;
-      }
-      stats.messages++;
-      const key = `${r.edgeId}/${r.runId}/${r.sequence}`;
-      if (seen.has(key)) stats.duplicates++;
-      else seen.add(key);
-      const e = (stats.byEdge[r.edgeId] ??= {});
-      e[r.outcome] = (e[r.outcome] ?? 0) + 1;
-    });
+    await readResults(
+      link.nc!,
+      {
+        ...(f.edge ? { edge: f.edge } : {}),
+        ...(f.durable ? { durable: f.durable } : {}),
+        follow: Boolean(f.follow),
+        ...(idleMs !== undefined ? { idleMs } : {}),
+        onUndecodable: (subject, err) =>
+          process.stderr.write(
+            `cascade-results: skipped a message on ${subject} that is not a FrameResult: ${err.message}\n`,
+          ),
+      },
+      (r) => {
+        if (!f.stats) {
+          process.stdout.write(`${JSON.stringify(frameResultJson(r))}\n`);
+          return;
+        }
+        stats.messages++;
+        const key = `${r.edgeId}/${r.runId}/${r.sequence}`;
+        if (seen.has(key)) stats.duplicates++;
+        else seen.add(key);
+        const e = (stats.byEdge[r.edgeId] ??= {});
+        e[r.outcome] = (e[r.outcome] ?? 0) + 1;
+      },
+    );
   } catch (err) {
     process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
     await link.close();

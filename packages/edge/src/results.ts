@@ -1,7 +1,14 @@
 import { RESULTS_STREAM, v1 } from '@cascade/proto';
 import { ensureResultsStream, type Log, type NatsLink } from '@cascade/runtime';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type Consumer,
+  type JetStreamClient,
+} from '@nats-io/jetstream';
 import type { Outbox } from './outbox.js';
 
 /** Results published at once before waiting for their acknowledgements. */
@@ -106,7 +113,11 @@ export class ResultsPublisher {
         if (delivered.length) this.onDelivered(delivered.length, duplicates);
         if (error) {
           if (this.failures++ % 30 === 0) {
-            this.log('results_publish_failed', { stream: RESULTS_STREAM.name, pending: this.outbox.size, error: error.message });
+            this.log('results_publish_failed', {
+              stream: RESULTS_STREAM.name,
+              pending: this.outbox.size,
+              error: error.message,
+            });
           }
           await this.sleep(RETRY_MS);
         } else if (this.failures > 0) {
@@ -123,27 +134,38 @@ export class ResultsPublisher {
   /** Waits `ms`, or less when kick() or close() wakes the pump. */
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      let timer: NodeJS.Timeout | undefined = undefined;
+      const done = (): void => {
         clearTimeout(timer);
-        self.wake = undefined;
+        this.wake = undefined;
         resolve();
-      }
+      };
+      timer = setTimeout(done, ms);
       this.wake = done;
     });
   }
 }
-
 
 export type FrameResult = ReturnType<typeof v1.FrameResult.decode>;
 
 /** A FrameResult as one JSON object with the schema's field names. */
 export function frameResultJson(r: FrameResult): Record<string, unknown> {
   return {
-    frame_id: r.frameId, edge_id: r.edgeId, run_id: r.runId, sequence: Number(r.sequence), class_index: r.classIndex, label: r.label,
-    confidence: r.confidence, exit: r.exit, tier: r.tier, outcome: r.outcome, latency_ms: r.latencyMs, offload_bytes: r.offloadBytes,
-    model_version: r.modelVersion, captured_unix_ms: Number(r.capturedUnixMs), ...(r.error ? { error: r.error } : {}),
+    frame_id: r.frameId,
+    edge_id: r.edgeId,
+    run_id: r.runId,
+    sequence: Number(r.sequence),
+    class_index: r.classIndex,
+    label: r.label,
+    confidence: r.confidence,
+    exit: r.exit,
+    tier: r.tier,
+    outcome: r.outcome,
+    latency_ms: r.latencyMs,
+    offload_bytes: r.offloadBytes,
+    model_version: r.modelVersion,
+    captured_unix_ms: Number(r.capturedUnixMs),
+    ...(r.error ? { error: r.error } : {}),
   };
 }
 
@@ -159,7 +181,13 @@ export interface ResultStats {
 /** Reads the results stream: ordered (every result since the start) or through a durable consumer. */
 export async function readResults(
   nc: NatsConnection,
-  o: { edge?: string; durable?: string; follow?: boolean; idleMs?: number; onUndecodable?: (subject: string, err: Error) => void },
+  o: {
+    edge?: string;
+    durable?: string;
+    follow?: boolean;
+    idleMs?: number;
+    onUndecodable?: (subject: string, err: Error) => void;
+  },
   onResult: (r: FrameResult, subject: string) => void,
 ): Promise<number> {
   await ensureResultsStream(nc);
@@ -169,7 +197,10 @@ export async function readResults(
   if (o.durable) {
     const jsm = await jetstreamManager(nc);
     await jsm.consumers.add(RESULTS_STREAM.name, {
-      durable_name: o.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
+      durable_name: o.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: filter,
     });
     consumer = await js.consumers.get(RESULTS_STREAM.name, o.durable);
   } else {
@@ -194,4 +225,3 @@ export async function readResults(
     if (got === 0 && !o.follow) return n;
   }
 }
-

@@ -12,7 +12,10 @@ export class QuantileSketch {
   private lo = Number.POSITIVE_INFINITY;
   private hi = Number.NEGATIVE_INFINITY;
 
-  constructor(readonly relativeAccuracy = 0.01, private readonly minValue = 1e-6) {
+  constructor(
+    readonly relativeAccuracy = 0.01,
+    private readonly minValue = 1e-6,
+  ) {
     this.gamma = (1 + relativeAccuracy) / (1 - relativeAccuracy);
     this.logGamma = Math.log(this.gamma);
   }

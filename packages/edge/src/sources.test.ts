@@ -41,7 +41,9 @@ describe('sources - CIFAR binary', () => {
   it('a truncated file is refused with its size', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'src-'));
     writeFileSync(join(dir, 'bad.bin'), records.subarray(0, 5000));
-    await expect(collect(await openSource(join(dir, 'bad.bin'), { size: 32 }))).rejects.toThrow(/5000 bytes is not a whole number/);
+    await expect(collect(await openSource(join(dir, 'bad.bin'), { size: 32 }))).rejects.toThrow(
+      /5000 bytes is not a whole number/,
+    );
   });
 });
 
@@ -50,7 +52,19 @@ describe('sources - ffmpeg', () => {
     const dir = mkdtempSync(join(tmpdir(), 'png-'));
     for (let i = 0; i < 3; i++) {
       writeFileSync(join(dir, `raw${i}`), interleaved(planar(i)));
-      ffmpeg(['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', '32x32', '-i', join(dir, `raw${i}`), '-frames:v', '1', join(dir, `img${i}.png`)]);
+      ffmpeg([
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'rgb24',
+        '-s',
+        '32x32',
+        '-i',
+        join(dir, `raw${i}`),
+        '-frames:v',
+        '1',
+        join(dir, `img${i}.png`),
+      ]);
     }
     const frames = await collect(await openSource(dir, { size: 32 }));
     expect(frames.map((f) => f.id)).toEqual(['img0.png', 'img1.png', 'img2.png']);
@@ -61,15 +75,32 @@ describe('sources - ffmpeg', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vid-'));
     const raw = Buffer.concat(Array.from({ length: 10 }, (_, i) => interleaved(planar(i))));
     writeFileSync(join(dir, 'frames.rgb'), raw);
-    ffmpeg(['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', '32x32', '-r', '10', '-i', join(dir, 'frames.rgb'), '-vf', 'scale=64:64',
-      '-c:v', 'ffv1', join(dir, 'clip.mkv')]);
+    ffmpeg([
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'rgb24',
+      '-s',
+      '32x32',
+      '-r',
+      '10',
+      '-i',
+      join(dir, 'frames.rgb'),
+      '-vf',
+      'scale=64:64',
+      '-c:v',
+      'ffv1',
+      join(dir, 'clip.mkv'),
+    ]);
     const frames = await collect(await openSource(join(dir, 'clip.mkv'), { size: 32, fps: 5 }));
     expect(frames).toHaveLength(5);
     for (const f of frames) expect(f.pixels).toHaveLength(3 * 32 * 32);
   });
 
   it('a missing file names the source', async () => {
-    await expect(openSource('/nonexistent/clip.mp4', { size: 32 })).rejects.toThrow(/\/nonexistent\/clip.mp4: no such file/);
+    await expect(openSource('/nonexistent/clip.mp4', { size: 32 })).rejects.toThrow(
+      /\/nonexistent\/clip.mp4: no such file/,
+    );
   });
 
   it('toPlanar moves interleaved RGB to channel planes', () => {
@@ -82,7 +113,9 @@ describe('edge options', () => {
   it('an unknown mode, encoding or backend is named', () => {
     expect(() => compileEdgeOptions({ model: 'm', mode: 'jpeg' as never })).toThrow(/mode must be one of state, image/);
     expect(() => compileEdgeOptions({ model: 'm', encoding: 'bf16' as never })).toThrow(/encoding must be one of/);
-    expect(() => compileEdgeOptions({ model: 'm', backend: 'gpu' as never })).toThrow(/backend must be one of node, web/);
+    expect(() => compileEdgeOptions({ model: 'm', backend: 'gpu' as never })).toThrow(
+      /backend must be one of node, web/,
+    );
     expect(() => compileEdgeOptions({ model: 'm', maxInflight: 0 })).toThrow(/maxInflight must be an integer >= 1/);
   });
 });

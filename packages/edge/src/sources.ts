@@ -34,7 +34,8 @@ const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
  */
 export async function openSource(spec: string, options: SourceOptions): Promise<AsyncIterable<Frame>> {
   if (spec.startsWith('cifar:') || /\.bin(\.gz)?$/.test(spec)) return cifarFrames(spec.replace(/^cifar:/, ''), options);
-  if (spec.startsWith('rtsp://') || spec.startsWith('rtsps://')) return ffmpegFrames(spec, ['-rtsp_transport', 'tcp'], options);
+  if (spec.startsWith('rtsp://') || spec.startsWith('rtsps://'))
+    return ffmpegFrames(spec, ['-rtsp_transport', 'tcp'], options);
   if (spec.startsWith('v4l2:') || spec.startsWith('/dev/video')) {
     return ffmpegFrames(spec.replace(/^v4l2:/, ''), ['-f', 'v4l2'], options);
   }
@@ -51,9 +52,12 @@ async function* cifarFrames(path: string, o: SourceOptions): AsyncIterable<Frame
   });
   if (path.endsWith('.gz')) raw = gunzipSync(raw);
   if (raw.length % CIFAR_RECORD !== 0) {
-    throw new SourceError(`source ${path}: ${raw.length} bytes is not a whole number of ${CIFAR_RECORD}-byte CIFAR records`);
+    throw new SourceError(
+      `source ${path}: ${raw.length} bytes is not a whole number of ${CIFAR_RECORD}-byte CIFAR records`,
+    );
   }
-  if (o.size !== 32) throw new SourceError(`source ${path}: CIFAR images are 32x32 but the model takes ${o.size}x${o.size}`);
+  if (o.size !== 32)
+    throw new SourceError(`source ${path}: CIFAR images are 32x32 but the model takes ${o.size}x${o.size}`);
   const n = Math.min(raw.length / CIFAR_RECORD, o.limit ?? Infinity);
   const name = basename(path);
   for (let i = 0; i < n; i++) {
@@ -73,11 +77,29 @@ async function* imageDirFrames(dir: string, o: SourceOptions): AsyncIterable<Fra
 }
 
 /** Decodes with ffmpeg to rgb24 at the model's size (and, for streams, the sampling rate), then to planar CHW. */
-async function* ffmpegFrames(input: string, inputArgs: string[], o: SourceOptions, still = false): AsyncIterable<Frame> {
+async function* ffmpegFrames(
+  input: string,
+  inputArgs: string[],
+  o: SourceOptions,
+  still = false,
+): AsyncIterable<Frame> {
   const size = o.size;
   const filters = [...(still ? [] : [`fps=${o.fps ?? 5}`]), `scale=${size}:${size}`];
-  const args = ['-hide_banner', '-loglevel', 'error', ...inputArgs, '-i', input, '-vf', filters.join(','),
-    '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
+  const args = [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    ...inputArgs,
+    '-i',
+    input,
+    '-vf',
+    filters.join(','),
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ];
   const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -104,7 +126,8 @@ async function* ffmpegFrames(input: string, inputArgs: string[], o: SourceOption
     if (proc.exitCode === null) proc.kill('SIGTERM');
   }
   const code = await exited;
-  if (count === 0 && code !== 0) throw new SourceError(`source ${input}: ffmpeg failed: ${stderr.trim() || `exit ${code}`}`);
+  if (count === 0 && code !== 0)
+    throw new SourceError(`source ${input}: ffmpeg failed: ${stderr.trim() || `exit ${code}`}`);
 }
 
 /** Interleaved RGB [H, W, 3] to planar [3, H, W]. */
@@ -120,7 +143,11 @@ export function toPlanar(hwc: Uint8Array, size: number): Uint8Array {
 }
 
 /** The frames of `source` at `fps` (unpaced when undefined), until `signal` aborts. */
-export async function* paced(source: AsyncIterable<Frame>, fps: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Frame> {
+export async function* paced(
+  source: AsyncIterable<Frame>,
+  fps: number | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Frame> {
   const gap = fps ? 1000 / fps : 0;
   let next = performance.now();
   for await (const frame of source) {

@@ -4,8 +4,22 @@ import { QuantileSketch } from './sketch.js';
 import { formatSummary, summarise, SummaryBuilder } from './summary.js';
 
 function result(over: Partial<EdgeResult>): EdgeResult {
-  return { frame: 'f', edge: 'e', sequence: 1, class: 1, name: 'x', confidence: 0.9, exit: 0, tier: 'edge', outcome: 'exited', latency_ms: 1,
-    offload_bytes: 0, model_version: 'v', label: 1, ...over };
+  return {
+    frame: 'f',
+    edge: 'e',
+    sequence: 1,
+    class: 1,
+    name: 'x',
+    confidence: 0.9,
+    exit: 0,
+    tier: 'edge',
+    outcome: 'exited',
+    latency_ms: 1,
+    offload_bytes: 0,
+    model_version: 'v',
+    label: 1,
+    ...over,
+  };
 }
 
 describe('quantile sketch - bounded memory, 1 % accuracy', () => {
@@ -44,7 +58,12 @@ describe('summary - what a person reads', () => {
       result({ outcome: 'fallback', exit: 1, offload_bytes: 0, fallback_reason: 'disconnected', latency_ms: 1.5 }),
     ];
     const s = summarise(rs, 3, 'balanced', 6);
-    expect(s).toMatchObject({ offloaded: 0, fallbacks: 2, fallback_reasons: { no_responders: 1, disconnected: 1 }, offload_rate: 0.6667 });
+    expect(s).toMatchObject({
+      offloaded: 0,
+      fallbacks: 2,
+      fallback_reasons: { no_responders: 1, disconnected: 1 },
+      offload_rate: 0.6667,
+    });
     expect(s.bytes_per_offload).toBe(11904);
     expect(s.latency_ms.offloaded.n).toBe(0);
     expect(s.latency_ms.fallback.n).toBe(2);
@@ -57,7 +76,10 @@ describe('summary - what a person reads', () => {
 
   it('rounds fractions to 4 decimals and latencies to 0.01 ms', () => {
     const b = new SummaryBuilder(6);
-    for (let i = 0; i < 1000; i++) b.add(result({ outcome: i < 207 ? 'offloaded' : 'exited', tier: i < 207 ? 'cloud' : 'edge', latency_ms: 0.123456 }));
+    for (let i = 0; i < 1000; i++)
+      b.add(
+        result({ outcome: i < 207 ? 'offloaded' : 'exited', tier: i < 207 ? 'cloud' : 'edge', latency_ms: 0.123456 }),
+      );
     const s = b.summary(1000, 'balanced');
     expect(s.offload_rate).toBe(0.207);
     expect(JSON.stringify(s)).not.toMatch(/\d\.\d{5,}/);

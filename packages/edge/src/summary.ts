@@ -43,7 +43,11 @@ export class SummaryBuilder {
   private readonly exits: { edge: number[]; cloud: number[] };
   private sent = 0;
   private sentBytes = 0;
-  private readonly latency = { edge: new QuantileSketch(), offloaded: new QuantileSketch(), fallback: new QuantileSketch() };
+  private readonly latency = {
+    edge: new QuantileSketch(),
+    offloaded: new QuantileSketch(),
+    fallback: new QuantileSketch(),
+  };
 
   constructor(exits: number) {
     this.exits = { edge: new Array<number>(exits).fill(0), cloud: new Array<number>(exits).fill(0) };
@@ -72,7 +76,11 @@ export class SummaryBuilder {
 
   summary(frames: number, operatingPoint: string): Summary {
     const n = this.results;
-    const pcts = (s: QuantileSketch): Percentiles => ({ p50: ms(s.quantile(0.5)), p99: ms(s.quantile(0.99)), n: s.count });
+    const pcts = (s: QuantileSketch): Percentiles => ({
+      p50: ms(s.quantile(0.5)),
+      p99: ms(s.quantile(0.99)),
+      n: s.count,
+    });
     return {
       frames,
       results: n,
@@ -86,7 +94,11 @@ export class SummaryBuilder {
       exits: { edge: [...this.exits.edge], cloud: [...this.exits.cloud] },
       bytes_per_offload: this.sent ? Math.round(this.sentBytes / this.sent) : 0,
       bytes_per_frame: n ? Math.round(this.sentBytes / n) : 0,
-      latency_ms: { edge: pcts(this.latency.edge), offloaded: pcts(this.latency.offloaded), fallback: pcts(this.latency.fallback) },
+      latency_ms: {
+        edge: pcts(this.latency.edge),
+        offloaded: pcts(this.latency.offloaded),
+        fallback: pcts(this.latency.fallback),
+      },
     };
   }
 }
@@ -96,7 +108,12 @@ const ratio = (x: number) => Math.round(x * 1e4) / 1e4;
 const ms = (x: number | null) => (x === null ? null : Math.round(x * 100) / 100);
 
 /** The figures of a finished list of results. */
-export function summarise(results: Iterable<EdgeResult>, frames: number, operatingPoint: string, exits: number): Summary {
+export function summarise(
+  results: Iterable<EdgeResult>,
+  frames: number,
+  operatingPoint: string,
+  exits: number,
+): Summary {
   const b = new SummaryBuilder(exits);
   for (const r of results) b.add(r);
   return b.summary(frames, operatingPoint);
@@ -106,15 +123,25 @@ export function summarise(results: Iterable<EdgeResult>, frames: number, operati
 export function formatSummary(s: Summary, extra: [string, string][] = []): string {
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(2)} %`);
   const lat = (p: Percentiles) => (p.n === 0 ? 'none' : `${p.p50!.toFixed(2)} / ${p.p99!.toFixed(2)} ms (${p.n})`);
-  const hist = (h: number[]) => h.map((n, i) => (n ? `${i + 1}:${n}` : '')).filter(Boolean).join(' ') || '-';
+  const hist = (h: number[]) =>
+    h
+      .map((n, i) => (n ? `${i + 1}:${n}` : ''))
+      .filter(Boolean)
+      .join(' ') || '-';
   const hard = s.offloaded + s.fallbacks;
-  const reasons = Object.entries(s.fallback_reasons).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+  const reasons = Object.entries(s.fallback_reasons)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
   const rows: [string, string][] = [
     ['frames', String(s.frames)],
     ['results', String(s.results)],
     ['accuracy', pct(s.accuracy)],
     ['operating point', s.operating_point],
-    ['offload rate', `${pct(s.offload_rate)} (${hard} hard frames: ${s.offloaded} answered by the cloud, ${s.fallbacks} fell back)`],
+    [
+      'offload rate',
+      `${pct(s.offload_rate)} (${hard} hard frames: ${s.offloaded} answered by the cloud, ${s.fallbacks} fell back)`,
+    ],
     ['fallbacks', s.fallbacks ? `${s.fallbacks} (${reasons})` : '0'],
     ['errors', String(s.errors)],
     ['exits on edge', hist(s.exits.edge)],

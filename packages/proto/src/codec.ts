@@ -65,12 +65,12 @@ export function toHalfBits(value: number): number {
     const half = 1 << (shift - 1);
     let m = mant >>> shift;
     const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (m & 1))) m += 1;
+    if (rest > half || (rest === half && m & 1)) m += 1;
     return sign | m; // may carry into the smallest normal, which is the right encoding
   }
   let m = mant >>> 13;
   const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) {
+  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
     m += 1;
     if (m === 0x400) {
       m = 0;
@@ -91,7 +91,10 @@ export function fromHalfBits(h: number): number {
 }
 
 /** Per-channel int8 quantisation of one sample laid out channel first. */
-export function quantizeInt8(x: Float32Array, shape: readonly number[]): {
+export function quantizeInt8(
+  x: Float32Array,
+  shape: readonly number[],
+): {
   q: Int8Array;
   scales: Float32Array;
   zeroPoints: Int8Array;
@@ -165,7 +168,9 @@ export function decodeTensor(t: EncodedTensor): Float32Array {
   const n = elementCount(t.shape);
   const width = t.encoding === 'fp32' ? 4 : t.encoding === 'fp16' ? 2 : 1;
   if (t.data.byteLength !== n * width) {
-    throw new CodecError(`${t.encoding} tensor of shape ${formatShape(t.shape)} needs ${n * width} bytes, got ${t.data.byteLength}`);
+    throw new CodecError(
+      `${t.encoding} tensor of shape ${formatShape(t.shape)} needs ${n * width} bytes, got ${t.data.byteLength}`,
+    );
   }
   // Copy so the result is aligned and owns its memory: wire buffers are views into a larger message, and a Node
   // Buffer's slice() is a view too.

@@ -25,6 +25,7 @@ export {
   subjects,
   toWireTensor,
   v1,
+  type DType,
   type FrameResultMessage,
   type InferReply,
   type InferRequest,

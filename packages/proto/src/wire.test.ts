@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeTensor, encodeTensor } from './codec.js';
-import { fromWireImage, fromWireTensor, imageTensor, subjects, toWireTensor, v1 } from './wire.js';
+import { fromWireImage, fromWireTensor, imageTensor, subjects, toWireTensor, v1, type DType } from './wire.js';
 
 describe('wire - requests', () => {
   const state = new Float32Array(4 * 2 * 2).map((_, i) => (i % 5) * 0.25);
@@ -31,10 +31,13 @@ describe('wire - requests', () => {
 
   it('a reply carries either a prediction or a coded error', () => {
     const err = v1.InferReply.decode(
-      v1.InferReply.encode({ requestId: 'x', error: { code: v1.ErrorCode.OVERLOADED, message: 'queue full' } }).finish(),
+      v1.InferReply.encode({
+        requestId: 'x',
+        error: { code: v1.ErrorCode.OVERLOADED, message: 'queue full' },
+      }).finish(),
     );
     expect(err.result).toBe('error');
-    expect(v1.ErrorCode[err.error!.code]).toBe('OVERLOADED');
+    expect(v1.ErrorCode[err.error!.code!]).toBe('OVERLOADED');
   });
 
   it('subjects follow cascade.v1', () => {
@@ -45,10 +48,14 @@ describe('wire - requests', () => {
 
 describe('wire - bad tensors', () => {
   it('an unknown dtype names the tensor', () => {
-    expect(() => fromWireTensor({ name: 'state0', dtype: 99, shape: [1], data: new Uint8Array(4) })).toThrow(/state0: dtype 99/);
+    expect(() => fromWireTensor({ name: 'state0', dtype: 99 as DType, shape: [1], data: new Uint8Array(4) })).toThrow(
+      /state0: dtype 99/,
+    );
   });
   it('a negative dimension is refused', () => {
-    expect(() => fromWireTensor({ name: 's', dtype: v1.DType.FP32, shape: [-1, 2], data: new Uint8Array(8) })).toThrow(/shape/);
+    expect(() => fromWireTensor({ name: 's', dtype: v1.DType.FP32, shape: [-1, 2], data: new Uint8Array(8) })).toThrow(
+      /shape/,
+    );
   });
   it('an image of the wrong shape or size is refused', () => {
     expect(() => fromWireImage(imageTensor(new Uint8Array(12), [3, 2, 2]), [3, 32, 32])).toThrow(/does not match/);

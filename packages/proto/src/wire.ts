@@ -13,6 +13,7 @@ export type InferReplyMessage = cascade.v1.InferReply.$Properties;
 export type FrameResultMessage = cascade.v1.FrameResult.$Properties;
 /** A decoded request (every field present, defaults filled). */
 export type InferRequest = cascade.v1.InferRequest;
+export type DType = cascade.v1.DType;
 export type InferReply = cascade.v1.InferReply;
 
 /** Stable error codes a worker answers with (the `ErrorCode` enum of cascade.v1, by name). */
@@ -108,7 +109,8 @@ export function fromWireTensor(msg: TensorMessage): EncodedTensor {
 export function fromWireImage(msg: TensorMessage | null | undefined, expected: readonly number[]): Uint8Array {
   if (!msg) throw new CodecError('request has no image tensor');
   const shape = (msg.shape ?? []).map(Number);
-  if (msg.dtype !== cascade.v1.DType.UINT8) throw new CodecError(`image: dtype must be UINT8, got ${String(msg.dtype)}`);
+  if (msg.dtype !== cascade.v1.DType.UINT8)
+    throw new CodecError(`image: dtype must be UINT8, got ${String(msg.dtype)}`);
   if (shape.join(',') !== expected.join(',')) {
     throw new CodecError(`image: shape ${formatShape(shape)} does not match the model's ${formatShape(expected)}`);
   }

@@ -66,6 +66,8 @@ export function numberFlag(name: string, v: string | undefined): number | undefi
 }
 
 export function usage(command: string, table: Record<string, Flag>): string {
-  const lines = Object.entries(table).map(([name, f]) => `  --${name.padEnd(20)} ${f.help}${f.env ? ` [$${f.env}]` : ''}`);
+  const lines = Object.entries(table).map(
+    ([name, f]) => `  --${name.padEnd(20)} ${f.help}${f.env ? ` [$${f.env}]` : ''}`,
+  );
   return `usage: ${command}\n${lines.join('\n')}\n`;
 }

@@ -97,7 +97,10 @@ export class NatsLink {
 
   private connectOptions(): ConnectionOptions {
     return {
-      servers: this.options.servers.split(',').map((s) => s.trim()).filter(Boolean),
+      servers: this.options.servers
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
       name: this.options.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: RECONNECT_WAIT_MS,

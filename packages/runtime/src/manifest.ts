@@ -90,7 +90,8 @@ export async function loadModelDir(path: string, options: { verifyHashes?: boole
         throw new ModelDirError(`stage ${s.index}: cannot read ${s.file}: ${err.message}`, { cause: err });
       });
       const digest = createHash('sha256').update(bytes).digest('hex');
-      if (digest !== s.sha256) throw new ModelDirError(`stage ${s.index}: ${s.file} does not match its sha256 in the manifest`);
+      if (digest !== s.sha256)
+        throw new ModelDirError(`stage ${s.index}: ${s.file} does not match its sha256 in the manifest`);
     }
   }
   return { path: folder, manifest };
@@ -109,7 +110,9 @@ function checkChaining(m: Manifest, folder: string): void {
   });
   for (const op of m.operating_points) {
     if (op.thresholds.length !== m.exits.length) {
-      throw new ModelDirError(`${folder}: operating point "${op.name}" has ${op.thresholds.length} thresholds for ${m.exits.length} exits`);
+      throw new ModelDirError(
+        `${folder}: operating point "${op.name}" has ${op.thresholds.length} thresholds for ${m.exits.length} exits`,
+      );
     }
   }
 }

@@ -41,8 +41,12 @@ export interface MetricsServer {
 
 export type Route = () => Promise<{ status: number; type: string; body: string }>;
 
-export async function serveMetrics(registry: Registry, port: number, host = '0.0.0.0',
-  routes: Record<string, Route> = {}): Promise<MetricsServer> {
+export async function serveMetrics(
+  registry: Registry,
+  port: number,
+  host = '0.0.0.0',
+  routes: Record<string, Route> = {},
+): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const route: Route | undefined =

@@ -28,7 +28,11 @@ export const NATS_AUTH_FLAGS = {
   'nats-cert': { type: 'string', env: 'NATS_CERT', help: 'client certificate (PEM) for mutual TLS' },
   'nats-key': { type: 'string', env: 'NATS_KEY', help: 'client key (PEM) for mutual TLS' },
   'nats-tls': { type: 'boolean', help: 'require TLS (with the system trust store when no --nats-ca)' },
-  'nats-inbox-prefix': { type: 'string', env: 'NATS_INBOX_PREFIX', help: 'reply inbox prefix, as the server permissions allow (each command has its default)' },
+  'nats-inbox-prefix': {
+    type: 'string',
+    env: 'NATS_INBOX_PREFIX',
+    help: 'reply inbox prefix, as the server permissions allow (each command has its default)',
+  },
 } as const satisfies Record<string, Flag>;
 
 type AuthValues = { [K in keyof typeof NATS_AUTH_FLAGS]?: string | boolean };

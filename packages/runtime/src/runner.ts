@@ -19,7 +19,9 @@ export interface StageResult {
 function workerFile(): string {
   const here = fileURLToPath(import.meta.url);
   // Under a TypeScript loader (tests) this module is src/runner.ts; the worker always runs the compiled file.
-  const compiled = here.endsWith('.ts') ? join(dirname(here), '..', 'dist', 'stage-worker.js') : join(dirname(here), 'stage-worker.js');
+  const compiled = here.endsWith('.ts')
+    ? join(dirname(here), '..', 'dist', 'stage-worker.js')
+    : join(dirname(here), 'stage-worker.js');
   if (!existsSync(compiled)) throw new Error(`${compiled} is missing: build @cascade/runtime first (pnpm run build)`);
   return compiled;
 }

@@ -27,7 +27,7 @@ describe('model directory - loading', () => {
     await cp(MODEL, dir, { recursive: true });
     const stage = join(dir, 'stage-0.onnx');
     const bytes = await readFile(stage);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1]! ^= 0xff;
     await writeFile(stage, bytes);
     await expect(loadModelDir(dir)).rejects.toThrow(/stage-0.onnx does not match its sha256/);
   });

@@ -22,4 +22,3 @@ export async function ensureResultsStream(nc: NatsConnection): Promise<void> {
     });
   }
 }
-
