@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
 import {
-  FlagError,
   isMain,
   NATS_AUTH_FLAGS,
   natsAuthFromFlags,
@@ -10,7 +9,7 @@ import {
   usage,
   type Flag,
 } from '@cascade/runtime';
-import { ConfigError } from './errors.js';
+import { exitStatus } from '@cascade/proto';
 import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
 
@@ -99,7 +98,7 @@ async function main(): Promise<void> {
     worker = await CloudWorker.create(options);
   } catch (err) {
     process.stderr.write(`cascade-cloud: ${(err as Error).message}\n`);
-    process.exit(err instanceof ConfigError || err instanceof FlagError ? 2 : 1);
+    process.exit(exitStatus(err));
   }
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void worker.shutdown());
   await worker.run();

@@ -1,18 +1,4 @@
-import { type ErrorCode } from '@cascade/proto';
+import { CascadeError, type ErrorCode } from '@cascade/proto';
 
-/** A request the worker refuses; `code` travels on the wire, the message says what was wrong. */
-export class RequestError extends Error {
-  override name = 'RequestError';
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
-/** Invalid worker options, naming the field. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+/** A request the worker refuses; `code` is the wire's and travels in the reply, the message says what was wrong. */
+export class RequestError extends CascadeError<ErrorCode> {}

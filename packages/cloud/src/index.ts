@@ -1,7 +1,7 @@
 /** @cascade/cloud: the cloud worker. */
 export { Batcher, type BatchObserver, type BatcherOptions, type Job, type Outcome } from './batcher.js';
 export { natsStats, WorkerMetrics } from './metrics.js';
-export { ConfigError, RequestError } from './errors.js';
+export { RequestError } from './errors.js';
 export {
   compileWorkerOptions,
   DEFAULT_WORKER_OPTIONS,

@@ -1,6 +1,6 @@
 import { EXECUTION_PROVIDERS, type ExecutionProvider, type NatsAuth } from '@cascade/runtime';
 import { hostname } from 'node:os';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '@cascade/proto';
 
 /** Options of a cloud worker. */
 export interface WorkerOptions {

@@ -1,4 +1,4 @@
-import { clip, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
+import { CascadeError, clip, ERROR_CODES, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
 import {
   ensureResultsStream,
   loadModelDir,
@@ -121,7 +121,7 @@ export class CloudWorker {
 
   /** Starts serving; resolves when the worker has drained and stopped. */
   async run(): Promise<void> {
-    if (this.state !== 'created') throw new Error(`run() called in state ${this.state}`);
+    if (this.state !== 'created') throw new CascadeError(ERROR_CODES.STATE, `run() called in state ${this.state}`);
     const m = this.model.manifest;
     this.service = await new Svcm(this.nc).add({
       name: 'cascade-worker',

@@ -2,6 +2,7 @@
 // cascade-demo: nats-server + cloud workers + one edge agent over the bundled CIFAR-10 samples, then a summary.
 import { formatSummary } from '@cascade/edge';
 import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { exitStatus } from '@cascade/proto';
 import { fileURLToPath } from 'node:url';
 import { runDemo, type DemoOptions } from './demo.js';
 
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     process.stderr.write(`cascade-demo: ${(err as Error).message}\n`);
-    process.exit(err instanceof FlagError ? 2 : 1);
+    process.exit(exitStatus(err));
   }
 }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stopChild, track } from './processes.js';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 /** A nats-server this process started, on a loopback port, with JetStream. */
 export interface LocalNats {
@@ -25,8 +26,10 @@ export interface NatsServerOptions {
   extraConfig?: string;
 }
 
-export class NatsServerMissingError extends Error {
-  override name = 'NatsServerMissingError';
+export class NatsServerMissingError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.DEPENDENCY, message, options);
+  }
 }
 
 /** Throws, saying how to install it, when `nats-server` is not on PATH. */
@@ -56,7 +59,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const proc = track(spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const port = await new Promise<number>((resolve, reject) => {
     let log = '';
-    const timer = setTimeout(() => reject(new Error(`nats-server did not start in 10 s:\n${log}`)), 10_000);
+    const timer = setTimeout(
+      () => reject(new CascadeError(ERROR_CODES.DEPENDENCY, `nats-server did not start in 10 s:\n${log}`)),
+      10_000,
+    );
     const onData = (d: Buffer) => {
       log += d.toString();
       const m = /Listening for client connections on [\d.]+:(\d+)/.exec(log);
@@ -73,7 +79,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     });
     proc.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`nats-server exited with code ${code}:\n${log}`));
+      reject(new CascadeError(ERROR_CODES.DEPENDENCY, `nats-server exited with code ${code}:\n${log}`));
     });
   });
   return {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 const require = createRequire(import.meta.url);
 
@@ -79,7 +80,10 @@ export async function startWorker(args: {
   );
   let log = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker ${args.id} did not start in 30 s:\n${log}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new CascadeError(ERROR_CODES.STATE, `worker ${args.id} did not start in 30 s:\n${log}`)),
+      30_000,
+    );
     proc.stderr!.on('data', (d: Buffer) => {
       log += d.toString();
       if (log.includes('"worker_started"')) {
@@ -89,7 +93,7 @@ export async function startWorker(args: {
     });
     proc.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`worker ${args.id} exited with code ${code}:\n${log}`));
+      reject(new CascadeError(ERROR_CODES.STATE, `worker ${args.id} exited with code ${code}:\n${log}`));
     });
   });
   const started = log.split('\n').find((l) => l.includes('"worker_started"'));

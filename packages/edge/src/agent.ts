@@ -1,4 +1,12 @@
-import { resultMessageId, subjects, v1, type FrameResultMessage } from '@cascade/proto';
+import {
+  CascadeError,
+  ConfigError,
+  ERROR_CODES,
+  resultMessageId,
+  subjects,
+  v1,
+  type FrameResultMessage,
+} from '@cascade/proto';
 import {
   decide,
   exitsHere,
@@ -16,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
 import { Offloader, type FallbackReason, type LocalAnswer, type OffloadOutcome } from './offload.js';
-import { compileEdgeOptions, EdgeConfigError, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
+import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
 import { ResultsPublisher } from './results.js';
 import type { Frame } from './sources.js';
@@ -92,11 +100,11 @@ export class EdgeAgent {
     const model = await loadModelDir(o.model);
     const m = model.manifest;
     const split = o.split ?? m.default_split ?? 1;
-    if (split > m.stages.length) throw new EdgeConfigError(`split ${split}: the model has ${m.stages.length} stages`);
+    if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
     const op = o.thresholds ? undefined : operatingPoint(m, o.operatingPoint);
     const thresholds = o.thresholds ?? op!.thresholds;
     if (thresholds.length !== m.exits.length) {
-      throw new EdgeConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
+      throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
     }
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
     metrics.expectedOffloadRate.set(op?.test && split === (m.default_split ?? 1) ? 1 - op.test.edge_exit_rate : -1);
@@ -172,7 +180,8 @@ export class EdgeAgent {
    * Local stages run `pipeline` frames at a time; offloads overlap up to maxInflight, beyond that the source waits.
    */
   async run(frames: AsyncIterable<Frame>, onResult: (r: EdgeResult) => void): Promise<number> {
-    if (this.state !== 'running') throw new EdgeConfigError(`run() on an edge agent that is ${this.state}`);
+    if (this.state !== 'running')
+      throw new CascadeError(ERROR_CODES.STATE, `run() on an edge agent that is ${this.state}`);
     let count = 0;
     const emit = (r: EdgeResult) => {
       this.observe(r);

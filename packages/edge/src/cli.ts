@@ -10,13 +10,14 @@ import {
   usage,
   type Flag,
 } from '@cascade/runtime';
+import { exitStatus } from '@cascade/proto';
 import { createWriteStream } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { EdgeAgent } from './agent.js';
-import { DEFAULT_EDGE_OPTIONS as D, EdgeConfigError, type EdgeOptions } from './options.js';
+import { DEFAULT_EDGE_OPTIONS as D, type EdgeOptions } from './options.js';
 import { DEFAULT_OUTBOX } from './outbox.js';
-import { openSource, paced, SourceError } from './sources.js';
+import { openSource, paced } from './sources.js';
 import type { Frame } from './sources.js';
 import { formatSummary, SummaryBuilder } from './summary.js';
 
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
     agent = await EdgeAgent.create(args.options);
   } catch (err) {
     process.stderr.write(`cascade-edge: ${(err as Error).message}\n`);
-    process.exit(err instanceof EdgeConfigError ? 2 : 1);
+    process.exit(exitStatus(err));
   }
   const sink = args.out ? createWriteStream(args.out) : process.stdout;
   // Running aggregates, not the results: memory stays flat however long the camera runs.
@@ -194,7 +195,7 @@ async function main(): Promise<void> {
   } catch (err) {
     process.stderr.write(`cascade-edge: ${(err as Error).message}\n`);
     await agent.close();
-    process.exit(err instanceof SourceError ? 2 : 1);
+    process.exit(exitStatus(err));
   }
   await agent.close();
   if (sink !== process.stdout)

@@ -5,7 +5,6 @@ export { EdgeMetrics } from './metrics.js';
 export {
   compileEdgeOptions,
   DEFAULT_EDGE_OPTIONS,
-  EdgeConfigError,
   OFFLOAD_MODES,
   type EdgeOptions,
   type OffloadMode,

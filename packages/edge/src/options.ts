@@ -1,4 +1,4 @@
-import { ENCODINGS, type Encoding } from '@cascade/proto';
+import { ConfigError, ENCODINGS, type Encoding } from '@cascade/proto';
 import { BACKENDS, type Backend, type NatsAuth } from '@cascade/runtime';
 import { hostname } from 'node:os';
 import { DEFAULT_OUTBOX, type OutboxOptions } from './outbox.js';
@@ -54,10 +54,6 @@ export interface EdgeOptions {
   flushTimeoutMs?: number;
 }
 
-export class EdgeConfigError extends Error {
-  override name = 'EdgeConfigError';
-}
-
 export interface CompiledEdgeOptions extends Required<
   Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox'>
 > {
@@ -86,25 +82,25 @@ export const DEFAULT_EDGE_OPTIONS = {
 
 /** Fills defaults and validates once at start-up; errors name the field. */
 export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
-  if (!o.model) throw new EdgeConfigError('model: a model directory is required');
+  if (!o.model) throw new ConfigError('model: a model directory is required');
   const mode = o.mode ?? DEFAULT_EDGE_OPTIONS.mode;
   if (!OFFLOAD_MODES.includes(mode))
-    throw new EdgeConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
+    throw new ConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
   const encoding = o.encoding ?? DEFAULT_EDGE_OPTIONS.encoding;
   if (!ENCODINGS.includes(encoding))
-    throw new EdgeConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
+    throw new ConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
   const int = (name: string, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) throw new EdgeConfigError(`${name} must be an integer >= ${min}, got ${v}`);
+    if (!Number.isInteger(v) || v < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
   const backend = o.backend ?? DEFAULT_EDGE_OPTIONS.backend;
   if (!BACKENDS.includes(backend))
-    throw new EdgeConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
+    throw new ConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
   if (o.thresholds?.some((t) => !Number.isFinite(t)))
-    throw new EdgeConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
+    throw new ConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
   const id = o.id ?? hostname();
   if (!/^[A-Za-z0-9_-]+$/.test(id))
-    throw new EdgeConfigError(`id "${id}" must be letters, digits, "-" or "_" (it is a NATS subject token)`);
+    throw new ConfigError(`id "${id}" must be letters, digits, "-" or "_" (it is a NATS subject token)`);
   return {
     model: o.model,
     ...(o.nats ? { nats: o.nats } : {}),

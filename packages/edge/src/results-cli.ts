@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // cascade-results: read the results stream. One JSON line per FrameResult on stdout, or --stats for counts.
 import {
-  FlagError,
   isMain,
   NATS_AUTH_FLAGS,
   natsAuthFromFlags,
@@ -11,6 +10,7 @@ import {
   usage,
   type Flag,
 } from '@cascade/runtime';
+import { exitStatus } from '@cascade/proto';
 import { frameResultJson, readResults, type ResultStats } from './results.js';
 
 const FLAGS = {
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   } catch (err) {
     process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
     await link.close();
-    process.exit(err instanceof FlagError ? 2 : 1);
+    process.exit(exitStatus(err));
   }
   if (f.stats) process.stdout.write(`${JSON.stringify({ ...stats, unique: seen.size })}\n`);
   await link.close();

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 /** One frame as the edge takes it in: planar uint8 pixels [3, H, W]. */
 export interface Frame {
@@ -21,8 +22,10 @@ export interface SourceOptions {
   limit?: number;
 }
 
-export class SourceError extends Error {
-  override name = 'SourceError';
+export class SourceError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.SOURCE, message, options);
+  }
 }
 
 const CIFAR_RECORD = 1 + 3 * 32 * 32;

@@ -7,6 +7,8 @@
  * q = clamp(floor(x / scale + 0.5) + zero, -128, 127).
  */
 
+import { CascadeError, ERROR_CODES } from './errors.js';
+
 export const ENCODINGS = ['fp32', 'fp16', 'int8'] as const;
 export type Encoding = (typeof ENCODINGS)[number];
 
@@ -21,8 +23,10 @@ export interface EncodedTensor {
   zeroPoints?: Int8Array;
 }
 
-export class CodecError extends Error {
-  override name = 'CodecError';
+export class CodecError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.CODEC, message, options);
+  }
 }
 
 /** At most `max` characters of a value quoted in an error message, so that a reply quoting it stays small. */

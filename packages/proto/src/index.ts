@@ -1,4 +1,5 @@
-/** @cascade/proto: the cascade.v1 wire format and its tensor codec. */
+/** @cascade/proto: the cascade.v1 wire format, its tensor codec, and the error base every package uses. */
+export { CascadeError, ConfigError, ERROR_CODES, exitStatus, type CascadeErrorCode } from './errors.js';
 export {
   clip,
   CodecError,

@@ -1,6 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 /** Whether the module at `url` is the program being run (not imported, e.g. by a test). */
 export function isMain(url: string): boolean {
@@ -20,8 +21,10 @@ export interface Flag {
   help: string;
 }
 
-export class FlagError extends Error {
-  override name = 'FlagError';
+export class FlagError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.USAGE, message, options);
+  }
 }
 
 /** Values by flag name: command line first, then the flag's environment variable. */

@@ -1,5 +1,6 @@
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { natsConnectOptions, type NatsAuth } from './nats-auth.js';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 export type Log = (event: string, fields?: Record<string, unknown>) => void;
 
@@ -26,8 +27,10 @@ export interface LinkOptions {
 }
 
 /** A connection problem that names the server URL and the flag or variable that set it. */
-export class LinkError extends Error {
-  override name = 'LinkError';
+export class LinkError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.NATS, message, options);
+  }
 }
 
 /**
@@ -164,7 +167,7 @@ export class NatsLink {
     void nc.closed().then((err) => {
       this.up = false;
       if (this.closing) return;
-      const reason = err ?? new Error('connection closed');
+      const reason = err ?? new LinkError('connection closed');
       log('nats_closed', { error: this.describe(reason) });
       this.resolveLost(reason);
     });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
 
 export const MODEL_FORMAT = 'cascade-model/1';
 
@@ -59,8 +60,10 @@ export interface ModelDir {
   manifest: Manifest;
 }
 
-export class ModelDirError extends Error {
-  override name = 'ModelDirError';
+export class ModelDirError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.MODEL_DIR, message, options);
+  }
 }
 
 const REQUIRED = ['format', 'name', 'version', 'input', 'classes', 'stages', 'exits', 'operating_points'] as const;
@@ -123,7 +126,7 @@ export function operatingPoint(m: Manifest, name?: string): OperatingPoint {
   const op = m.operating_points.find((o) => o.name === wanted);
   if (!op) {
     const names = m.operating_points.map((o) => o.name).join(', ');
-    throw new ModelDirError(`operating point "${String(wanted)}" is not in the manifest; it has: ${names}`);
+    throw new ConfigError(`operating point "${String(wanted)}" is not in the manifest; it has: ${names}`);
   }
   return op;
 }

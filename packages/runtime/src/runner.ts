@@ -4,10 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ModelDir } from './manifest.js';
 import type { Feeds, StageSessionOptions } from './stages.js';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 /** Thrown when inference fails in the worker thread; the message is onnxruntime's. */
-export class InferenceError extends Error {
-  override name = 'InferenceError';
+export class InferenceError extends CascadeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ERROR_CODES.INFERENCE, message, options);
+  }
 }
 
 export interface StageResult {
@@ -22,7 +25,11 @@ function workerFile(): string {
   const compiled = here.endsWith('.ts')
     ? join(dirname(here), '..', 'dist', 'stage-worker.js')
     : join(dirname(here), 'stage-worker.js');
-  if (!existsSync(compiled)) throw new Error(`${compiled} is missing: build @cascade/runtime first (pnpm run build)`);
+  if (!existsSync(compiled))
+    throw new CascadeError(
+      ERROR_CODES.DEPENDENCY,
+      `${compiled} is missing: build @cascade/runtime first (pnpm run build)`,
+    );
   return compiled;
 }
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
 import type { ModelDir } from './manifest.js';
+import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 type Ort = typeof ortTypes;
 
@@ -75,14 +76,14 @@ export class StageSessions {
     const inputs: Record<string, ortTypes.Tensor> = {};
     for (const t of spec.inputs) {
       const f = feeds[t.name];
-      if (!f) throw new Error(`stage ${stage}: input "${t.name}" missing`);
+      if (!f) throw new CascadeError(ERROR_CODES.INFERENCE, `stage ${stage}: input "${t.name}" missing`);
       inputs[t.name] = new this.ort.Tensor(t.dtype, f.data, f.dims);
     }
     const out = await session.run(inputs);
     const result: Feeds = {};
     for (const t of spec.outputs) {
       const v = out[t.name];
-      if (!v) throw new Error(`stage ${stage}: output "${t.name}" missing`);
+      if (!v) throw new CascadeError(ERROR_CODES.INFERENCE, `stage ${stage}: output "${t.name}" missing`);
       result[t.name] = { data: v.data as Float32Array, dims: [...v.dims] };
     }
     return result;

@@ -1,0 +1,51 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freePort, MODEL, REPO, SAMPLES } from './harness.js';
+
+const cli = (pkg: string, file: string, args: string[], env: Record<string, string> = {}) => {
+  const r = spawnSync(process.execPath, [join(REPO, 'packages', pkg, 'dist', file), ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, ...env },
+  });
+  return { status: r.status, stderr: r.stderr };
+};
+
+describe('cli - exit statuses follow the error code, and messages say what was wrong', () => {
+  it('a bad flag, model directory, operating point or source exits 2', () => {
+    const edge = (args: string[]) => cli('edge', 'cli.js', ['--metrics-port', '-1', ...args]);
+    expect(edge(['--model', MODEL, '--source', SAMPLES, '--bogus'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/bogus/),
+    });
+    expect(edge(['--model', '/nonexistent', '--source', SAMPLES])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/nonexistent\/manifest.json/),
+    });
+    expect(edge(['--model', MODEL, '--source', SAMPLES, '--operating-point', 'nope'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/operating point "nope" is not in the manifest; it has: /),
+    });
+    expect(edge(['--model', MODEL, '--source', '/nonexistent.bin'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/no such file/),
+    });
+    expect(cli('cloud', 'cli.js', ['--model', MODEL, '--max-batch', '0'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/maxBatch/),
+    });
+  });
+
+  it('a worker that cannot reach NATS exits 1, naming the URL and where it came from', async () => {
+    const url = `nats://127.0.0.1:${await freePort()}`;
+    expect(cli('cloud', 'cli.js', ['--model', MODEL, '--metrics-port', '-1', '--nats', url])).toMatchObject({
+      status: 1,
+      stderr: expect.stringContaining(`cannot connect to NATS at ${url} (set by --nats)`),
+    });
+    expect(cli('cloud', 'cli.js', ['--model', MODEL, '--metrics-port', '-1'], { NATS_URL: url })).toMatchObject({
+      status: 1,
+      stderr: expect.stringContaining(`(set by $NATS_URL)`),
+    });
+  });
+});
