@@ -1,74 +1,37 @@
+import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
 import {
-  CascadeError,
-  ConfigError,
-  ERROR_CODES,
-  resultMessageId,
-  subjects,
-  v1,
-  type FrameResultMessage,
-} from '@cascade/proto';
-import {
-  decide,
-  exitsHere,
   loadModelDir,
   NatsLink,
   operatingPoint,
   serveMetrics,
   StageRunner,
-  type Feeds,
   type Log,
   type MetricsServer,
   type ModelDir,
 } from '@cascade/runtime';
 import { randomBytes } from 'node:crypto';
+import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
 import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
-import { Offloader, type FallbackReason, type LocalAnswer, type OffloadOutcome } from './offload.js';
+import { Offloader } from './offload.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
 import { ResultsPublisher } from './results.js';
 import type { Frame } from './sources.js';
 
-export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
+export type { EdgeResult, Outcome } from './frame.js';
 
-/** The one result every frame yields. */
-export interface EdgeResult {
-  frame: string;
-  edge: string;
-  /** n-th frame this agent took in (from 1); with the agent's run id it names the result in the results stream. */
-  sequence: number;
-  label?: number;
-  class: number;
-  name: string;
-  confidence: number;
-  exit: number;
-  tier: 'edge' | 'cloud';
-  outcome: Outcome;
-  latency_ms: number;
-  offload_bytes: number;
-  /** Why a hard frame was answered locally. */
-  fallback_reason?: FallbackReason;
-  worker?: string;
-  error?: string;
-  model_version: string;
-}
-
+/** `running` until close(); `closing` while it finishes offloads and flushes results; then `closed`. */
 export type EdgeState = 'running' | 'closing' | 'closed';
 
 const stderrLog: Log = (event, fields) =>
   process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
-/** One frame on its way through the agent. */
-interface FrameContext {
-  frame: Frame;
-  sequence: number;
-  started: number;
-}
-
 /**
  * An edge agent: runs stages 0..split-1 in a worker thread, ends a frame at the first confident exit, and offloads
  * the rest over NATS with a deadline; any failure of the offload answers with the best local exit (a fallback).
  * It starts without NATS and connects when it can; every result also goes to the results stream through an outbox.
+ * What happens to one frame is in frame.ts; this file is the lifecycle and the loop.
  */
 export class EdgeAgent {
   state: EdgeState = 'running';
@@ -79,7 +42,9 @@ export class EdgeAgent {
   private slotWaiters: (() => void)[] = [];
   private readonly pending = new Set<Promise<void>>();
   private metricsServer: MetricsServer | undefined;
-  private readonly offloader: Offloader;
+  /** 1 after a reply from a worker, 0 after a timeout, no responders or a disconnection. */
+  private reachable = 0;
+  private readonly path: FramePath;
 
   private constructor(
     readonly options: CompiledEdgeOptions,
@@ -92,7 +57,8 @@ export class EdgeAgent {
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
   ) {
-    this.offloader = new Offloader(model.manifest, split, thresholds, options, link);
+    const offloader = new Offloader(model.manifest, split, thresholds, options, link);
+    this.path = new FramePath(options.id, this.runId, model, split, thresholds, runner, offloader, metrics, log);
   }
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
@@ -112,17 +78,19 @@ export class EdgeAgent {
     let link: NatsLink | undefined;
     let publisher: ResultsPublisher | undefined;
     if (o.nats) {
+      const name = `cascade-edge ${o.id}`;
       link = await NatsLink.open({
         servers: o.nats,
         via: o.natsVia,
-        name: `cascade-edge ${o.id}`,
+        name,
         auth: o.natsAuth,
         log,
         firstConnect: 'background',
       });
       // A short wait, so the first hard frames are not answered locally only because the connection is a few ms old.
-      if (!(await link.waitConnected(o.connectWaitMs)))
+      if (!(await link.waitConnected(o.connectWaitMs))) {
         log('edge_starting_without_nats', { nats: o.nats, waited_ms: o.connectWaitMs });
+      }
       const outbox = Outbox.open({ ...o.outbox }, (reason, n) => {
         metrics.resultsDropped.inc({ reason }, n);
         log('results_dropped', {
@@ -144,11 +112,8 @@ export class EdgeAgent {
           '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
           '/readyz': async () => {
             const ready = agent.state === 'running' && (!link || link.connected);
-            return {
-              status: ready ? 200 : 503,
-              type: 'text/plain',
-              body: ready ? 'ready\n' : `not ready: ${link?.connected === false ? 'NATS disconnected' : agent.state}\n`,
-            };
+            const why = link?.connected === false ? 'NATS disconnected' : agent.state;
+            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
           },
         });
       } catch (err) {
@@ -157,23 +122,11 @@ export class EdgeAgent {
       }
     }
     log('edge_started', {
-      id: o.id,
-      run: agent.runId,
-      model: m.name,
-      version: m.version,
-      split,
-      mode: o.mode,
-      encoding: o.encoding,
-      backend: o.backend,
-      nats: o.nats ?? null,
-      outbox: o.outbox.dir ?? 'memory',
-      metrics_port: agent.metricsServer?.port ?? null,
-    });
+      id: o.id, run: agent.runId, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding,
+      backend: o.backend, nats: o.nats ?? null, outbox: o.outbox.dir ?? 'memory', metrics_port: agent.metricsServer?.port ?? null,
+    }); // prettier-ignore
     return agent;
   }
-
-  /** 1 after a reply from a worker, 0 after a timeout or no responders. */
-  private reachable = 0;
 
   /**
    * Processes every frame of `frames`, calling `onResult` exactly once per frame (in completion order).
@@ -183,28 +136,36 @@ export class EdgeAgent {
     if (this.state !== 'running')
       throw new CascadeError(ERROR_CODES.STATE, `run() on an edge agent that is ${this.state}`);
     let count = 0;
-    const emit = (r: EdgeResult) => {
-      this.observe(r);
+    const emit = (ctx: FrameContext, r: EdgeResult) => {
+      this.path.observe(r);
       onResult(r);
-      this.publish(r);
+      if (this.publisher) {
+        const { id, subject, data } = this.path.wire(r, ctx.frame.capturedUnixMs);
+        this.publisher.publish(id, subject, data);
+      }
     };
+    const setReachable = (up: boolean) => (this.reachable = up ? 1 : 0);
     const local = new Set<Promise<void>>();
     for await (const frame of frames) {
       count++;
       const ctx: FrameContext = { frame, sequence: ++this.sequence, started: performance.now() };
-      const job = this.runLocal(frame).then(
+      const job = this.path.local(frame).then(
         async (out) => {
-          if (!('state' in out)) return emit(this.result(ctx, out, 'edge', 'exited'));
+          if ('exited' in out) return emit(ctx, this.path.result(ctx, out.exited, 'edge', 'exited'));
           await this.acquireSlot();
-          const offload = this.offload(ctx, out.best, out.state)
-            .then(emit, (err: Error) => emit(this.errorResult(ctx, err)))
+          const offload = this.path
+            .offload(ctx, out.best, out.state, setReachable)
+            .then(
+              (r) => emit(ctx, r),
+              (err: Error) => emit(ctx, this.path.errorResult(ctx, err)),
+            )
             .finally(() => {
               this.releaseSlot();
               this.pending.delete(offload);
             });
           this.pending.add(offload);
         },
-        (err: Error) => emit(this.errorResult(ctx, err)),
+        (err: Error) => emit(ctx, this.path.errorResult(ctx, err)),
       );
       local.add(job);
       void job.finally(() => local.delete(job));
@@ -215,71 +176,9 @@ export class EdgeAgent {
     return count;
   }
 
-  /** Edge stages with early exit: the exit that ends the frame, or the best local exit and the carried state. */
-  private async runLocal(frame: Frame): Promise<LocalAnswer | { best: LocalAnswer; state: Feeds }> {
-    const m = this.model.manifest;
-    let carried: Feeds = {};
-    let best: LocalAnswer | undefined;
-    for (let s = 0; s < this.split; s++) {
-      const stage = m.stages[s]!;
-      const feeds: Feeds = { image: { data: frame.pixels.slice(), dims: [1, ...m.input.shape] } };
-      for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
-      const { outputs, computeMs } = await this.runner.run(s, feeds);
-      this.metrics.stageSeconds.observe({ stage: String(s) }, computeMs / 1000);
-      for (const e of stage.exits) {
-        const d = decide(outputs[m.exits[e]!.output]!.data as Float32Array);
-        best = { ...d, exit: e };
-        if (exitsHere(e, d.confidence, this.thresholds)) return best;
-      }
-      carried = outputs;
-    }
-    return { best: best!, state: carried };
-  }
-
-  private async offload(ctx: FrameContext, best: LocalAnswer, carried: Feeds): Promise<EdgeResult> {
-    const { request, bytes } = this.offloader.build(ctx.frame.pixels, best, carried);
-    this.metrics.inflight.inc();
-    const sent = performance.now();
-    let out: OffloadOutcome;
-    try {
-      out = await this.offloader.send(request, bytes);
-    } finally {
-      this.metrics.inflight.dec();
-    }
-    if (out.bytes > 0) this.metrics.offloadBytes.observe(out.bytes);
-    const label = out.kind === 'answered' ? 'ok' : out.reason;
-    if (out.bytes > 0) this.metrics.offloadSeconds.observe({ result: label }, (performance.now() - sent) / 1000);
-    if (out.kind === 'answered') {
-      this.reachable = 1;
-      return { ...this.result(ctx, out.answer, 'cloud', 'offloaded', out.bytes), worker: out.worker };
-    }
-    if (out.reason === 'timeout' || out.reason === 'no_responders' || out.reason === 'disconnected') this.reachable = 0;
-    if (out.reason === 'too_large') this.log('offload_too_large', { frame: ctx.frame.id, detail: out.detail });
-    return {
-      ...this.result(ctx, best, 'edge', 'fallback', out.bytes),
-      fallback_reason: out.reason,
-      ...(out.detail && out.reason !== 'timeout' && out.reason !== 'no_responders' ? { error: out.detail } : {}),
-    };
-  }
-
-  private observe(r: EdgeResult): void {
-    this.metrics.frames.inc({ outcome: r.outcome });
-    this.metrics.frameSeconds.observe({ outcome: r.outcome }, r.latency_ms / 1000);
-    if (r.fallback_reason) this.metrics.fallbacks.inc({ reason: r.fallback_reason });
-    if (r.exit >= 0) {
-      this.metrics.exits.inc({ exit: String(r.exit), tier: r.tier });
-      this.metrics.confidence.observe({ tier: r.tier }, r.confidence);
-    }
-  }
-
   /** Whether close() has been called. */
   get isClosed(): boolean {
     return this.state !== 'running';
-  }
-
-  /** Port of the /metrics endpoint (undefined when disabled). */
-  get metricsPort(): number | undefined {
-    return this.metricsServer?.port;
   }
 
   /** Whether the agent's NATS connection is up now. */
@@ -287,59 +186,14 @@ export class EdgeAgent {
     return this.link?.connected ?? false;
   }
 
+  /** Port of the /metrics endpoint (undefined when disabled). */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
+  }
+
   /** Results not yet acknowledged by the results stream. */
   get resultsPending(): number {
     return this.publisher?.pending ?? 0;
-  }
-
-  private result(ctx: FrameContext, d: LocalAnswer, tier: 'edge' | 'cloud', outcome: Outcome, bytes = 0): EdgeResult {
-    return {
-      frame: ctx.frame.id,
-      edge: this.options.id,
-      sequence: ctx.sequence,
-      ...(ctx.frame.label !== undefined ? { label: ctx.frame.label } : {}),
-      class: d.classIndex,
-      name: this.model.manifest.classes[d.classIndex] ?? '',
-      confidence: d.confidence,
-      exit: d.exit,
-      tier,
-      outcome,
-      latency_ms: performance.now() - ctx.started,
-      offload_bytes: bytes,
-      model_version: this.model.manifest.version,
-    };
-  }
-
-  private errorResult(ctx: FrameContext, err: Error): EdgeResult {
-    this.log('frame_error', { frame: ctx.frame.id, error: err.message });
-    return {
-      ...this.result(ctx, { classIndex: -1, confidence: 0, exit: -1 }, 'edge', 'error'),
-      name: '',
-      error: err.message,
-    };
-  }
-
-  private publish(r: EdgeResult): void {
-    if (!this.publisher) return;
-    const msg: FrameResultMessage = {
-      frameId: r.frame,
-      edgeId: r.edge,
-      classIndex: r.class,
-      label: r.name,
-      confidence: r.confidence,
-      exit: r.exit,
-      tier: r.tier,
-      outcome: r.outcome,
-      latencyMs: r.latency_ms,
-      offloadBytes: r.offload_bytes,
-      modelVersion: r.model_version,
-      capturedUnixMs: Date.now(),
-      error: r.error ?? r.fallback_reason ?? '',
-      runId: this.runId,
-      sequence: r.sequence,
-    };
-    const id = resultMessageId(this.options.id, this.runId, r.sequence);
-    this.publisher.publish(id, subjects.results(this.options.id), v1.FrameResult.encode(msg).finish());
   }
 
   private acquireSlot(): Promise<void> {
@@ -366,11 +220,10 @@ export class EdgeAgent {
     await Promise.all(this.pending);
     if (this.publisher) {
       const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
-      if (!flushed)
-        this.log('results_kept_in_outbox', {
-          results: this.publisher.pending,
-          dir: this.options.outbox.dir ?? 'memory (lost)',
-        });
+      if (!flushed) {
+        const dir = this.options.outbox.dir ?? 'memory (lost)';
+        this.log('results_kept_in_outbox', { results: this.publisher.pending, dir });
+      }
       this.publisher.close();
     }
     await this.link?.close();

@@ -1,5 +1,6 @@
 /** @cascade/edge: the edge agent. */
 export { EdgeAgent, type EdgeResult, type EdgeState, type Outcome } from './agent.js';
+export type { FrameContext } from './frame.js';
 export { liveRoutes, type LiveSummary } from './live.js';
 export { EdgeMetrics } from './metrics.js';
 export {

@@ -1,0 +1,167 @@
+// What happens to a frame: the edge stages until an exit is confident; otherwise an offload to the cloud, and on any
+// failure of it the best local exit (a fallback). Every path ends in one EdgeResult, built from the frame's context.
+import { resultMessageId, subjects, v1 } from '@cascade/proto';
+import { decide, exitsHere, type Feeds, type Log, type ModelDir, type StageRunner } from '@cascade/runtime';
+import type { EdgeMetrics } from './metrics.js';
+import type { FallbackReason, LocalAnswer, Offloader } from './offload.js';
+import type { Frame } from './sources.js';
+
+export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
+
+/** The one result every frame yields. */
+export interface EdgeResult {
+  frame: string;
+  edge: string;
+  /** n-th frame this agent took in (from 1); with the agent's run id it names the result in the results stream. */
+  sequence: number;
+  /** Ground truth, when the source has it. */
+  label?: number;
+  class: number;
+  /** The class's name. */
+  name: string;
+  confidence: number;
+  exit: number;
+  tier: 'edge' | 'cloud';
+  outcome: Outcome;
+  latency_ms: number;
+  offload_bytes: number;
+  /** Why a hard frame was answered locally. */
+  fallback_reason?: FallbackReason;
+  worker?: string;
+  error?: string;
+  model_version: string;
+}
+
+/** One frame on its way through the agent. */
+export interface FrameContext {
+  frame: Frame;
+  sequence: number;
+  started: number;
+}
+
+/** After the edge stages: the exit that ended the frame, or the best local answer and the state to offload. */
+export type LocalOutcome = { exited: LocalAnswer } | { best: LocalAnswer; state: Feeds };
+
+/** The steps of a frame, shared by every frame of one agent. */
+export class FramePath {
+  constructor(
+    private readonly edgeId: string,
+    private readonly runId: string,
+    private readonly model: ModelDir,
+    private readonly split: number,
+    private readonly thresholds: number[],
+    private readonly runner: StageRunner,
+    private readonly offloader: Offloader,
+    private readonly metrics: EdgeMetrics,
+    private readonly log: Log,
+  ) {}
+
+  /** Edge stages 0..split-1, leaving at the first exit whose confidence reaches its threshold. */
+  async local(frame: Frame): Promise<LocalOutcome> {
+    const m = this.model.manifest;
+    let carried: Feeds = {};
+    let best: LocalAnswer | undefined;
+    for (let s = 0; s < this.split; s++) {
+      const stage = m.stages[s]!;
+      const feeds: Feeds = { image: { data: frame.pixels.slice(), dims: [1, ...m.input.shape] } };
+      for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
+      const { outputs, computeMs } = await this.runner.run(s, feeds);
+      this.metrics.stageSeconds.observe({ stage: String(s) }, computeMs / 1000);
+      for (const e of stage.exits) {
+        best = { ...decide(outputs[m.exits[e]!.output]!.data as Float32Array), exit: e };
+        if (exitsHere(e, best.confidence, this.thresholds)) return { exited: best };
+      }
+      carried = outputs;
+    }
+    return { best: best!, state: carried };
+  }
+
+  /** Offloads a hard frame; its result is the cloud's answer, or the best local one with the fallback's reason. */
+  async offload(
+    ctx: FrameContext,
+    best: LocalAnswer,
+    state: Feeds,
+    reachable: (up: boolean) => void,
+  ): Promise<EdgeResult> {
+    const { request, bytes } = this.offloader.build(ctx.frame.pixels, best, state);
+    this.metrics.inflight.inc();
+    const sent = performance.now();
+    const out = await this.offloader.send(request, bytes).finally(() => this.metrics.inflight.dec());
+    if (out.bytes > 0) {
+      this.metrics.offloadBytes.observe(out.bytes);
+      const label = out.kind === 'answered' ? 'ok' : out.reason;
+      this.metrics.offloadSeconds.observe({ result: label }, (performance.now() - sent) / 1000);
+    }
+    if (out.kind === 'answered') {
+      reachable(true);
+      return { ...this.result(ctx, out.answer, 'cloud', 'offloaded', out.bytes), worker: out.worker };
+    }
+    if (out.reason === 'timeout' || out.reason === 'no_responders' || out.reason === 'disconnected') reachable(false);
+    if (out.reason === 'too_large') this.log('offload_too_large', { frame: ctx.frame.id, detail: out.detail });
+    const quiet = out.reason === 'timeout' || out.reason === 'no_responders'; // their reason says it all
+    return {
+      ...this.result(ctx, best, 'edge', 'fallback', out.bytes),
+      fallback_reason: out.reason,
+      ...(out.detail && !quiet ? { error: out.detail } : {}),
+    };
+  }
+
+  result(ctx: FrameContext, d: LocalAnswer, tier: 'edge' | 'cloud', outcome: Outcome, bytes = 0): EdgeResult {
+    const m = this.model.manifest;
+    return {
+      frame: ctx.frame.id,
+      edge: this.edgeId,
+      sequence: ctx.sequence,
+      ...(ctx.frame.label !== undefined ? { label: ctx.frame.label } : {}),
+      class: d.classIndex,
+      name: m.classes[d.classIndex] ?? '',
+      confidence: d.confidence,
+      exit: d.exit,
+      tier,
+      outcome,
+      latency_ms: performance.now() - ctx.started,
+      offload_bytes: bytes,
+      model_version: m.version,
+    };
+  }
+
+  /** A frame that could not be processed at all (inference failed): still one result, with the error. */
+  errorResult(ctx: FrameContext, err: Error): EdgeResult {
+    this.log('frame_error', { frame: ctx.frame.id, error: err.message });
+    const r = this.result(ctx, { classIndex: -1, confidence: 0, exit: -1 }, 'edge', 'error');
+    return { ...r, name: '', error: err.message };
+  }
+
+  /** Counts a result in the metrics. */
+  observe(r: EdgeResult): void {
+    this.metrics.frames.inc({ outcome: r.outcome });
+    this.metrics.frameSeconds.observe({ outcome: r.outcome }, r.latency_ms / 1000);
+    if (r.fallback_reason) this.metrics.fallbacks.inc({ reason: r.fallback_reason });
+    if (r.exit >= 0) {
+      this.metrics.exits.inc({ exit: String(r.exit), tier: r.tier });
+      this.metrics.confidence.observe({ tier: r.tier }, r.confidence);
+    }
+  }
+
+  /** The result as the results stream keeps it: its de-duplication id, subject and FrameResult bytes. */
+  wire(r: EdgeResult, capturedUnixMs: number): { id: string; subject: string; data: Uint8Array } {
+    const data = v1.FrameResult.encode({
+      frameId: r.frame,
+      edgeId: r.edge,
+      runId: this.runId,
+      sequence: r.sequence,
+      classIndex: r.class,
+      label: r.name,
+      confidence: r.confidence,
+      exit: r.exit,
+      tier: r.tier,
+      outcome: r.outcome,
+      latencyMs: r.latency_ms,
+      offloadBytes: r.offload_bytes,
+      modelVersion: r.model_version,
+      capturedUnixMs,
+      error: r.error ?? r.fallback_reason ?? '',
+    }).finish();
+    return { id: resultMessageId(r.edge, this.runId, r.sequence), subject: subjects.results(r.edge), data };
+  }
+}
