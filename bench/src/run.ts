@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The benchmark suite: writes bench/results/latest.json and latest.md (`--smoke`: a short run that checks the harness).
 import { startNatsServer } from '@cascade/demo';
-import { loadModelDir, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { loadModelDir } from '@cascade/runtime';
+import { parseFlags, usage, type Flag } from '@cascade/service';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';

@@ -3,7 +3,7 @@
 // for N minutes. Samples each process's resident memory and the frames done; reports memory growth per 100,000
 // frames after warm-up. Writes bench/results/soak.json and .md (bench/plot.py soak.json draws soak-rss.png).
 import { startNatsServer, startWorker, stopChild, track } from '@cascade/demo';
-import { parseFlags, usage, type Flag } from '@cascade/runtime';
+import { parseFlags, usage, type Flag } from '@cascade/service';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';

@@ -1,14 +1,6 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
-import {
-  isMain,
-  NATS_AUTH_FLAGS,
-  natsAuthFromFlags,
-  numberFlag,
-  parseFlags,
-  usage,
-  type Flag,
-} from '@cascade/runtime';
+import { isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/service';
 import { exitStatus } from '@cascade/proto';
 import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';

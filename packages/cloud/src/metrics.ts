@@ -1,4 +1,4 @@
-import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/runtime';
+import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 

@@ -1,4 +1,5 @@
-import { EXECUTION_PROVIDERS, type ExecutionProvider, type NatsAuth } from '@cascade/runtime';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '@cascade/runtime';
+import { type NatsAuth } from '@cascade/service';
 import { hostname } from 'node:os';
 import { ConfigError } from '@cascade/proto';
 

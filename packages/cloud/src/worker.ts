@@ -1,15 +1,6 @@
 import { CascadeError, clip, ERROR_CODES, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
-import {
-  ensureResultsStream,
-  loadModelDir,
-  NatsLink,
-  operatingPoint,
-  serveMetrics,
-  StageRunner,
-  type Log,
-  type MetricsServer,
-  type ModelDir,
-} from '@cascade/runtime';
+import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
+import { ensureResultsStream, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Batcher, type Outcome } from './batcher.js';
@@ -25,9 +16,6 @@ export type WorkerCounts = Record<string, number>;
 
 /** Longest error message a reply carries. */
 const MAX_ERROR_MESSAGE = 300;
-
-const stderrLog: Log = (event, fields) =>
-  process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
 /**
  * A cloud worker: a NATS service endpoint on cascade.v1.infer.<model> in a queue group. `create()` loads the model

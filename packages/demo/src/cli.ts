@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // cascade-demo: nats-server + cloud workers + one edge agent over the bundled CIFAR-10 samples, then a summary.
 import { formatSummary } from '@cascade/edge';
-import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/runtime';
+import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/service';
 import { exitStatus } from '@cascade/proto';
 import { fileURLToPath } from 'node:url';
 import { runDemo, type DemoOptions } from './demo.js';

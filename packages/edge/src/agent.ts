@@ -1,14 +1,6 @@
 import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
-import {
-  loadModelDir,
-  NatsLink,
-  operatingPoint,
-  serveMetrics,
-  StageRunner,
-  type Log,
-  type MetricsServer,
-  type ModelDir,
-} from '@cascade/runtime';
+import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
+import { NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
 import { liveRoutes } from './live.js';
@@ -23,9 +15,6 @@ export type { EdgeResult, Outcome } from './frame.js';
 
 /** `running` until close(); `closing` while it finishes offloads and flushes results; then `closed`. */
 export type EdgeState = 'running' | 'closing' | 'closed';
-
-const stderrLog: Log = (event, fields) =>
-  process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), event, ...fields })}\n`);
 
 /**
  * An edge agent: runs stages 0..split-1 in a worker thread, ends a frame at the first confident exit, and offloads

@@ -9,7 +9,7 @@ import {
   parseFlags,
   usage,
   type Flag,
-} from '@cascade/runtime';
+} from '@cascade/service';
 import { exitStatus } from '@cascade/proto';
 import { createWriteStream } from 'node:fs';
 import { homedir, hostname } from 'node:os';

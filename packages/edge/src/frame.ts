@@ -1,7 +1,8 @@
 // What happens to a frame: the edge stages until an exit is confident; otherwise an offload to the cloud, and on any
 // failure of it the best local exit (a fallback). Every path ends in one EdgeResult, built from the frame's context.
 import { resultMessageId, subjects, v1 } from '@cascade/proto';
-import { decide, exitsHere, type Feeds, type Log, type ModelDir, type StageRunner } from '@cascade/runtime';
+import { decide, exitsHere, type Feeds, type ModelDir, type StageRunner } from '@cascade/runtime';
+import { type Log } from '@cascade/service';
 import type { EdgeMetrics } from './metrics.js';
 import type { FallbackReason, LocalAnswer, Offloader } from './offload.js';
 import type { Frame } from './sources.js';

@@ -16,4 +16,4 @@ export { FALLBACK_REASONS, requestFailure, type FallbackReason } from './offload
 export { DEFAULT_OUTBOX, Outbox, type OutboxEntry, type OutboxOptions } from './outbox.js';
 export { frameResultJson, readResults, ResultsPublisher, type FrameResult, type ResultStats } from './results.js';
 export { QuantileSketch } from './sketch.js';
-export { ensureResultsStream } from '@cascade/runtime';
+export { ensureResultsStream } from '@cascade/service';

@@ -1,4 +1,4 @@
-import type { Route } from '@cascade/runtime';
+import type { Route } from '@cascade/service';
 import type { Registry } from 'prom-client';
 
 /** What the live view shows, computed from the agent's own metrics. */

@@ -1,4 +1,4 @@
-import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/runtime';
+import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/service';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** An edge agent's Prometheus metrics (names are part of the contract; see the package README). */

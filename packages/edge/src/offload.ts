@@ -9,7 +9,8 @@ import {
   type InferReply,
   type TensorMessage,
 } from '@cascade/proto';
-import { carriedOutputs, type Feeds, type Manifest, type NatsLink } from '@cascade/runtime';
+import { carriedOutputs, type Feeds, type Manifest } from '@cascade/runtime';
+import { type NatsLink } from '@cascade/service';
 import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { randomUUID } from 'node:crypto';
 import type { CompiledEdgeOptions } from './options.js';

@@ -1,5 +1,6 @@
 import { ConfigError, ENCODINGS, type Encoding } from '@cascade/proto';
-import { BACKENDS, type Backend, type NatsAuth } from '@cascade/runtime';
+import { BACKENDS, type Backend } from '@cascade/runtime';
+import { type NatsAuth } from '@cascade/service';
 import { hostname } from 'node:os';
 import { DEFAULT_OUTBOX, type OutboxOptions } from './outbox.js';
 

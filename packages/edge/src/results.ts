@@ -1,5 +1,5 @@
 import { RESULTS_STREAM, v1 } from '@cascade/proto';
-import { ensureResultsStream, type Log, type NatsLink } from '@cascade/runtime';
+import { ensureResultsStream, type Log, type NatsLink } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   AckPolicy,

@@ -109,7 +109,7 @@ export class NatsLink {
       reconnectTimeWait: RECONNECT_WAIT_MS,
       reconnectJitter: RECONNECT_JITTER_MS,
       reconnectJitterTLS: RECONNECT_JITTER_MS,
-      ...(natsConnectOptions(this.options.auth) as ConnectionOptions),
+      ...natsConnectOptions(this.options.auth),
     };
   }
 

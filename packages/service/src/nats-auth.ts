@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from '@nats-io/transport-node';
 import type { Flag } from './flags.js';
 
 /** How a part authenticates to NATS and secures the connection. Secrets never reach logs. */
@@ -56,9 +57,9 @@ export function natsAuthFromFlags(v: AuthValues): NatsAuth {
   return auth;
 }
 
-/** Options for nats.js `connect()` (the transport's user, pass, token, tls and inboxPrefix fields). */
-export function natsConnectOptions(auth: NatsAuth = {}): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
+/** Options for nats.js `connect()`: user, pass, token, tls and inboxPrefix. */
+export function natsConnectOptions(auth: NatsAuth = {}): Partial<ConnectionOptions> {
+  const o: Partial<ConnectionOptions> = {};
   if (auth.user) o.user = auth.user;
   const pass = auth.password ?? (auth.passwordFile ? readFileSync(auth.passwordFile, 'utf8').trim() : undefined);
   if (pass !== undefined) o.pass = pass;
