@@ -35,7 +35,6 @@ export async function realRequests(
       image: imageTensor(images.slice(i * pixels, (i + 1) * pixels), m.input.shape),
       state,
       deadlineUnixMs: Date.now() + 24 * 3600_000,
-      edgeExit: 1,
       thresholds: never, // a deadline is required; these are reused for hours at most
     };
     return v1.InferRequest.encode(req).finish();

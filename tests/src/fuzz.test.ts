@@ -98,7 +98,7 @@ function kinds(m: ModelDir) {
     nan_elsewhere: (r: ReturnType<typeof rng>) => {
       const thresholds = [...base(r).thresholds!];
       if (r.next() < 0.5) thresholds[r.int(thresholds.length)] = r.pick(NON_FINITE);
-      return encodeRequest(base(r, { thresholds, edgeConfidence: r.next() < 0.5 ? r.pick(NON_FINITE) : 0.5 }));
+      return encodeRequest(base(r, { thresholds }));
     },
     huge_shape: (r: ReturnType<typeof rng>) => {
       const s = stateSpec();

@@ -84,7 +84,6 @@ export function validRequest(m: ModelDir, overrides: Partial<InferRequestMessage
     image: imageTensor(sampleImage(0), man.input.shape),
     state,
     deadlineUnixMs: Date.now() + 30_000,
-    edgeExit: 1,
     thresholds: operatingPoint(man).thresholds,
     ...overrides,
   };

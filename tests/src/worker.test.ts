@@ -90,7 +90,7 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
     expect(r.code).toBeUndefined();
     expect(r.requestId).toBe('ok-1');
     expect(r.prediction?.exit).toBeGreaterThanOrEqual(2);
-    expect(r.prediction?.label).toBe(m.manifest.classes[r.prediction!.classIndex!]);
+    expect(r.prediction?.className).toBe(m.manifest.classes[r.prediction!.classIndex!]);
     expect(worker.process.exitCode).toBeNull();
   });
 

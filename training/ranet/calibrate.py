@@ -115,10 +115,10 @@ def operating_points(val_probs: np.ndarray, val_labels: np.ndarray, exit_macs: l
     out = []
     for name, drop in drops.items():
         ok = [c for c in candidates if c[0].accuracy >= last_acc - drop]
-        outcome, q, t = min(ok, key=lambda c: c[0].expected_macs)
+        chosen, q, t = min(ok, key=lambda c: c[0].expected_macs)
         out.append({
             "name": name, "thresholds": [float(x) for x in t], "q": q, "max_drop": drop,
-            "val_accuracy": outcome.accuracy, "expected_macs": outcome.expected_macs,
-            "edge_exit_rate": outcome.edge_exit_rate(edge_exits), "exit_fractions": outcome.exit_fractions,
+            "val_accuracy": chosen.accuracy, "expected_macs": chosen.expected_macs,
+            "edge_exit_rate": chosen.edge_exit_rate(edge_exits), "exit_fractions": chosen.exit_fractions,
         })
     return out

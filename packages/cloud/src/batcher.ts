@@ -3,7 +3,7 @@ import { decide, exitsHere, softmax, type Feeds, type Manifest, type StageRunner
 import type { ValidRequest } from './validate.js';
 
 /** What a request ends with: a prediction or a coded error. Exactly one per request. */
-export type Outcome =
+export type JobReply =
   | {
       kind: 'prediction';
       classIndex: number;
@@ -19,7 +19,7 @@ export type Outcome =
 export interface Job {
   req: ValidRequest;
   enqueuedAt: number;
-  reply: (o: Outcome) => void;
+  reply: (o: JobReply) => void;
 }
 
 export interface BatcherOptions {

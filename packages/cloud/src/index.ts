@@ -1,5 +1,5 @@
 /** @cascade/cloud: the cloud worker. */
-export { Batcher, type BatchObserver, type BatcherOptions, type Job, type Outcome } from './batcher.js';
+export { Batcher, type BatchObserver, type BatcherOptions, type Job, type JobReply } from './batcher.js';
 export { natsStats, WorkerMetrics } from './metrics.js';
 export { RequestError } from './errors.js';
 export {

@@ -76,13 +76,7 @@ export function peekRequestId(data: Uint8Array): string {
 }
 
 /** Decodes and checks a request against the manifest; throws RequestError with a stable code and a short message. */
-export function validateRequest(
-  data: Uint8Array,
-  m: Manifest,
-  maxBytes: number,
-  defaultThresholds: readonly number[],
-  now = Date.now(),
-): ValidRequest {
+export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number, now = Date.now()): ValidRequest {
   if (data.byteLength > maxBytes) {
     throw new RequestError(ErrorCode.TOO_LARGE, `request of ${data.byteLength} bytes exceeds the limit of ${maxBytes}`);
   }
@@ -119,9 +113,8 @@ export function validateRequest(
   if (first >= m.stages.length) {
     throw new RequestError(ErrorCode.BAD_REQUEST, `first_stage ${first} out of range 0..${m.stages.length - 1}`);
   }
-  if (!Number.isFinite(req.edgeConfidence))
-    throw new RequestError(ErrorCode.BAD_REQUEST, 'edge_confidence must be finite');
-  const thresholds = req.thresholds.length > 0 ? req.thresholds.map(Number) : [...defaultThresholds];
+  // Required: the cloud exits apply the edge's operating point, never one the worker picks for it.
+  const thresholds = req.thresholds.map(Number);
   if (thresholds.length !== m.exits.length || thresholds.some((t) => !Number.isFinite(t))) {
     throw new RequestError(
       ErrorCode.BAD_REQUEST,

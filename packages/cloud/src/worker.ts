@@ -1,9 +1,9 @@
 import { CascadeError, clip, ERROR_CODES, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
-import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
+import { loadModelDir, StageRunner, type ModelDir } from '@cascade/runtime';
 import { ensureResultsStream, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Batcher, type Outcome } from './batcher.js';
+import { Batcher, type JobReply } from './batcher.js';
 import { WorkerMetrics } from './metrics.js';
 import { RequestError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
@@ -39,7 +39,6 @@ export class CloudWorker {
     private readonly nc: NatsConnection,
     private readonly runner: StageRunner,
     private readonly batcher: Batcher,
-    private readonly defaultThresholds: number[],
     private readonly log: Log,
     readonly metrics: WorkerMetrics,
   ) {
@@ -81,8 +80,7 @@ export class CloudWorker {
       },
       stage: (stage, seconds) => metrics.computeSeconds.observe({ stage: String(stage) }, seconds),
     });
-    const thresholds = operatingPoint(m).thresholds;
-    const worker = new CloudWorker(o, model, link, nc, runner, batcher, thresholds, log, metrics);
+    const worker = new CloudWorker(o, model, link, nc, runner, batcher, log, metrics);
     // Closed for good (not by shutdown): stop, so that the CLI exits non-zero and an orchestrator restarts it.
     void link.lost.then((err) => worker.fail(err));
     return worker;
@@ -171,7 +169,7 @@ export class CloudWorker {
   private handle(msg: ServiceMsg): void {
     const enqueuedAt = performance.now();
     let replied = false;
-    const reply = (o: Outcome, requestId: string) => {
+    const reply = (o: JobReply, requestId: string) => {
       if (replied) return;
       replied = true;
       const status = o.kind === 'prediction' ? 'ok' : o.code;
@@ -206,7 +204,7 @@ export class CloudWorker {
       return;
     }
     try {
-      const req = validateRequest(msg.data, this.model.manifest, this.options.maxRequestBytes, this.defaultThresholds);
+      const req = validateRequest(msg.data, this.model.manifest, this.options.maxRequestBytes);
       this.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId) });
     } catch (err) {
       const e = err instanceof RequestError ? err : new RequestError(ErrorCode.INTERNAL, (err as Error).message);
@@ -235,7 +233,7 @@ export class CloudWorker {
   }
 }
 
-function toReply(o: Outcome, requestId: string, workerId: string, classes: string[]): InferReplyMessage {
+function toReply(o: JobReply, requestId: string, workerId: string, classes: string[]): InferReplyMessage {
   if (o.kind === 'error') {
     return { requestId, workerId, error: { code: v1.ErrorCode[o.code], message: clip(o.message, MAX_ERROR_MESSAGE) } };
   }
@@ -244,7 +242,7 @@ function toReply(o: Outcome, requestId: string, workerId: string, classes: strin
     workerId,
     prediction: {
       classIndex: o.classIndex,
-      label: classes[o.classIndex] ?? '',
+      className: classes[o.classIndex] ?? '',
       confidence: o.confidence,
       exit: o.exit,
       probabilities: o.probabilities ?? [],

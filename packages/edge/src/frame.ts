@@ -18,8 +18,8 @@ export interface EdgeResult {
   /** Ground truth, when the source has it. */
   label?: number;
   class: number;
-  /** The class's name. */
-  name: string;
+  /** The predicted class's name (`label` is the ground truth). */
+  class_name: string;
   confidence: number;
   exit: number;
   tier: 'edge' | 'cloud';
@@ -115,7 +115,7 @@ export class FramePath {
       sequence: ctx.sequence,
       ...(ctx.frame.label !== undefined ? { label: ctx.frame.label } : {}),
       class: d.classIndex,
-      name: m.classes[d.classIndex] ?? '',
+      class_name: m.classes[d.classIndex] ?? '',
       confidence: d.confidence,
       exit: d.exit,
       tier,
@@ -130,7 +130,7 @@ export class FramePath {
   errorResult(ctx: FrameContext, err: Error): EdgeResult {
     this.log('frame_error', { frame: ctx.frame.id, error: err.message });
     const r = this.result(ctx, { classIndex: -1, confidence: 0, exit: -1 }, 'edge', 'error');
-    return { ...r, name: '', error: err.message };
+    return { ...r, class_name: '', error: err.message };
   }
 
   /** Counts a result in the metrics. */
@@ -152,7 +152,7 @@ export class FramePath {
       runId: this.runId,
       sequence: r.sequence,
       classIndex: r.class,
-      label: r.name,
+      className: r.class_name,
       confidence: r.confidence,
       exit: r.exit,
       tier: r.tier,

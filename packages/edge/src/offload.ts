@@ -71,9 +71,6 @@ export class Offloader {
       image: imageTensor(pixels, m.input.shape),
       state,
       deadlineUnixMs: Date.now() + this.options.timeoutMs,
-      edgeExit: best.exit,
-      edgeConfidence: best.confidence,
-      edgeClass: best.classIndex,
       thresholds: this.thresholds,
     }).finish();
     return { request, bytes };

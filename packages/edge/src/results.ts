@@ -156,7 +156,7 @@ export function frameResultJson(r: FrameResult): Record<string, unknown> {
     run_id: r.runId,
     sequence: Number(r.sequence),
     class_index: r.classIndex,
-    label: r.label,
+    class_name: r.className,
     confidence: r.confidence,
     exit: r.exit,
     tier: r.tier,

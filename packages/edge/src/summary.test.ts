@@ -9,7 +9,7 @@ function result(over: Partial<EdgeResult>): EdgeResult {
     edge: 'e',
     sequence: 1,
     class: 1,
-    name: 'x',
+    class_name: 'x',
     confidence: 0.9,
     exit: 0,
     tier: 'edge',

@@ -16,9 +16,6 @@ describe('wire - requests', () => {
       image: imageTensor(new Uint8Array(12).fill(7), [3, 2, 2]),
       state: [toWireTensor('state0', enc)],
       deadlineUnixMs: 1_800_000_000_000,
-      edgeExit: 1,
-      edgeConfidence: 0.5,
-      edgeClass: 3,
     }).finish();
     const back = v1.InferRequest.decode(req);
     expect(back.requestId).toBe('r1');
