@@ -1,6 +1,7 @@
 """The exported stage graphs, chained in onnxruntime, against PyTorch on real images."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,17 @@ def test_cascade_refuses_an_unknown_operating_point(model_dir):
 
     with pytest.raises(KeyError, match="balanced"):
         ModelDir.load(model_dir).thresholds("turbo")
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "models" / "manifest.schema.json"
+
+
+def test_manifest_conforms_to_the_shared_schema(model_dir):
+    """The JSON Schema TypeScript checks too: the exported manifest and the committed default both conform."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    for path in (model_dir / "manifest.json", SCHEMA.parent / "ranet-cifar10" / "manifest.json"):
+        found = validator.iter_errors(json.loads(path.read_text()))
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found]
+        assert errors == [], path
