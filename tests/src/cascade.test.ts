@@ -10,16 +10,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricValue, MODEL, natsForTests, PYTHON, REPO, SAMPLES, type TestNats } from './harness.js';
 
 let nats: TestNats;
-const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   nats = await natsForTests();
 });
 
 afterAll(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop('SIGKILL')));
   await nats?.stop();
 });
+
+/** Two workers for the tests of one describe block, stopped after them (each block starts its own). */
+function twoWorkers(ids: [string, string]): WorkerProcess[] {
+  const workers: WorkerProcess[] = [];
+  beforeAll(async () => {
+    for (const id of ids)
+      workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
+  });
+  afterAll(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.stop('SIGKILL')));
+  });
+  return workers;
+}
 
 interface RunOptions extends Partial<EdgeOptions> {
   limit?: number;
@@ -109,9 +120,9 @@ function mismatches(ref: { exit: number; class: number; tier: string }[], result
 }
 
 describe('cascade - edge agent and two workers over NATS', () => {
+  twoWorkers(['w1', 'w2']);
+
   it('every frame gets one result equal to the Python reference (same exit, same class)', async () => {
-    workers.push(await startWorker({ model: MODEL, nats: nats.url, id: 'w1', extra: ['--threads', '1'] }));
-    workers.push(await startWorker({ model: MODEL, nats: nats.url, id: 'w2', extra: ['--threads', '1'] }));
     const op = 'accurate';
     const watcher = await connect({ servers: nats.url });
     const published: { frameId: string; outcome: string; tier: string }[] = [];
@@ -168,9 +179,12 @@ describe('cascade - edge agent and two workers over NATS', () => {
     for (const r of offloaded) expect(r.offload_bytes).toBe(3072);
     expect(mismatches(pythonReference('accurate', 'fp32').slice(0, 500), results)).toEqual([]);
   });
+});
 
-  it('a worker killed mid-run loses no frame: its in-flight frames fall back', async () => {
-    expect(workers).toHaveLength(2);
+describe('cascade - a worker killed mid-run', () => {
+  const workers = twoWorkers(['k1', 'k2']);
+
+  it('loses no frame: its in-flight frames fall back, the other worker goes on', async () => {
     const victim = workers[0]!;
     let killed = false;
     const { frames, results } = await runEdge({
@@ -192,12 +206,12 @@ describe('cascade - edge agent and two workers over NATS', () => {
     // The surviving worker keeps answering after the kill.
     const late = results.slice(400).filter((r) => r.outcome === 'offloaded');
     expect(late.length).toBeGreaterThan(0);
-    expect(new Set(late.map((r) => r.worker))).toEqual(new Set(['w2']));
-    workers.shift();
+    expect(new Set(late.map((r) => r.worker))).toEqual(new Set(['k2']));
   });
+});
 
-  it('no workers: every hard frame falls back at once with no_responders', async () => {
-    await Promise.all(workers.splice(0).map((w) => w.stop()));
+describe('cascade - no workers', () => {
+  it('every hard frame falls back at once with no_responders', async () => {
     const { results } = await runEdge({ operatingPoint: 'accurate', timeoutMs: 60_000, limit: 300 });
     expect(results).toHaveLength(300);
     const hard = results.filter((r) => r.outcome !== 'exited');

@@ -19,7 +19,7 @@ interface MetricJson {
 }
 
 /** A quantile from cumulative histogram buckets (linear inside the bucket, as Prometheus does). */
-function quantile(buckets: { le: number; count: number }[], q: number): number | null {
+export function quantile(buckets: { le: number; count: number }[], q: number): number | null {
   const total = buckets.at(-1)?.count ?? 0;
   if (total === 0) return null;
   const rank = q * total;

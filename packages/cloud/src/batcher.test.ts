@@ -1,0 +1,89 @@
+import { ErrorCode } from '@cascade/proto';
+import { carriedOutputs, loadModelDir, operatingPoint, StageRunner } from '@cascade/runtime';
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Batcher, type Job, type JobReply } from './batcher.js';
+import type { ValidRequest } from './validate.js';
+
+const REPO = new URL('../../../', import.meta.url).pathname;
+const model = await loadModelDir(`${REPO}models/ranet-cifar10`);
+const m = model.manifest;
+const runner = await StageRunner.create(model, { threads: 1 });
+const samples = readFileSync(`${REPO}samples/cifar10-test-1000.bin`);
+const image = (i: number) => new Uint8Array(samples.subarray(i * 3073 + 1, (i + 1) * 3073));
+const never = m.exits.map((_, i) => (i === m.exits.length - 1 ? 0 : 2)); // every frame to the last exit
+
+afterAll(() => runner.close());
+
+function request(i: number, over: Partial<ValidRequest> = {}): ValidRequest {
+  return {
+    requestId: `r${i}`, edgeId: 'e', firstStage: 0, image: image(i), state: new Map(),
+    deadlineUnixMs: Date.now() + 30_000, returnProbabilities: false, thresholds: operatingPoint(m).thresholds, ...over,
+  }; // prettier-ignore
+}
+
+/** Submits requests and resolves with every reply, in submission order, once each has one. */
+function submitAll(b: Batcher, reqs: ValidRequest[]): Promise<JobReply[][]> {
+  const replies = reqs.map(() => [] as JobReply[]);
+  return new Promise((resolve) => {
+    let left = reqs.length;
+    reqs.forEach((req, i) => {
+      const job: Job = {
+        req,
+        enqueuedAt: performance.now(),
+        reply: (o) => {
+          replies[i]!.push(o);
+          if (replies[i]!.length === 1 && --left === 0) setTimeout(() => resolve(replies), 50); // late doubles show
+        },
+      };
+      b.submit(job);
+    });
+  });
+}
+
+const batchSizes = (rs: JobReply[][]) => rs.map((r) => (r[0]!.kind === 'prediction' ? r[0]!.batchSize : 0));
+
+describe('batcher - batches, bounds and deadlines', () => {
+  it('requests that arrive together share one batch, up to max batch, and each gets exactly one reply', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 4, maxDelayMs: 50, queueLimit: 64 });
+    const replies = await submitAll(
+      b,
+      Array.from({ length: 10 }, (_, i) => request(i, { thresholds: never })),
+    );
+    expect(replies.every((r) => r.length === 1 && r[0]!.kind === 'prediction')).toBe(true);
+    expect(batchSizes(replies)).toEqual([4, 4, 4, 4, 4, 4, 4, 4, 2, 2]);
+    for (const r of replies) expect((r[0] as { exit: number }).exit).toBe(m.exits.length - 1);
+    await b.idle();
+  });
+
+  it('a lone request waits at most max delay for company', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 32, maxDelayMs: 20, queueLimit: 64 });
+    const reply = (await submitAll(b, [request(0)]))[0]![0];
+    expect(reply).toMatchObject({ kind: 'prediction', batchSize: 1 });
+    expect((reply as { queueMs: number }).queueMs).toBeGreaterThanOrEqual(19);
+  });
+
+  it('a full queue answers OVERLOADED at once; an expired request gets EXPIRED without compute', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 30, queueLimit: 2 });
+    const replies = await submitAll(b, [request(0), request(1, { deadlineUnixMs: Date.now() + 5 }), request(2)]);
+    expect(replies[2]![0]).toMatchObject({ kind: 'error', code: ErrorCode.OVERLOADED });
+    expect(replies[1]![0]).toMatchObject({ kind: 'error', code: ErrorCode.EXPIRED });
+    expect(replies[0]![0]).toMatchObject({ kind: 'prediction', batchSize: 1 });
+  });
+
+  it('requests for different first stages run in separate batches, with the same answers as alone', async () => {
+    const stage0 = await runner.run(0, { image: { data: image(5), dims: [1, ...m.input.shape] } });
+    const state = new Map(
+      carriedOutputs(m, 0).map((spec) => [spec.name, stage0.outputs[spec.name]!.data as Float32Array] as const),
+    );
+    const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 30, queueLimit: 64 });
+    const both = await submitAll(b, [
+      request(5, { thresholds: never }),
+      request(5, { thresholds: never, firstStage: 1, state }),
+    ]);
+    expect(batchSizes(both)).toEqual([1, 1]);
+    const [fromImage, fromState] = both.map((r) => r[0] as { classIndex: number; confidence: number });
+    expect(fromState!.classIndex).toBe(fromImage!.classIndex);
+    expect(fromState!.confidence).toBeCloseTo(fromImage!.confidence, 5);
+  });
+});
