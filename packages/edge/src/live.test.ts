@@ -16,7 +16,23 @@ describe('live view - quantiles from histogram buckets, as Prometheus computes t
   });
 
   it('is null without observations, and the highest finite bound when the rank is in +Inf', () => {
-    expect(quantile([{ le: 1, count: 0 }, { le: Number.POSITIVE_INFINITY, count: 0 }], 0.5)).toBeNull();
-    expect(quantile([{ le: 1, count: 1 }, { le: Number.POSITIVE_INFINITY, count: 5 }], 0.99)).toBe(1);
+    expect(
+      quantile(
+        [
+          { le: 1, count: 0 },
+          { le: Number.POSITIVE_INFINITY, count: 0 },
+        ],
+        0.5,
+      ),
+    ).toBeNull();
+    expect(
+      quantile(
+        [
+          { le: 1, count: 1 },
+          { le: Number.POSITIVE_INFINITY, count: 5 },
+        ],
+        0.99,
+      ),
+    ).toBe(1);
   });
 });
