@@ -12,10 +12,81 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from .codec import encode, roundtrip_batch
 from .data import Split, read_batch_file
-from .export import StageRunner, StageSpec, TensorSpec, softmax
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]  # batch dimension is -1
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    index: int
+    exits: tuple[int, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    exit_outputs: tuple[str, ...]  # the output holding each of ``exits``' logits
+
+    @property
+    def file(self) -> str:
+        return f"stage-{self.index}.onnx"
+
+
+def carried_outputs(specs: list[StageSpec], stage: int) -> list[str]:
+    """Outputs of ``stage`` that a later stage reads: its carried state, found by the chaining rule, not by name."""
+    later = {t.name for s in specs[stage + 1 :] for t in s.inputs}
+    return [t.name for t in specs[stage].outputs if t.name in later]
+
+
+class StageRunner:
+    """Runs exported stages with onnxruntime, chaining tensors by name as every runtime does."""
+
+    def __init__(self, folder: Path, specs: list[StageSpec], threads: int = 0) -> None:
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.specs = specs
+        self.sessions = [ort.InferenceSession(str(folder / s.file), opts, providers=["CPUExecutionProvider"])
+                         for s in specs]
+
+    def run_stage(self, s: int, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        spec = self.specs[s]
+        outs = self.sessions[s].run([t.name for t in spec.outputs], {t.name: feeds[t.name] for t in spec.inputs})
+        return dict(zip([t.name for t in spec.outputs], outs))
+
+    def run(self, images: np.ndarray, first: int = 0, feeds: dict[str, np.ndarray] | None = None,
+            last: int | None = None) -> dict[str, np.ndarray]:
+        """Every tensor produced by stages first..last (inclusive) for a uint8 batch."""
+        tensors = {"image": images, **(feeds or {})}
+        end = len(self.specs) - 1 if last is None else last
+        for s in range(first, end + 1):
+            tensors.update(self.run_stage(s, tensors))
+        return tensors
+
+    def logits(self, images: np.ndarray, batch: int = 500) -> np.ndarray:
+        """Logits of every exit: [exits, N, classes]."""
+        names = [n for s in self.specs for n in s.exit_outputs]
+        parts = []
+        for i in range(0, len(images), batch):
+            t = self.run(images[i : i + batch])
+            parts.append(np.stack([t[n] for n in names]))
+        return np.concatenate(parts, axis=1)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float64, as every runtime computes confidences (thresholds compare to it)."""
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -34,7 +105,8 @@ class ModelDir:
         specs = [
             StageSpec(s["index"], tuple(s["exits"]),
                       tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in s["inputs"]),
-                      tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in s["outputs"]))
+                      tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in s["outputs"]),
+                      tuple(manifest["exits"][e]["output"] for e in s["exits"]))
             for s in manifest["stages"]
         ]
         return ModelDir(path, manifest, StageRunner(path, specs, threads))
@@ -54,7 +126,7 @@ def run_cascade(model: ModelDir, images: np.ndarray, thresholds: np.ndarray, spl
     if not 1 <= split <= len(specs):
         raise ValueError(f"split {split} out of range 1..{len(specs)}")
     last_exit = len(thresholds) - 1
-    state_names = [t.name for t in specs[split - 1].outputs if not t.name.startswith("logits")]
+    state_names = carried_outputs(specs, split - 1)
     results: list[dict] = []
     for i in range(0, len(images), batch):
         x = images[i : i + batch]
@@ -63,8 +135,8 @@ def run_cascade(model: ModelDir, images: np.ndarray, thresholds: np.ndarray, spl
         def take(tensors: dict, stages: list[StageSpec], rows: np.ndarray, tier: str, nbytes: int) -> None:
             """Assigns every row that leaves at one of ``stages``' exits."""
             open_rows = np.ones(len(rows), dtype=bool)
-            for e in (e for s in stages for e in s.exits):
-                p = softmax(tensors[f"logits{e}"])
+            for e, name in ((e, n) for s in stages for e, n in zip(s.exits, s.exit_outputs)):
+                p = softmax(tensors[name])
                 conf, cls = p.max(1), p.argmax(1)
                 fire = open_rows & ((conf >= thresholds[e]) | (e == last_exit))
                 for j in np.flatnonzero(fire):

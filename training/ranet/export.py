@@ -8,40 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
+from .cascade import StageSpec, TensorSpec
 from .model import RANet, normalise
 
 OPSET = 17
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]  # batch dimension is -1
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    index: int
-    exits: tuple[int, ...]
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    @property
-    def file(self) -> str:
-        return f"stage-{self.index}.onnx"
+def exit_output(e: int) -> str:
+    """The graph output that holds exit ``e``'s logits (the manifest records it per exit)."""
+    return f"logits{e}"
 
 
 def state_names(model: RANet, stage: int) -> list[str]:
@@ -60,11 +41,11 @@ def stage_specs(model: RANet) -> list[StageSpec]:
         if s > 0:
             prev = model.subnets[s - 1].chains
             inputs += [TensorSpec(n, "float32", (-1, c, r, r)) for n, (c, r) in zip(state_names(model, s - 1), prev)]
-        outputs = [TensorSpec(f"logits{e}", "float32", (-1, cfg.num_classes)) for e in exits]
+        outputs = [TensorSpec(exit_output(e), "float32", (-1, cfg.num_classes)) for e in exits]
         if s < len(model.subnets) - 1:
             outputs += [TensorSpec(n, "float32", (-1, c, r, r))
                         for n, (c, r) in zip(state_names(model, s), subnet.chains)]
-        specs.append(StageSpec(s, exits, tuple(inputs), tuple(outputs)))
+        specs.append(StageSpec(s, exits, tuple(inputs), tuple(outputs), tuple(exit_output(e) for e in exits)))
     return specs
 
 
@@ -115,45 +96,3 @@ def model_version(paths: list[Path]) -> str:
     for p in paths:
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
-
-
-class StageRunner:
-    """Runs exported stages with onnxruntime, chaining tensors by name as every runtime does."""
-
-    def __init__(self, folder: Path, specs: list[StageSpec], threads: int = 0) -> None:
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.specs = specs
-        self.sessions = [ort.InferenceSession(str(folder / s.file), opts, providers=["CPUExecutionProvider"])
-                         for s in specs]
-
-    def run_stage(self, s: int, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        spec = self.specs[s]
-        outs = self.sessions[s].run([t.name for t in spec.outputs], {t.name: feeds[t.name] for t in spec.inputs})
-        return dict(zip([t.name for t in spec.outputs], outs))
-
-    def run(self, images: np.ndarray, first: int = 0, feeds: dict[str, np.ndarray] | None = None,
-            last: int | None = None) -> dict[str, np.ndarray]:
-        """Every tensor produced by stages first..last (inclusive) for a uint8 batch."""
-        tensors = {"image": images, **(feeds or {})}
-        end = len(self.specs) - 1 if last is None else last
-        for s in range(first, end + 1):
-            tensors.update(self.run_stage(s, tensors))
-        return tensors
-
-    def logits(self, images: np.ndarray, batch: int = 500) -> np.ndarray:
-        """Logits of every exit: [exits, N, classes]."""
-        n_exits = sum(len(s.exits) for s in self.specs)
-        parts = []
-        for i in range(0, len(images), batch):
-            t = self.run(images[i : i + batch])
-            parts.append(np.stack([t[f"logits{e}"] for e in range(n_exits)]))
-        return np.concatenate(parts, axis=1)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis in float64, as every runtime computes confidences (thresholds compare to it)."""
-    z = z.astype(np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)

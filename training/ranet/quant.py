@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from .calibrate import exit_index
+from .cascade import StageRunner, StageSpec, carried_outputs, softmax
 from .codec import roundtrip_batch
-from .export import StageRunner, StageSpec, softmax
 
 
-def payload_bytes(spec: StageSpec, image_bytes: int) -> dict[str, int]:
-    """Tensor bytes of one offload after stage ``spec``: image plus carried state, per encoding; and image alone."""
-    states = [t for t in spec.outputs if not t.name.startswith("logits")]
+def payload_bytes(specs: list[StageSpec], stage: int, image_bytes: int) -> dict[str, int]:
+    """Tensor bytes of one offload after ``stage``: image plus carried state, per encoding; and image alone."""
+    carried = set(carried_outputs(specs, stage))
+    states = [t for t in specs[stage].outputs if t.name in carried]
     values = sum(int(np.prod(t.shape[1:])) for t in states)
     channels = sum(t.shape[1] for t in states)
     return {
@@ -33,7 +34,7 @@ def split_study(runner: StageRunner, images: np.ndarray, labels: np.ndarray, spl
     """
     specs = runner.specs
     cloud_exits = [e for s in specs[split:] for e in s.exits]
-    state_names = [t.name for t in specs[split - 1].outputs if not t.name.startswith("logits")]
+    state_names = carried_outputs(specs, split - 1)
     out: dict = {"split": split, "cloud_exits": cloud_exits, "encodings": {}}
     for enc in ("fp16", "int8"):
         logits = fp32_logits.copy()
@@ -42,8 +43,9 @@ def split_study(runner: StageRunner, images: np.ndarray, labels: np.ndarray, spl
             edge = runner.run(x, last=split - 1)
             feeds = {n: roundtrip_batch(edge[n], enc) for n in state_names}
             cloud = runner.run(x, first=split, feeds=feeds)
-            for e in cloud_exits:
-                logits[e, i : i + batch] = cloud[f"logits{e}"]
+            for s in specs[split:]:
+                for e, name in zip(s.exits, s.exit_outputs):
+                    logits[e, i : i + batch] = cloud[name]
         ref_pred, pred = fp32_logits.argmax(2), logits.argmax(2)
         entry = {
             "changed_top1": {str(e): int((pred[e] != ref_pred[e]).sum()) for e in cloud_exits},

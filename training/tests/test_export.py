@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ranet.export import StageRunner, export_stages, model_version, sha256_file
+from ranet.cascade import StageRunner
+from ranet.export import export_stages, model_version, sha256_file
 from ranet.model import normalise
 from ranet.pipeline import export_model_dir
 
