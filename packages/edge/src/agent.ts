@@ -8,7 +8,7 @@ import { EdgeMetrics } from './metrics.js';
 import { Offloader } from './offload.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
-import { ResultsPublisher } from './results.js';
+import { ResultsPublisher, toFrameResult } from './results.js';
 import type { Frame } from './sources.js';
 
 export type { EdgeResult, Outcome } from './frame.js';
@@ -47,7 +47,7 @@ export class EdgeAgent {
     readonly metrics: EdgeMetrics,
   ) {
     const offloader = new Offloader(model.manifest, split, thresholds, options, link);
-    this.path = new FramePath(options.id, this.runId, model, split, thresholds, runner, offloader, metrics, log);
+    this.path = new FramePath(options.id, model, split, thresholds, runner, offloader, metrics, log);
   }
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
@@ -129,7 +129,7 @@ export class EdgeAgent {
       this.path.observe(r);
       onResult(r);
       if (this.publisher) {
-        const { id, subject, data } = this.path.wire(r, ctx.frame.capturedUnixMs);
+        const { id, subject, data } = toFrameResult(r, this.runId, ctx.frame.capturedUnixMs);
         this.publisher.publish(id, subject, data);
       }
     };

@@ -1,6 +1,5 @@
 // What happens to a frame: the edge stages until an exit is confident; otherwise an offload to the cloud, and on any
 // failure of it the best local exit (a fallback). Every path ends in one EdgeResult, built from the frame's context.
-import { resultMessageId, subjects, v1 } from '@cascade/proto';
 import { decide, exitsHere, type Feeds, type ModelDir, type StageRunner } from '@cascade/runtime';
 import { type Log } from '@cascade/service';
 import type { EdgeMetrics } from './metrics.js';
@@ -47,7 +46,6 @@ export type LocalOutcome = { exited: LocalAnswer } | { best: LocalAnswer; state:
 export class FramePath {
   constructor(
     private readonly edgeId: string,
-    private readonly runId: string,
     private readonly model: ModelDir,
     private readonly split: number,
     private readonly thresholds: number[],
@@ -142,27 +140,5 @@ export class FramePath {
       this.metrics.exits.inc({ exit: String(r.exit), tier: r.tier });
       this.metrics.confidence.observe({ tier: r.tier }, r.confidence);
     }
-  }
-
-  /** The result as the results stream keeps it: its de-duplication id, subject and FrameResult bytes. */
-  wire(r: EdgeResult, capturedUnixMs: number): { id: string; subject: string; data: Uint8Array } {
-    const data = v1.FrameResult.encode({
-      frameId: r.frame,
-      edgeId: r.edge,
-      runId: this.runId,
-      sequence: r.sequence,
-      classIndex: r.class,
-      className: r.class_name,
-      confidence: r.confidence,
-      exit: r.exit,
-      tier: r.tier,
-      outcome: r.outcome,
-      latencyMs: r.latency_ms,
-      offloadBytes: r.offload_bytes,
-      modelVersion: r.model_version,
-      capturedUnixMs,
-      error: r.error ?? r.fallback_reason ?? '',
-    }).finish();
-    return { id: resultMessageId(r.edge, this.runId, r.sequence), subject: subjects.results(r.edge), data };
   }
 }

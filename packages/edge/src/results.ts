@@ -1,4 +1,5 @@
-import { RESULTS_STREAM, v1 } from '@cascade/proto';
+import { resultMessageId, RESULTS_STREAM, subjects, v1 } from '@cascade/proto';
+import type { EdgeResult } from './frame.js';
 import { ensureResultsStream, type Log, type NatsLink } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
@@ -224,4 +225,30 @@ export async function readResults(
     n += got;
     if (got === 0 && !o.follow) return n;
   }
+}
+
+/** A result as the results stream keeps it: its de-duplication id, subject and FrameResult bytes. */
+export function toFrameResult(
+  r: EdgeResult,
+  runId: string,
+  capturedUnixMs: number,
+): { id: string; subject: string; data: Uint8Array } {
+  const data = v1.FrameResult.encode({
+    frameId: r.frame,
+    edgeId: r.edge,
+    runId,
+    sequence: r.sequence,
+    classIndex: r.class,
+    className: r.class_name,
+    confidence: r.confidence,
+    exit: r.exit,
+    tier: r.tier,
+    outcome: r.outcome,
+    latencyMs: r.latency_ms,
+    offloadBytes: r.offload_bytes,
+    modelVersion: r.model_version,
+    capturedUnixMs,
+    error: r.error ?? r.fallback_reason ?? '',
+  }).finish();
+  return { id: resultMessageId(r.edge, runId, r.sequence), subject: subjects.results(r.edge), data };
 }
