@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -82,5 +82,15 @@ describe('outbox - journal on disk', () => {
     copyFileSync(join(d, seg!), join(d, 'segment-00000009.jsonl'));
     const b = Outbox.open({ dir: d });
     expect(ids(b)).toEqual(['e/r/1', 'e/r/2', 'e/r/3']);
+  });
+});
+
+describe('outbox - a directory it cannot use', () => {
+  it('is refused at open with a ConfigError that names it and says what to do', () => {
+    const d = dir();
+    writeFileSync(join(d, 'file'), '');
+    expect(() => Outbox.open({ dir: join(d, 'file', 'outbox') })).toThrow(
+      /outbox directory .*file\/outbox cannot be written.*--outbox-dir/,
+    );
   });
 });

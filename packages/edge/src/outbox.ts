@@ -1,4 +1,15 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { ConfigError } from '@cascade/proto';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 /** One result waiting for the results stream's acknowledgement. */
@@ -158,7 +169,16 @@ export class Outbox {
   }
 
   private recover(dir: string): void {
-    mkdirSync(dir, { recursive: true });
+    try {
+      mkdirSync(dir, { recursive: true });
+      accessSync(dir, constants.W_OK);
+    } catch (err) {
+      throw new ConfigError(
+        `outbox directory ${dir} cannot be written (${(err as Error).message}): give it to this user, or choose another ` +
+          'with --outbox-dir / CASCADE_OUTBOX_DIR ("memory" keeps results in memory only)',
+        { cause: err },
+      );
+    }
     const segs = readdirSync(dir)
       .map((f) => /^segment-(\d+)\.jsonl$/.exec(f))
       .filter((m): m is RegExpExecArray => m !== null)
