@@ -234,3 +234,25 @@ describe('faults - real processes, real nats-server', () => {
     expect(row).toMatchObject({ results_at_edge: taken, results_in_stream: taken, duplicates: 0 });
   });
 });
+
+describe('faults - a connection that cannot recover', () => {
+  it('a worker whose password is refused after a NATS restart says why and exits 1, for its orchestrator to restart it', async () => {
+    const port = await freePort();
+    const users = (pw: string) => `authorization { users = [ { user: worker, password: "${pw}" } ] }`;
+    const first = await startNatsServer({ port, extraConfig: users('old-secret') });
+    cleanup.push(() => first.stop('SIGKILL'));
+    const w = await startWorker({
+      model: MODEL, nats: first.url, id: 'fw-auth', extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password', 'old-secret'],
+    }); // prettier-ignore
+    cleanup.push(() => w.stop('SIGKILL'));
+    const exit = new Promise<number | null>((resolve) => w.process.once('exit', (code) => resolve(code)));
+    await first.stop('SIGKILL');
+    const second = await startNatsServer({ port, extraConfig: users('rotated-secret') });
+    cleanup.push(() => second.stop('SIGKILL'));
+    expect(await exit).toBe(1);
+    expect(w.log()).toMatch(
+      /"event":"nats_closed".*cannot connect to NATS at nats:\/\/127\.0\.0\.1:\d+ \(set by --nats\)/,
+    );
+    expect(w.log()).toMatch(/Authorization Violation/i);
+  }, 60_000);
+});

@@ -36,7 +36,8 @@ export class LinkError extends CascadeError {
 /**
  * A NATS connection that heals: it reconnects forever with jittered backoff, logs every change (connected,
  * disconnected, reconnected, closed) and says whether it is usable now. Subscriptions survive reconnects (the client
- * restores them). When the connection is closed for good without `close()`, `lost` resolves with the reason.
+ * restores them). When the connection is closed for good without `close()`: with `firstConnect: 'background'` it
+ * starts connecting again; with `'now'`, `lost` resolves with the reason (the owner should exit).
  */
 export class NatsLink {
   private conn: NatsConnection | undefined;
@@ -169,7 +170,9 @@ export class NatsLink {
       if (this.closing) return;
       const reason = err ?? new LinkError('connection closed');
       log('nats_closed', { error: this.describe(reason) });
-      this.resolveLost(reason);
+      // An edge never gives up: it answers locally and starts connecting again. A worker stops (see `lost`).
+      if (this.options.firstConnect === 'background') void this.connectInBackground();
+      else this.resolveLost(reason);
     });
   }
 }
