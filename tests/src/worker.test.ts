@@ -110,6 +110,19 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
   });
 
+  it('a request without a reply subject is served, and its reply counted apart as not sent', async () => {
+    nc.publish(subject, encodeRequest(validRequest(m, { requestId: 'no-reply' })));
+    await nc.flush();
+    const base = `http://127.0.0.1:${worker.metricsPort}/metrics`;
+    let failed: number | undefined;
+    for (let i = 0; i < 50 && !failed; i++) {
+      failed = metricValue(await (await fetch(base)).text(), 'cascade_worker_replies_failed_total', { status: 'ok' });
+      if (!failed) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(failed).toBe(1);
+    expect(worker.process.exitCode).toBeNull();
+  });
+
   it('/metrics counts every reply by status', async () => {
     const text = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
     const count = (status: string) => metricValue(text, 'cascade_worker_requests_total', { status, worker: 'wbad' });
@@ -118,7 +131,8 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
     expect(count('MODEL_MISMATCH')).toBe(1);
     expect(count('EXPIRED')).toBe(1);
     expect(count('ok')).toBe(1);
-    expect(metricValue(text, 'cascade_worker_batch_size_count')).toBe(1);
+    expect(count('ok')).toBe(1); // the reply that could not be sent is not among them ...
+    expect(metricValue(text, 'cascade_worker_batch_size_count')).toBe(2); // ... though its request was computed
     expect(metricValue(text, 'cascade_worker_queue_depth')).toBe(0);
     expect(metricValue(text, 'cascade_nats_connected')).toBe(1);
     expect(text).toMatch(/cascade_build_info\{[^}]*component="cloud"[^}]*\} 1/);
