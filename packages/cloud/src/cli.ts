@@ -26,7 +26,11 @@ const FLAGS = {
     env: 'CASCADE_MAX_REQUEST_BYTES',
     help: `largest request (default ${D.maxRequestBytes})`,
   },
-  ep: { type: 'string', env: 'CASCADE_EP', help: 'execution provider: cpu or cuda (default cpu)' },
+  ep: {
+    type: 'string',
+    env: 'CASCADE_EP',
+    help: 'execution provider: cpu, webgpu or cuda (default cpu; never falls back to another)',
+  },
   threads: {
     type: 'string',
     env: 'CASCADE_THREADS',

@@ -1,5 +1,5 @@
 import { CascadeError, clip, ERROR_CODES, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
-import { loadModelDir, StageRunner, type ModelDir } from '@cascade/runtime';
+import { loadModelDir, StageRunner, warmUp, type ModelDir } from '@cascade/runtime';
 import { ensureResultsStream, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -49,6 +49,15 @@ export class CloudWorker {
     const o = compileWorkerOptions(options);
     const model = await loadModelDir(o.model);
     const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
+    // A provider that cannot run the graphs fails here, with what is missing, not on the first request.
+    const warm = performance.now();
+    try {
+      await warmUp(runner, model, o.executionProvider);
+    } catch (err) {
+      await runner.close();
+      throw err;
+    }
+    log('worker_warmed_up', { ep: o.executionProvider, ms: Math.round(performance.now() - warm) });
     let link: NatsLink;
     try {
       link = await NatsLink.open({
@@ -158,6 +167,7 @@ export class CloudWorker {
     this.state = 'running';
     this.log('worker_started', {
       id: this.options.id,
+      ep: this.options.executionProvider,
       model: m.name,
       version: m.version,
       subject: subjects.infer(m.name),

@@ -24,3 +24,4 @@ export {
   type HostTensor,
   type StageSessionOptions,
 } from './stages.js';
+export { providerHelp, warmUp } from './providers.js';

@@ -3,8 +3,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ModelDir } from './manifest.js';
+import { providerHelp } from './providers.js';
 import type { Feeds, StageSessionOptions } from './stages.js';
-import { CascadeError, ERROR_CODES } from '@cascade/proto';
+import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
 
 /** Thrown when inference fails in the worker thread; the message is onnxruntime's. */
 export class InferenceError extends CascadeError {
@@ -61,7 +62,9 @@ export class StageRunner {
         if (msg.ready === undefined) return;
         worker.off('message', onMessage);
         if (msg.ready) resolve();
-        else reject(new InferenceError(`cannot load stages of ${model.path}: ${msg.error}`));
+        else if (options.executionProvider && options.executionProvider !== 'cpu' && options.backend !== 'web') {
+          reject(new ConfigError(providerHelp(options.executionProvider, msg.error ?? '')));
+        } else reject(new InferenceError(`cannot load stages of ${model.path}: ${msg.error}`));
       };
       worker.on('message', onMessage);
       worker.once('error', reject);

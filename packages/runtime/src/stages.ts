@@ -13,7 +13,7 @@ export interface HostTensor {
 }
 export type Feeds = Record<string, HostTensor>;
 
-export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
+export const EXECUTION_PROVIDERS = ['cpu', 'webgpu', 'cuda'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 
 /** `node`: onnxruntime-node (native). `web`: onnxruntime-web (WebAssembly), for devices without native binaries. */
@@ -52,10 +52,12 @@ export class StageSessions {
     const last = options.last ?? model.manifest.stages.length - 1;
     const backend = options.backend ?? 'node';
     const ort = await loadOrt(backend, options.threads ?? 0);
-    const providers = backend === 'web' ? ['wasm'] : options.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'];
+    // Exactly the provider asked for: onnxruntime refuses to create the session if it cannot, never a silent CPU.
+    const providers = backend === 'web' ? ['wasm'] : [options.executionProvider ?? 'cpu'];
     const opts: ortTypes.InferenceSession.SessionOptions = {
       executionProviders: providers,
       graphOptimizationLevel: 'all',
+      logSeverityLevel: 3, // errors only: node-placement notices are not for operators
       ...(options.threads ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
     };
     const sessions = new Map<number, ortTypes.InferenceSession>();
