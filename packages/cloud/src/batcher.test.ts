@@ -86,4 +86,27 @@ describe('batcher - batches, bounds and deadlines', () => {
     expect(fromState!.classIndex).toBe(fromImage!.classIndex);
     expect(fromState!.confidence).toBeCloseTo(fromImage!.confidence, 5);
   });
+
+  it('with two batches in flight, the next batch starts before the first one is answered', async () => {
+    const events: string[] = [];
+    const observer = { batch: (size: number) => void events.push(`batch ${size}`), stage: () => undefined };
+    const run = async (batchesInFlight: number) => {
+      events.length = 0;
+      const b = new Batcher(runner, m, { maxBatch: 4, maxDelayMs: 50, queueLimit: 64, batchesInFlight }, observer);
+      const reqs = Array.from({ length: 8 }, (_, i) => request(i, { thresholds: never }));
+      await new Promise<void>((resolve) => {
+        let left = reqs.length;
+        for (const req of reqs) {
+          b.submit({
+            req,
+            enqueuedAt: performance.now(),
+            reply: () => (events.push('reply'), --left === 0 && resolve()),
+          });
+        }
+      });
+      return events.slice(0, 2);
+    };
+    expect(await run(1)).toEqual(['batch 4', 'reply']);
+    expect(await run(2)).toEqual(['batch 4', 'batch 4']);
+  });
 });

@@ -26,6 +26,8 @@ export interface BatcherOptions {
   maxBatch: number;
   maxDelayMs: number;
   queueLimit: number;
+  /** Batches being computed at once. @default 1 */
+  batchesInFlight?: number;
 }
 
 /** Hooks for metrics; called on the event loop. */
@@ -40,7 +42,7 @@ export interface BatchObserver {
  */
 export class Batcher {
   private readonly queue: Job[] = [];
-  private running = false;
+  private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
 
@@ -67,12 +69,12 @@ export class Batcher {
 
   /** Resolves once the queue is empty and no batch is running. */
   idle(): Promise<void> {
-    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    if (this.inFlight === 0 && this.queue.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private schedule(): void {
-    if (this.running || this.queue.length === 0) return;
+    if (this.inFlight >= (this.options.batchesInFlight ?? 1) || this.queue.length === 0) return;
     const waited = performance.now() - this.queue[0]!.enqueuedAt;
     if (this.queue.length >= this.options.maxBatch || waited >= this.options.maxDelayMs) {
       clearTimeout(this.timer);
@@ -87,7 +89,7 @@ export class Batcher {
   }
 
   private async runNext(): Promise<void> {
-    this.running = true;
+    this.inFlight++;
     try {
       const first = this.queue[0]!.req.firstStage;
       const jobs: Job[] = [];
@@ -103,10 +105,14 @@ export class Batcher {
         }
       }
       this.queue.push(...rest);
-      if (jobs.length > 0) await this.runBatch(jobs, first);
+      if (jobs.length > 0) {
+        const batch = this.runBatch(jobs, first);
+        this.schedule(); // a second batch may start while this one computes
+        await batch;
+      }
     } finally {
-      this.running = false;
-      if (this.queue.length === 0) {
+      this.inFlight--;
+      if (this.queue.length === 0 && this.inFlight === 0) {
         for (const w of this.idleWaiters.splice(0)) w();
       } else {
         this.schedule();

@@ -10,16 +10,25 @@ const FLAGS = {
   nats: { type: 'string', env: 'NATS_URL', help: `NATS server URL(s), comma-separated (default ${D.nats})` },
   ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_WORKER_ID', help: 'worker id (default <hostname>-<pid>)' },
-  'max-batch': { type: 'string', env: 'CASCADE_MAX_BATCH', help: `largest batch (default ${D.maxBatch})` },
+  'max-batch': {
+    type: 'string',
+    env: 'CASCADE_MAX_BATCH',
+    help: `largest batch, at most 1024 (default 32 on cpu, 256 on a GPU)`,
+  },
+  'batches-in-flight': {
+    type: 'string',
+    env: 'CASCADE_BATCHES_IN_FLIGHT',
+    help: 'batches computed at once (default 1 on cpu, 2 on a GPU)',
+  },
   'max-delay-ms': {
     type: 'string',
     env: 'CASCADE_MAX_DELAY_MS',
-    help: `batching delay in ms (default ${D.maxDelayMs})`,
+    help: 'batching delay in ms (default 2 on cpu, 5 on a GPU)',
   },
   'queue-limit': {
     type: 'string',
     env: 'CASCADE_QUEUE_LIMIT',
-    help: `queued requests before OVERLOADED (default ${D.queueLimit})`,
+    help: 'queued requests before OVERLOADED (default 256 on cpu, 2048 on a GPU)',
   },
   'max-request-bytes': {
     type: 'string',
@@ -65,6 +74,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const nums = {
     maxBatch: 'max-batch',
     maxDelayMs: 'max-delay-ms',
+    batchesInFlight: 'batches-in-flight',
     queueLimit: 'queue-limit',
     maxRequestBytes: 'max-request-bytes',
     threads: 'threads',

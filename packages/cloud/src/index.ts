@@ -4,7 +4,9 @@ export { natsStats, WorkerMetrics } from './metrics.js';
 export { RequestError } from './errors.js';
 export {
   compileWorkerOptions,
+  BATCH_DEFAULTS,
   DEFAULT_WORKER_OPTIONS,
+  MAX_BATCH,
   type CompiledWorkerOptions,
   type WorkerOptions,
 } from './options.js';

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseWorkerArgs } from './cli.js';
-import { compileWorkerOptions, DEFAULT_WORKER_OPTIONS } from './options.js';
+import { BATCH_DEFAULTS, compileWorkerOptions } from './options.js';
 
 describe('worker options', () => {
   it('defaults are filled and documented values hold', () => {
     const o = compileWorkerOptions({ model: 'm' });
-    expect(o.maxBatch).toBe(DEFAULT_WORKER_OPTIONS.maxBatch);
+    expect(o.maxBatch).toBe(BATCH_DEFAULTS.cpu.maxBatch);
     expect(o.queue).toBe('cascade-workers');
     expect(o.executionProvider).toBe('cpu');
   });
@@ -13,7 +13,7 @@ describe('worker options', () => {
   it('bad values are refused naming the field', () => {
     expect(() => compileWorkerOptions({ model: '' })).toThrow(/model/);
     expect(() => compileWorkerOptions({ model: 'm', maxBatch: 0 })).toThrow(/maxBatch must be an integer >= 1/);
-    expect(() => compileWorkerOptions({ model: 'm', executionProvider: 'tpu' as never })).toThrow(/cpu, cuda/);
+    expect(() => compileWorkerOptions({ model: 'm', executionProvider: 'tpu' as never })).toThrow(/cpu, webgpu, cuda/);
   });
 
   it('flags win over environment variables', () => {
@@ -35,5 +35,15 @@ describe('worker options', () => {
 describe('worker flags - negative numbers', () => {
   it('--metrics-port -1 turns metrics off', () => {
     expect(parseWorkerArgs(['--model', 'a', '--metrics-port', '-1'], {})).toMatchObject({ metricsPort: -1 });
+  });
+
+  it('batching defaults follow the provider; a batch is at most 1,024', () => {
+    const gpu = compileWorkerOptions({ model: 'm', executionProvider: 'webgpu' });
+    expect([gpu.maxBatch, gpu.maxDelayMs, gpu.batchesInFlight, gpu.queueLimit]).toEqual([256, 5, 2, 2048]);
+    expect(compileWorkerOptions({ model: 'm', executionProvider: 'webgpu', maxBatch: 1024 }).maxBatch).toBe(1024);
+    expect(() => compileWorkerOptions({ model: 'm', maxBatch: 1025 })).toThrow(
+      /maxBatch must be at most 1024, got 1025/,
+    );
+    expect(() => compileWorkerOptions({ model: 'm', batchesInFlight: 0 })).toThrow(/batchesInFlight/);
   });
 });

@@ -11,11 +11,13 @@ export interface WorkerOptions {
   nats?: string;
   /** Worker name in replies, service info and logs. @default `<hostname>-<pid>` */
   id?: string;
-  /** Largest batch per stage run. @default 32 */
+  /** Largest batch per stage run, at most MAX_BATCH. @default by provider (BATCH_DEFAULTS): 32 on cpu, 256 on a GPU */
   maxBatch?: number;
-  /** Longest a request waits for a batch to fill, in ms. @default 2 */
+  /** Longest a request waits for a batch to fill, in ms. @default by provider: 2 on cpu, 5 on a GPU */
   maxDelayMs?: number;
-  /** Requests queued before new ones get OVERLOADED. @default 256 */
+  /** Batches being computed at once: with 2, the next batch is assembled and copied while one computes. @default 1 on cpu, 2 on a GPU */
+  batchesInFlight?: number;
+  /** Requests queued before new ones get OVERLOADED. @default by provider: 256 on cpu, 2048 on a GPU */
   queueLimit?: number;
   /** Largest request accepted, in bytes. @default 1048576 */
   maxRequestBytes?: number;
@@ -37,11 +39,24 @@ export interface WorkerOptions {
 
 export type CompiledWorkerOptions = Required<WorkerOptions>;
 
+/** The largest batch a worker forms. */
+export const MAX_BATCH = 1024;
+
+/**
+ * Batching by execution provider: a CPU is saturated by small batches and gains nothing from overlap; a GPU needs
+ * large batches to be busy, and a second batch in flight hides the copies and the JavaScript around each one.
+ */
+export const BATCH_DEFAULTS = {
+  cpu: { maxBatch: 32, maxDelayMs: 2, batchesInFlight: 1, queueLimit: 256 },
+  webgpu: { maxBatch: 256, maxDelayMs: 5, batchesInFlight: 2, queueLimit: 2048 },
+  cuda: { maxBatch: 256, maxDelayMs: 5, batchesInFlight: 2, queueLimit: 2048 },
+} as const satisfies Record<
+  ExecutionProvider,
+  { maxBatch: number; maxDelayMs: number; batchesInFlight: number; queueLimit: number }
+>;
+
 export const DEFAULT_WORKER_OPTIONS = {
   nats: 'nats://127.0.0.1:4222',
-  maxBatch: 32,
-  maxDelayMs: 2,
-  queueLimit: 256,
   maxRequestBytes: 1024 * 1024,
   executionProvider: 'cpu',
   threads: 0,
@@ -63,15 +78,21 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
   if (!EXECUTION_PROVIDERS.includes(ep)) {
     throw new ConfigError(`executionProvider must be one of ${EXECUTION_PROVIDERS.join(', ')}, got ${String(ep)}`);
   }
-  const maxDelayMs = o.maxDelayMs ?? DEFAULT_WORKER_OPTIONS.maxDelayMs;
+  const d = BATCH_DEFAULTS[ep];
+  const maxDelayMs = o.maxDelayMs ?? d.maxDelayMs;
   if (!(maxDelayMs >= 0)) throw new ConfigError(`maxDelayMs must be >= 0, got ${maxDelayMs}`);
+  const maxBatch = positiveInt('maxBatch', o.maxBatch ?? d.maxBatch);
+  if (maxBatch > MAX_BATCH) throw new ConfigError(`maxBatch must be at most ${MAX_BATCH}, got ${maxBatch}`);
+  const batchesInFlight = positiveInt('batchesInFlight', o.batchesInFlight ?? d.batchesInFlight);
+  if (batchesInFlight > 8) throw new ConfigError(`batchesInFlight must be at most 8, got ${batchesInFlight}`);
   return {
     model: o.model,
     nats: o.nats ?? DEFAULT_WORKER_OPTIONS.nats,
     id: o.id ?? `${hostname()}-${process.pid}`,
-    maxBatch: positiveInt('maxBatch', o.maxBatch ?? DEFAULT_WORKER_OPTIONS.maxBatch),
+    maxBatch,
     maxDelayMs,
-    queueLimit: positiveInt('queueLimit', o.queueLimit ?? DEFAULT_WORKER_OPTIONS.queueLimit),
+    batchesInFlight,
+    queueLimit: positiveInt('queueLimit', o.queueLimit ?? d.queueLimit),
     maxRequestBytes: positiveInt('maxRequestBytes', o.maxRequestBytes ?? DEFAULT_WORKER_OPTIONS.maxRequestBytes, 1024),
     executionProvider: ep,
     threads: positiveInt('threads', o.threads ?? DEFAULT_WORKER_OPTIONS.threads, 0),
