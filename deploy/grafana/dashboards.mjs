@@ -81,6 +81,14 @@ const dashboards = {
       ['Offloads in flight', 'short', [[`sum by (edge) (cascade_edge_inflight{${EDGE}})`, '{{edge}}']]],
       ['Cloud reachable', 'short', [[`min by (edge) (cascade_cloud_reachable{${EDGE}})`, '{{edge}}']]],
       [
+        'Results stream: pending in the outbox, dropped by its limits',
+        'short',
+        [
+          [`sum by (edge) (cascade_edge_results_pending{${EDGE}})`, 'pending {{edge}}'],
+          [`sum by (edge, reason) (increase(cascade_edge_results_dropped_total{${EDGE}}[${R}]))`, 'dropped ({{reason}}) {{edge}}'],
+        ],
+      ],
+      [
         'Answers per exit',
         'ops',
         [[`sum by (exit, tier) (rate(cascade_exit_total{${EDGE}}[${R}]))`, 'exit {{exit}} ({{tier}})']],
