@@ -85,7 +85,10 @@ const dashboards = {
         'short',
         [
           [`sum by (edge) (cascade_edge_results_pending{${EDGE}})`, 'pending {{edge}}'],
-          [`sum by (edge, reason) (increase(cascade_edge_results_dropped_total{${EDGE}}[${R}]))`, 'dropped ({{reason}}) {{edge}}'],
+          [
+            `sum by (edge, reason) (increase(cascade_edge_results_dropped_total{${EDGE}}[${R}]))`,
+            'dropped ({{reason}}) {{edge}}',
+          ],
         ],
       ],
       [
