@@ -57,6 +57,7 @@ export class Outbox {
   private seg = 0;
   private segCount = 0;
   private readonly fds = new Map<number, number>(); // open journal files by segment
+  private closed = false;
   private readonly o: Required<Omit<OutboxOptions, 'dir'>> & { dir?: string };
 
   private constructor(
@@ -121,6 +122,7 @@ export class Outbox {
 
   /** Closes the journal; unsettled entries stay on disk for the next `open()`. */
   close(): void {
+    this.closed = true;
     for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
     if (this.o.dir && this.queue.length === 0) rmSync(segmentPath(this.o.dir, this.seg), { force: true });
@@ -154,6 +156,7 @@ export class Outbox {
   }
 
   private write(record: object, seg = this.seg): void {
+    if (this.closed) return; // an acknowledgement after close(): the stream de-duplicates the replay
     let fd = this.fds.get(seg);
     if (fd === undefined) {
       fd = openSync(segmentPath(this.o.dir!, seg), 'a');
