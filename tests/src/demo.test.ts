@@ -30,6 +30,8 @@ describe('demo - the main job', () => {
     }
     expect(s.frames).toBe(300);
     expect(s.results).toBe(300);
+    expect(s.results_stored).toBe(300); // every result is in the results stream too
+    expect(stdout).not.toMatch(/\d\.\d{6,}/); // figures rounded to what was measured, no float noise
     expect(s.fallbacks).toBe(0);
     expect(s.operating_point).toBe('accurate');
     expect(s.offload_rate).toBeGreaterThan(0);
