@@ -55,7 +55,14 @@ export interface OpenLoop {
   latency_ms: { p50: number; p99: number };
 }
 
-async function closedLoop(nc: NatsConnection, subject: string, reqs: Uint8Array[], concurrency: number, ms: number) {
+/** Requests kept in flight by `concurrency` lanes for `ms`: answered requests per second and their mean batch. */
+export async function closedLoop(
+  nc: NatsConnection,
+  subject: string,
+  reqs: Uint8Array[],
+  concurrency: number,
+  ms: number,
+) {
   let sent = 0;
   let done = 0;
   let batchSum = 0;
@@ -123,7 +130,7 @@ export async function openLoop(
   nats: string,
   reqs: Uint8Array[],
   capacity: number,
-  o: { threads: number; loads: number[]; ms: number },
+  o: { threads: number; loads: number[]; ms: number; workerArgs?: string[] },
   log: (m: string) => void,
 ): Promise<OpenLoop[]> {
   const nc = await connect({ servers: nats });
@@ -132,7 +139,7 @@ export async function openLoop(
     model: model.path,
     nats,
     id: 'open',
-    extra: ['--threads', String(o.threads), '--metrics-port', '-1', '--queue-limit', '100000'],
+    extra: ['--threads', String(o.threads), '--metrics-port', '-1', '--queue-limit', '100000', ...(o.workerArgs ?? [])],
   });
   const out: OpenLoop[] = [];
   try {

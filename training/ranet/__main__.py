@@ -1,4 +1,4 @@
-"""Command line: ``python -m ranet {macs,train,export,cascade,golden} ...`` (run from ``training/``)."""
+"""Command line: ``python -m ranet {macs,train,export,graphs,throughput,cascade,golden} ...`` (from ``training/``)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,24 @@ def cmd_export(args: argparse.Namespace) -> None:
     from .pipeline import export_model_dir
 
     export_model_dir(Path(args.checkpoint), Path(args.out), args.data, name=args.name, log=_log, limit=args.limit)
+
+
+def cmd_graphs(args: argparse.Namespace) -> None:
+    from .graphs import export_graphs
+
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    m = export_graphs(args.config, Path(args.out), ckpt, name=args.name)
+    _log(f"wrote {args.out}: {m['name']} {m['version']}, {len(m['stages'])} stages, weights {m['training']['weights']}")
+
+
+def cmd_throughput(args: argparse.Namespace) -> None:
+    from .graphs import throughput
+
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = throughput(args.config, batches, args.first_stage, args.device, args.dtype, args.seconds, ckpt, log=_log)
+    print(json.dumps({"config": args.config, "device": args.device, "dtype": args.dtype,
+                      "first_stage": args.first_stage, "rows": rows}))
 
 
 def cmd_golden(args: argparse.Namespace) -> None:
@@ -105,6 +123,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", help="CIFAR-10 folder (default: $CASCADE_DATA or ../shared/data/cifar-10)")
     p.add_argument("--limit", type=int, help="evaluate on the first N validation and test images only")
     p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("graphs", help="export a config's stage graphs and a manifest, without data (random weights"
+                                      " unless --checkpoint): for throughput measurements")
+    p.add_argument("--config", default="cifar10-paper", choices=sorted(PRESETS))
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", help="trained weights (default: random, labelled as such in the manifest)")
+    p.add_argument("--name", help="model name (default ranet-<config>)")
+    p.set_defaults(fn=cmd_graphs)
+
+    p = sub.add_parser("throughput", help="PyTorch eager samples/s of the cloud stages at each batch size")
+    p.add_argument("--config", default="cifar10-paper", choices=sorted(PRESETS))
+    p.add_argument("--checkpoint")
+    p.add_argument("--batches", default="1,8,32,128,256,512,1024")
+    p.add_argument("--first-stage", type=int, default=1)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.set_defaults(fn=cmd_throughput)
 
     p = sub.add_parser("cascade", help="run the split cascade in-process on a model directory (reference results)")
     p.add_argument("--model", default=str(REPO / "models" / "ranet-cifar10"))
