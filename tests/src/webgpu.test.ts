@@ -86,6 +86,35 @@ describe('webgpu worker - the GPU code path on a software Vulkan adapter', () =>
     }, 300_000);
   }
 
+  it("the stage graphs give the CPU provider's logits within 1e-3 on WebGPU", async () => {
+    const man = m.manifest;
+    const images = new Uint8Array(16 * 3072);
+    for (let i = 0; i < 16; i++) images.set(sampleImage(i), i * 3072);
+    const logits = async (ep: 'cpu' | 'webgpu') => {
+      const runner = await StageRunner.create(m, { executionProvider: ep, threads: 1 });
+      try {
+        const out: Record<string, Float32Array> = {};
+        let carried: Record<string, { data: Float32Array | Uint8Array; dims: number[] }> = {};
+        for (let s = 0; s < man.stages.length; s++) {
+          const feeds = { ...carried, image: { data: images.slice(), dims: [16, ...man.input.shape] } };
+          const { outputs } = await runner.run(s, feeds);
+          for (const e of man.stages[s]!.exits)
+            out[man.exits[e]!.output] = (outputs[man.exits[e]!.output]!.data as Float32Array).slice(); // the next stage takes the buffers
+          carried = outputs;
+        }
+        return out;
+      } finally {
+        await runner.close();
+      }
+    };
+    const [cpu, gpu] = [await logits('cpu'), await logits('webgpu')];
+    expect(Object.keys(gpu).sort()).toEqual(Object.keys(cpu).sort());
+    for (const name of Object.keys(cpu)) {
+      const diff = Math.max(...cpu[name]!.map((v, i) => Math.abs(v - gpu[name]![i]!)));
+      expect(diff, name).toBeLessThan(1e-3);
+    }
+  }, 300_000);
+
   it('shows its provider in /metrics and $SRV INFO', async () => {
     const text = await (await fetch(`http://127.0.0.1:${workers[1]!.metricsPort}/metrics`)).text();
     expect(metricValue(text, 'cascade_build_info', { component: 'cloud', ep: 'webgpu' })).toBe(1);
