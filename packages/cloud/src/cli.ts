@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
-import { isMain, NATS_AUTH_FLAGS, natsAuthFromFlags, numberFlag, parseFlags, usage, type Flag } from '@cascade/service';
+import {
+  flagSource,
+  isMain,
+  NATS_AUTH_FLAGS,
+  natsAuthFromFlags,
+  numberFlag,
+  parseFlags,
+  usage,
+  type Flag,
+} from '@cascade/service';
 import { exitStatus } from '@cascade/proto';
 import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
@@ -62,11 +71,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (f.help) return 'help';
   const o: WorkerOptions = { model: f.model ?? '' };
   if (f.nats) o.nats = f.nats;
-  o.natsVia = argv.some((a) => a === '--nats' || a.startsWith('--nats='))
-    ? '--nats'
-    : f.nats
-      ? '$NATS_URL'
-      : 'the default (set --nats or $NATS_URL)';
+  o.natsVia = flagSource(FLAGS, 'nats', argv, env);
   o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;
   if (f['metrics-host']) o.metricsHost = f['metrics-host'];

@@ -2,6 +2,7 @@
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
 import {
   FlagError,
+  flagSource,
   isMain,
   NATS_AUTH_FLAGS,
   natsAuthFromFlags,
@@ -107,7 +108,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   const o: EdgeOptions = { model: f.model ?? '' };
   if (f.nats) {
     o.nats = f.nats;
-    o.natsVia = argv.some((a) => a === '--nats' || a.startsWith('--nats=')) ? '--nats' : '$NATS_URL';
+    o.natsVia = flagSource(FLAGS, 'nats', argv, env);
   }
   o.natsAuth = natsAuthFromFlags(f);
   if (f.id) o.id = f.id;

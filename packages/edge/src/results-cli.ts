@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // cascade-results: read the results stream. One JSON line per FrameResult on stdout, or --stats for counts.
 import {
+  flagSource,
   isMain,
   NATS_AUTH_FLAGS,
   natsAuthFromFlags,
@@ -46,12 +47,7 @@ async function main(): Promise<void> {
   // A closed pipe (| head) ends the output, not in an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
   const log = () => undefined;
-  const via =
-    f.nats && process.argv.some((a) => a.startsWith('--nats'))
-      ? '--nats'
-      : f.nats
-        ? '$NATS_URL'
-        : 'the default (set --nats or $NATS_URL)';
+  const via = flagSource(FLAGS, 'nats', process.argv.slice(2));
   let link: NatsLink;
   try {
     link = await NatsLink.open({

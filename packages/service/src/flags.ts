@@ -60,6 +60,19 @@ export function parseFlags<T extends Record<string, Flag>>(
   return out as never;
 }
 
+/** Where a flag's value came from, for messages: `--name` when given, `$VAR` when its variable set it, else the default. */
+export function flagSource(
+  table: Record<string, Flag>,
+  name: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  if (argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))) return `--${name}`;
+  const variable = table[name]?.env;
+  if (variable && env[variable]) return `$${variable}`;
+  return variable ? `the default (set --${name} or $${variable})` : `the default (set --${name})`;
+}
+
 /** A number flag's value, or undefined; throws FlagError naming the flag. */
 export function numberFlag(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;

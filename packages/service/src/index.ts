@@ -1,5 +1,5 @@
 /** @cascade/service: plumbing every Cascade command shares (flags, NATS, results stream, metrics and health, logs). */
-export { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
+export { FlagError, flagSource, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
 export { BUCKETS, CASCADE_VERSION, createRegistry, serveMetrics, type MetricsServer, type Route } from './metrics.js';
 export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';
 export { ensureResultsStream } from './streams.js';
