@@ -104,7 +104,7 @@ export class Batcher {
           rest.push(job);
         }
       }
-      this.queue.push(...rest);
+      for (const job of rest) this.queue.push(job); // no spread: the queue may hold many thousands
       if (jobs.length > 0) {
         const batch = this.runBatch(jobs, first);
         this.schedule(); // a second batch may start while this one computes

@@ -34,6 +34,14 @@ describe('outbox - order and limits', () => {
     ]);
   });
 
+  it('holds a long backlog (150,000) and settles it in windows, in and out of order', () => {
+    const box = Outbox.open({ maxCount: 200_000 });
+    for (let i = 1; i <= 150_000; i++) box.append(entry(i));
+    box.settle(['e/r/5', 'e/r/149999']);
+    for (let left = box.size; left > 0; left = box.size) box.settle(box.head(128).map((e) => e.id));
+    expect(box.size).toBe(0);
+  });
+
   it('drops entries past the age limit when read', () => {
     const drops: [string, number][] = [];
     const box = Outbox.open({ maxAgeMs: 1000 }, (reason, n) => drops.push([reason, n]));

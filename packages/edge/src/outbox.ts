@@ -51,7 +51,7 @@ interface Held extends OutboxEntry {
  * de-duplication window absorbs a record that was acknowledged just before the crash but not yet settled here.
  */
 export class Outbox {
-  private readonly queue: Held[] = [];
+  private queue: Held[] = [];
   private readonly index = new Map<string, Held>();
   private readonly open = new Map<number, number>(); // segment -> records not yet settled
   private seg = 0;
@@ -112,12 +112,11 @@ export class Outbox {
       this.release(held);
     }
     if (gone.size === 0) return;
-    if (gone.has(this.queue[0]?.id ?? '') && gone.size === 1) this.queue.shift();
-    else {
-      const keep = this.queue.filter((h) => !gone.has(h.id));
-      this.queue.length = 0;
-      this.queue.push(...keep);
-    }
+    // Acknowledgements usually settle a run at the head; otherwise filter (never spread: the queue may be 100,000 long).
+    let head = 0;
+    while (head < this.queue.length && gone.has(this.queue[head]!.id)) head++;
+    if (head === gone.size) this.queue.splice(0, head);
+    else this.queue = this.queue.filter((h) => !gone.has(h.id));
   }
 
   /** Closes the journal; unsettled entries stay on disk for the next `open()`. */
