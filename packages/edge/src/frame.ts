@@ -82,7 +82,7 @@ export class FramePath {
     state: Feeds,
     reachable: (up: boolean) => void,
   ): Promise<EdgeResult> {
-    const { request, bytes } = this.offloader.build(ctx.frame.pixels, best, state);
+    const { request, bytes } = this.offloader.build(ctx.frame.pixels, state);
     this.metrics.inflight.inc();
     const sent = performance.now();
     const out = await this.offloader.send(request, bytes).finally(() => this.metrics.inflight.dec());

@@ -50,7 +50,7 @@ export class Offloader {
   ) {}
 
   /** Encodes the request: image, carried state (state mode), deadline, thresholds. */
-  build(pixels: Uint8Array, best: LocalAnswer, carried: Feeds): { request: Uint8Array; bytes: number } {
+  build(pixels: Uint8Array, carried: Feeds): { request: Uint8Array; bytes: number } {
     const m = this.manifest;
     const state: TensorMessage[] = [];
     let bytes = pixels.byteLength;
