@@ -1,24 +1,19 @@
 // Faults with real processes: a nats-server with JetStream, two cascade-cloud workers and a cascade-edge process over
 // the bundled samples, paced so that the fault lands mid-stream. For each fault: frames in, results at the edge,
 // results in the results stream (unique and duplicated), fallbacks by reason, and how soon workers serve again.
-import { startNatsServer, startWorker, stopChild, track, type LocalNats, type WorkerProcess } from '@cascade/demo';
-import { readResults } from '@cascade/edge';
+import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
 import { subjects } from '@cascade/proto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeRequest, freePort, MODEL, model, REPO, SAMPLES, validRequest } from './harness.js';
-
-interface EdgeRun {
-  proc: ChildProcess;
-  /** Result lines, with the time each arrived. */
-  results: { r: { sequence: number; outcome: string; fallback_reason?: string; tier: string }; at: number }[];
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
+import {
+  fallbacks,
+  framesIn,
+  inStream,
+  startEdge as startSharedEdge,
+  whenResults,
+  type EdgeRun,
+} from './edge-process.js';
+import { encodeRequest, freePort, MODEL, model, validRequest } from './harness.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -26,52 +21,9 @@ afterEach(async () => {
 });
 
 function startEdge(url: string, id: string, frames: number, fps: number): EdgeRun {
-  const outbox = mkdtempSync(join(tmpdir(), 'cascade-fault-outbox-'));
-  const proc = track(
-    spawn(
-      process.execPath,
-      [
-        join(REPO, 'packages/edge/dist/cli.js'),
-        '--model',
-        MODEL,
-        '--source',
-        SAMPLES,
-        '--nats',
-        url,
-        '--id',
-        id,
-        '--limit',
-        String(frames),
-        '--max-fps',
-        String(fps),
-        '--threads',
-        '1',
-        '--metrics-port',
-        '-1',
-        '--outbox-dir',
-        outbox,
-        '--summary',
-      ],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    ),
-  );
-  const results: EdgeRun['results'] = [];
-  let buf = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      results.push({ r: JSON.parse(buf.slice(0, nl)), at: performance.now() });
-      buf = buf.slice(nl + 1);
-    }
-  });
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  cleanup.push(() => stopChild(proc, 'SIGKILL'));
-  return { proc, results, stderr: () => err, exit };
+  const edge = startSharedEdge({ url, id, frames, fps });
+  cleanup.push(edge.kill);
+  return edge;
 }
 
 async function workers(url: string, n = 2): Promise<WorkerProcess[]> {
@@ -110,22 +62,6 @@ async function secondsUntilServed(url: string, since: number): Promise<number> {
   }
 }
 
-/** What the results stream holds for one edge: messages, distinct frames, duplicates. */
-async function inStream(url: string, edge: string): Promise<{ messages: number; unique: number; duplicates: number }> {
-  const nc = await connect({ servers: url });
-  try {
-    const seen = new Set<string>();
-    let messages = 0;
-    await readResults(nc, { edge, idleMs: 1500 }, (r) => {
-      messages++;
-      seen.add(`${r.runId}/${r.sequence}`);
-    });
-    return { messages, unique: seen.size, duplicates: messages - seen.size };
-  } finally {
-    await nc.close();
-  }
-}
-
 function report(
   fault: string,
   frames: number,
@@ -133,9 +69,7 @@ function report(
   stream: { unique: number; duplicates: number },
   servedAfter: number | null,
 ) {
-  const reasons: Record<string, number> = {};
-  for (const { r } of edge.results)
-    if (r.outcome === 'fallback') reasons[r.fallback_reason!] = (reasons[r.fallback_reason!] ?? 0) + 1;
+  const reasons = fallbacks(edge);
   const row = {
     fault,
     frames_in: frames,
@@ -148,11 +82,6 @@ function report(
   console.log(`fault figures: ${JSON.stringify(row)}`);
   return row;
 }
-
-const framesIn = (e: EdgeRun) => Number(/^frames +(\d+)/m.exec(e.stderr())?.[1] ?? NaN);
-const whenResults = async (e: EdgeRun, n: number) => {
-  while (e.results.length < n) await new Promise((r) => setTimeout(r, 20));
-};
 
 describe('faults - real processes, real nats-server', () => {
   it('a worker SIGKILLed mid-stream: every frame answered once, every result stored once', async () => {

@@ -60,6 +60,11 @@ const FLAGS = {
     help: `/metrics port; 0 = any free port, -1 = off (default ${D.metricsPort})`,
   },
   'metrics-host': { type: 'string', env: 'CASCADE_METRICS_HOST', help: `/metrics address (default ${D.metricsHost})` },
+  'results-replicas': {
+    type: 'string',
+    env: 'CASCADE_RESULTS_REPLICAS',
+    help: 'copies of the results stream in a JetStream cluster, 1-5 (default: a new stream gets 1, an existing one is kept)',
+  },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -84,6 +89,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     maxRequestBytes: 'max-request-bytes',
     threads: 'threads',
     metricsPort: 'metrics-port',
+    resultsReplicas: 'results-replicas',
   } as const;
   for (const [key, flag] of Object.entries(nums)) {
     const n = numberFlag(flag, f[flag]);

@@ -46,4 +46,13 @@ describe('worker flags - negative numbers', () => {
     );
     expect(() => compileWorkerOptions({ model: 'm', batchesInFlight: 0 })).toThrow(/batchesInFlight/);
   });
+
+  it('results stream replicas: 1 to 5, left alone unless asked for', () => {
+    expect(compileWorkerOptions({ model: 'm' }).resultsReplicas).toBeUndefined();
+    expect(parseWorkerArgs(['--model', 'a'], { CASCADE_RESULTS_REPLICAS: '3' })).toMatchObject({ resultsReplicas: 3 });
+    expect(() => compileWorkerOptions({ model: 'm', resultsReplicas: 0 })).toThrow(
+      /resultsReplicas must be an integer >= 1/,
+    );
+    expect(() => compileWorkerOptions({ model: 'm', resultsReplicas: 7 })).toThrow(/at most 5/);
+  });
 });

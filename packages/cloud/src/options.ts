@@ -35,9 +35,15 @@ export interface WorkerOptions {
   natsAuth?: NatsAuth;
   /** Where `nats` came from, named in connection errors. @default 'the nats option' */
   natsVia?: string;
+  /**
+   * Copies of the results stream in a JetStream cluster (1 to 5; 3 for a three-node cluster). The worker creates the
+   * stream with this many, or changes an existing stream to it. @default left as it is; 1 for a new stream
+   */
+  resultsReplicas?: number;
 }
 
-export type CompiledWorkerOptions = Required<WorkerOptions>;
+export type CompiledWorkerOptions = Required<Omit<WorkerOptions, 'resultsReplicas'>> &
+  Pick<WorkerOptions, 'resultsReplicas'>;
 
 /** The largest batch a worker forms. */
 export const MAX_BATCH = 1024;
@@ -83,6 +89,9 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
   if (!(maxDelayMs >= 0)) throw new ConfigError(`maxDelayMs must be >= 0, got ${maxDelayMs}`);
   const maxBatch = positiveInt('maxBatch', o.maxBatch ?? d.maxBatch);
   if (maxBatch > MAX_BATCH) throw new ConfigError(`maxBatch must be at most ${MAX_BATCH}, got ${maxBatch}`);
+  if (o.resultsReplicas !== undefined) positiveInt('resultsReplicas', o.resultsReplicas);
+  if (o.resultsReplicas !== undefined && o.resultsReplicas > 5)
+    throw new ConfigError(`resultsReplicas must be at most 5 (JetStream's limit), got ${o.resultsReplicas}`);
   const batchesInFlight = positiveInt('batchesInFlight', o.batchesInFlight ?? d.batchesInFlight);
   if (batchesInFlight > 8) throw new ConfigError(`batchesInFlight must be at most 8, got ${batchesInFlight}`);
   return {
@@ -101,5 +110,6 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     metricsHost: o.metricsHost ?? DEFAULT_WORKER_OPTIONS.metricsHost,
     natsAuth: { inboxPrefix: '_INBOX_worker', ...o.natsAuth },
     natsVia: o.natsVia ?? DEFAULT_WORKER_OPTIONS.natsVia,
+    ...(o.resultsReplicas !== undefined ? { resultsReplicas: o.resultsReplicas } : {}),
   };
 }

@@ -139,8 +139,10 @@ export class CloudWorker {
     });
     await this.nc.flush(); // the server has the subscription before we say we are serving
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
-    ensureResultsStream(this.nc).catch((err: Error) =>
-      this.log('results_stream_unchecked', { error: clip(err.message, 200) }),
+    const replicas = this.options.resultsReplicas;
+    ensureResultsStream(this.nc, replicas === undefined ? {} : { replicas }).then(
+      (state) => state !== 'exists' && this.log(`results_stream_${state.replace('-', '_')}`, { replicas }),
+      (err: Error) => this.log('results_stream_unchecked', { error: clip(err.message, 200) }),
     );
     if (this.options.metricsPort >= 0) {
       this.metricsServer = await serveMetrics(

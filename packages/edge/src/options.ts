@@ -81,6 +81,12 @@ export const DEFAULT_EDGE_OPTIONS = {
   connectWaitMs: 2000,
 } as const;
 
+/**
+ * An edge id: one NATS subject token (`cam-1`), or several joined by dots (`site-a.cam-1`) so that one permission
+ * such as `cascade.v1.results.site-a.>` covers every camera of a site.
+ */
+export const EDGE_ID = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
 /** Fills defaults and validates once at start-up; errors name the field. */
 export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   if (!o.model) throw new ConfigError('model: a model directory is required');
@@ -100,8 +106,10 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   if (o.thresholds?.some((t) => !Number.isFinite(t)))
     throw new ConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
   const id = o.id ?? hostname();
-  if (!/^[A-Za-z0-9_-]+$/.test(id))
-    throw new ConfigError(`id "${id}" must be letters, digits, "-" or "_" (it is a NATS subject token)`);
+  if (!EDGE_ID.test(id))
+    throw new ConfigError(
+      `id "${id}" must be letters, digits, "-" or "_", in dot-separated parts such as site-a.cam-1 (it ends NATS subjects)`,
+    );
   return {
     model: o.model,
     ...(o.nats ? { nats: o.nats } : {}),

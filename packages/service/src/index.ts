@@ -2,6 +2,6 @@
 export { FlagError, flagSource, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
 export { BUCKETS, CASCADE_VERSION, createRegistry, serveMetrics, type MetricsServer, type Route } from './metrics.js';
 export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';
-export { ensureResultsStream } from './streams.js';
+export { ensureResultsStream, type ResultsStreamOptions, type ResultsStreamState } from './streams.js';
 export { LinkError, NatsLink, RECONNECT_JITTER_MS, RECONNECT_WAIT_MS, type LinkOptions, type Log } from './link.js';
 export { stderrLog } from './log.js';

@@ -1,0 +1,195 @@
+// Past one machine, with real processes on loopback: a cloud cluster of three nats-servers (deploy/nats/cluster.conf)
+// with the results stream replicated three ways, and a camera site's nats-server joined to it as a leaf node
+// (deploy/nats/site.conf) through toxiproxy, so that its link can be cut. Every frame must have exactly one result at
+// the edge and in the stream, whatever fails.
+import { startWorker, type WorkerProcess } from '@cascade/demo';
+import { RESULTS_STREAM } from '@cascade/proto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fallbacks, framesIn, inStream, startEdge, whenResults, type EdgeRun } from './edge-process.js';
+import { MODEL } from './harness.js';
+import {
+  leafConnected,
+  MONITOR_LOGIN,
+  PASSWORDS,
+  SITE_CAMERA_PASSWORD,
+  startCloud,
+  startSite,
+  WORKER_LOGIN,
+  type Cloud,
+  type CloudOptions,
+  type NatsNode,
+} from './topology.js';
+import { startToxiproxy, type Proxy } from './toxiproxy.js';
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+async function cloud(options: CloudOptions = {}): Promise<Cloud> {
+  const c = await startCloud(options);
+  cleanup.push(() => c.stop());
+  return c;
+}
+
+async function workers(urls: string): Promise<WorkerProcess[]> {
+  const ws: WorkerProcess[] = [];
+  for (const id of ['cw1', 'cw2']) {
+    const extra = ['--threads', '1', '--results-replicas', '3', ...WORKER_LOGIN];
+    const w = await startWorker({ model: MODEL, nats: urls, id, extra });
+    cleanup.push(() => w.stop('SIGKILL'));
+    ws.push(w);
+  }
+  return ws;
+}
+
+function edge(spec: Parameters<typeof startEdge>[0]): EdgeRun {
+  const e = startEdge(spec);
+  cleanup.push(e.kill);
+  return e;
+}
+
+async function monitor(urls: string): Promise<NatsConnection> {
+  const nc = await connect({ servers: urls.split(','), ...MONITOR_LOGIN });
+  cleanup.push(() => nc.close());
+  return nc;
+}
+
+interface StreamInfo {
+  config: { num_replicas: number };
+  cluster?: { leader?: string; replicas?: { name: string; current: boolean }[] };
+}
+
+/** The results stream's leader and its replicas once all three copies are current. */
+async function replicatedStream(nc: NatsConnection): Promise<{ leader: string; replicas: number }> {
+  for (let i = 0; ; i++) {
+    const info = await nc
+      .request(`$JS.API.STREAM.INFO.${RESULTS_STREAM.name}`, undefined, { timeout: 2000 })
+      .then((m) => m.json<StreamInfo>())
+      .catch(() => undefined);
+    const current = info?.cluster?.replicas?.filter((r) => r.current).length ?? 0;
+    if (info?.cluster?.leader && info.config.num_replicas === 3 && current === 2)
+      return { leader: info.cluster.leader, replicas: info.config.num_replicas };
+    if (i > 150) throw new Error(`results stream not replicated 3 ways in 30 s: ${JSON.stringify(info?.cluster)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The node a client named `name` is connected to (GET /connz on each node). */
+async function nodeOf(c: Cloud, name: string): Promise<NatsNode> {
+  for (const n of c.nodes) {
+    const z = (await fetch(`http://127.0.0.1:${n.monitorPort}/connz`).then((r) => r.json())) as {
+      connections?: { name?: string }[];
+    };
+    if (z.connections?.some((x) => x.name === name)) return n;
+  }
+  throw new Error(`no node has a client named ${name}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CAM_1 = ['--nats-user', 'cam-1', '--nats-password', PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD];
+
+describe('a cloud cluster of three nats-servers', () => {
+  it('the results stream is replicated 3 ways; a node SIGKILLed and restarted, twice (the stream leader, then the edge’s node): every frame answered once and stored once', async () => {
+    const c = await cloud();
+    await workers(c.urls);
+    const mon = await monitor(c.urls);
+    const before = await replicatedStream(mon);
+    const frames = 1000;
+    const e = edge({ url: c.urls, id: 'cam-1', frames, fps: 35, extra: CAM_1 });
+    const kills: { node: string; role: string; at_result: number; leader_after?: string }[] = [];
+    const killAndRestart = async (n: NatsNode, role: string) => {
+      kills.push({ node: n.name, role, at_result: e.results.length });
+      await n.stop('SIGKILL');
+      await sleep(5000);
+      await n.restart();
+      await n.healthy();
+      kills.at(-1)!.leader_after = (await replicatedStream(mon)).leader;
+    };
+    await whenResults(e, 200);
+    const leader = c.nodes.find((n) => n.name === before.leader)!;
+    await killAndRestart(leader, 'results stream leader');
+    await whenResults(e, 600);
+    await killAndRestart(await nodeOf(c, 'cascade-edge cam-1'), 'the edge’s node');
+    const back = performance.now();
+    expect(await e.exit).toBe(0);
+    const stream = await inStream(c.urls, 'cam-1', MONITOR_LOGIN);
+    const row = {
+      fault: 'a cloud node SIGKILLed for 5 s, twice',
+      kills,
+      frames_in: framesIn(e),
+      results_at_edge: e.results.length,
+      results_in_stream: stream.unique,
+      duplicates: stream.duplicates,
+      fallbacks: fallbacks(e),
+    };
+    console.log(`cluster figures: ${JSON.stringify(row)}`);
+    expect(before.replicas).toBe(3);
+    expect(row).toMatchObject({ frames_in: frames, results_at_edge: frames, results_in_stream: frames, duplicates: 0 });
+    expect(new Set(e.results.map((x) => x.r.sequence)).size).toBe(frames);
+    // Offloading went on after the second failover.
+    expect(e.results.filter((x) => x.at > back && x.r.tier === 'cloud').length).toBeGreaterThan(0);
+  }, 240_000);
+});
+
+describe('a camera site as a leaf node of the cloud cluster', () => {
+  it('the leaf link cut for 60 s mid-run: the edge answers every frame locally meanwhile, and every result reaches the cloud stream exactly once', async () => {
+    // The site reaches each cloud node's leaf port through a proxy, which is also the address the node advertises.
+    const toxi = await startToxiproxy();
+    cleanup.push(() => toxi.stop());
+    const links: Proxy[] = [];
+    const c = await cloud({
+      leafAddress: async (i, port) => (links[i] = await toxi.proxy(`site-a-link-${i}`, `127.0.0.1:${port}`)).listen,
+    });
+    await workers(c.urls);
+    const mon = await monitor(c.urls);
+    await replicatedStream(mon);
+    const site = await startSite(
+      'site-a',
+      links.map((l) => l.listen),
+    );
+    cleanup.push(() => site.stop('SIGKILL'));
+    for (let i = 0; !(await leafConnected(site)); i++) {
+      if (i > 100) throw new Error(`site-a did not join the cloud:\n${site.log()}`);
+      await sleep(100);
+    }
+    const frames = 1000;
+    const e = edge({
+      url: site.url,
+      id: 'site-a.cam-1',
+      frames,
+      fps: 12,
+      extra: ['--nats-user', 'camera', '--nats-password', SITE_CAMERA_PASSWORD],
+    });
+    await whenResults(e, 120);
+    const cutAt = e.results.length;
+    await Promise.all(links.map((l) => l.setEnabled(false)));
+    const cut = performance.now();
+    await sleep(60_000);
+    const duringCut = e.results.filter((x) => x.at > cut + 2000);
+    await Promise.all(links.map((l) => l.setEnabled(true)));
+    const restored = performance.now();
+    expect(await e.exit).toBe(0);
+    const rejoinedAfter = e.results.find((x) => x.at > restored && x.r.tier === 'cloud');
+    const stream = await inStream(c.urls, 'site-a.cam-1', MONITOR_LOGIN);
+    const row = {
+      fault: 'site leaf link cut for 60 s',
+      frames_in: framesIn(e),
+      cut_at_result: cutAt,
+      results_at_edge: e.results.length,
+      results_in_stream: stream.unique,
+      duplicates: stream.duplicates,
+      fallbacks: fallbacks(e),
+      answered_during_cut: duringCut.length,
+      offloading_again_after_s: rejoinedAfter ? Math.round((rejoinedAfter.at - restored) / 100) / 10 : null,
+    };
+    console.log(`cluster figures: ${JSON.stringify(row)}`);
+    expect(row).toMatchObject({ frames_in: frames, results_at_edge: frames, results_in_stream: frames, duplicates: 0 });
+    // The camera kept its rate while the link was down (12 frames/s for 58 s), every hard frame answered locally.
+    expect(duringCut.length).toBeGreaterThan(12 * 50);
+    expect(duringCut.every((x) => x.r.tier === 'edge')).toBe(true);
+    expect(row.fallbacks.no_responders ?? 0).toBeGreaterThan(0);
+    expect(rejoinedAfter).toBeDefined();
+  }, 240_000);
+});

@@ -1,0 +1,227 @@
+// NATS topologies from the shipped configuration (deploy/nats), on loopback ports: a cloud cluster of three nodes
+// (cluster.conf, which includes nats.conf) and camera sites joined to it as leaf nodes (site.conf). Only the
+// addresses and ports are overridden; users, permissions, JetStream and the cluster and leaf settings are the files'.
+import { stopChild, track } from '@cascade/demo';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, REPO, requireProgram } from './harness.js';
+
+export const PASSWORDS = {
+  CASCADE_WORKER_PASSWORD: 'worker-secret-1f9e',
+  CASCADE_MONITOR_PASSWORD: 'monitor-secret-77aa',
+  CASCADE_EDGE_CAM_1_PASSWORD: 'cam1-secret-0b3c',
+  CASCADE_EDGE_CAM_2_PASSWORD: 'cam2-secret-9d2e',
+  CASCADE_SITE_SITE_A_PASSWORD: 'site-a-secret-5c1d',
+  CASCADE_ROUTE_PASSWORD: 'route-secret-a2f4',
+};
+export const SITE_CAMERA_PASSWORD = 'site-camera-secret-3e8b';
+
+/** Flags that log a worker into the shipped config. */
+export const WORKER_LOGIN = ['--nats-user', 'worker', '--nats-password', PASSWORDS.CASCADE_WORKER_PASSWORD];
+/** Connection options of the monitor user (reads the results stream). */
+export const MONITOR_LOGIN = {
+  user: 'monitor',
+  pass: PASSWORDS.CASCADE_MONITOR_PASSWORD,
+  inboxPrefix: '_INBOX_monitor',
+};
+
+/** One nats-server process of a topology; `restart()` brings it back on the same ports and store. */
+export interface NatsNode {
+  name: string;
+  url: string;
+  monitorPort: number;
+  /** Where leaf nodes connect (cloud nodes only). */
+  leafPort?: number;
+  proc: ChildProcess;
+  log: () => string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  restart(): Promise<void>;
+  /** Resolves once GET /healthz answers 200 (for a cloud node: JetStream has a meta leader and its streams are current). */
+  healthy(timeoutMs?: number): Promise<void>;
+}
+
+const CONFIG_DIR = join(REPO, 'deploy/nats');
+
+function configCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cascade-nats-conf-'));
+  for (const f of ['nats.conf', 'cluster.conf', 'site.conf']) copyFileSync(join(CONFIG_DIR, f), join(dir, f));
+  return dir;
+}
+
+async function launch(
+  name: string,
+  conf: string,
+  args: string[],
+  env: Record<string, string>,
+  port: number,
+  monitorPort: number,
+  leafPort?: number,
+): Promise<NatsNode> {
+  requireProgram('nats-server');
+  let proc!: ChildProcess;
+  let log = '';
+  const start = async () => {
+    log = '';
+    proc = track(
+      spawn('nats-server', ['-c', conf, ...args], {
+        env: { ...process.env, ...PASSWORDS, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`nats-server ${name} did not start in 15 s:\n${log}`)), 15_000);
+      const onData = (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('Server is ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      proc.stdout!.on('data', onData);
+      proc.stderr!.on('data', onData);
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`nats-server ${name} exited ${code}:\n${log}`));
+      });
+    });
+  };
+  await start();
+  return {
+    name,
+    url: `nats://127.0.0.1:${port}`,
+    monitorPort,
+    ...(leafPort ? { leafPort } : {}),
+    get proc() {
+      return proc;
+    },
+    log: () => log,
+    stop: async (signal = 'SIGTERM') => void (await stopChild(proc, signal)),
+    restart: start,
+    healthy: async (timeoutMs = 30_000) => {
+      const until = performance.now() + timeoutMs;
+      for (;;) {
+        const ok = await fetch(`http://127.0.0.1:${monitorPort}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (ok) return;
+        if (performance.now() > until) throw new Error(`nats-server ${name} not healthy in ${timeoutMs} ms:\n${log}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+  };
+}
+
+export interface Cloud {
+  nodes: NatsNode[];
+  /** Every node's client URL, comma-separated: the seed list clients take. */
+  urls: string;
+  stop(): Promise<void>;
+}
+
+export interface CloudOptions {
+  /**
+   * The host:port sites reach node `i`'s leaf port by (its CASCADE_NATS_LEAF_ADVERTISE), given the port: e.g. a proxy
+   * in front of it. @default the leaf port itself
+   */
+  leafAddress?: (i: number, leafPort: number) => Promise<string>;
+}
+
+/** Three cloud nodes from deploy/nats/cluster.conf, routed to each other, with JetStream healthy on each. */
+export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
+  const dir = configCopy();
+  const ports = await Promise.all(
+    [0, 1, 2].map(async () => ({
+      client: await freePort(),
+      monitor: await freePort(),
+      route: await freePort(),
+      leaf: await freePort(),
+    })),
+  );
+  const routes = Object.fromEntries(
+    ports.map((p, i) => [
+      `CASCADE_NATS_ROUTE_${i + 1}`,
+      `nats-route://route:${PASSWORDS.CASCADE_ROUTE_PASSWORD}@127.0.0.1:${p.route}`,
+    ]),
+  );
+  const advertised = await Promise.all(
+    ports.map((p, i) => options.leafAddress?.(i, p.leaf) ?? Promise.resolve(`127.0.0.1:${p.leaf}`)),
+  );
+  const nodes = await Promise.all(
+    ports.map((p, i) => {
+      const name = `nats-${i}`;
+      const conf = join(dir, `${name}.conf`);
+      writeFileSync(
+        conf,
+        [
+          'include ./cluster.conf',
+          'host: 127.0.0.1',
+          `port: ${p.client}`,
+          `http_port: ${p.monitor}`,
+          `leafnodes {\n  listen: 127.0.0.1:${p.leaf}\n  advertise: $CASCADE_NATS_LEAF_ADVERTISE\n}`,
+        ].join('\n'),
+      );
+      const store = join(dir, `${name}-jetstream`);
+      mkdirSync(store);
+      return launch(
+        name,
+        conf,
+        ['--cluster', `nats://127.0.0.1:${p.route}`],
+        {
+          ...routes,
+          CASCADE_NATS_NAME: name,
+          CASCADE_NATS_STORE_DIR: store,
+          CASCADE_NATS_LEAF_ADVERTISE: advertised[i]!,
+        },
+        p.client,
+        p.monitor,
+        p.leaf,
+      );
+    }),
+  );
+  await Promise.all(nodes.map((n) => n.healthy()));
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url).join(','),
+    stop: async () => void (await Promise.all(nodes.map((n) => n.stop('SIGKILL')))),
+  };
+}
+
+/**
+ * A camera site's leaf nats-server from deploy/nats/site.conf, joined to the cloud through `hubs` (host:port of
+ * cloud leaf ports, or of proxies in front of them; one to three).
+ */
+export async function startSite(name: string, hubs: string[]): Promise<NatsNode> {
+  const dir = configCopy();
+  const port = await freePort();
+  const monitor = await freePort();
+  const conf = join(dir, `${name}.conf`);
+  writeFileSync(conf, ['include ./site.conf', 'host: 127.0.0.1', `port: ${port}`, `http_port: ${monitor}`].join('\n'));
+  const password =
+    PASSWORDS[`CASCADE_SITE_${name.toUpperCase().replace(/-/g, '_')}_PASSWORD` as keyof typeof PASSWORDS];
+  const urls = [0, 1, 2].map((i) => `nats-leaf://${name}:${password}@${hubs[i % hubs.length]}`);
+  return launch(
+    name,
+    conf,
+    [],
+    {
+      CASCADE_SITE_NAME: name,
+      CASCADE_SITE_CAMERA_PASSWORD: SITE_CAMERA_PASSWORD,
+      CASCADE_SITE_HUB_1: urls[0]!,
+      CASCADE_SITE_HUB_2: urls[1]!,
+      CASCADE_SITE_HUB_3: urls[2]!,
+    },
+    port,
+    monitor,
+  );
+}
+
+/** Whether the site's leaf connection to the cloud is up (GET /leafz). */
+export async function leafConnected(site: NatsNode): Promise<boolean> {
+  const r = await fetch(`http://127.0.0.1:${site.monitorPort}/leafz`).then(
+    (x) => x.json() as Promise<{ leafnodes: number }>,
+  );
+  return r.leafnodes > 0;
+}
