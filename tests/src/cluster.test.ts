@@ -192,4 +192,62 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     expect(row.fallbacks.no_responders ?? 0).toBeGreaterThan(0);
     expect(rejoinedAfter).toBeDefined();
   }, 240_000);
+
+  it('a site reaches the inference service and publishes its own results, nothing else; its login works only as a leaf node', async () => {
+    const c = await cloud();
+    await workers(c.urls);
+    const site = await startSite(
+      'site-a',
+      c.nodes.map((n) => `127.0.0.1:${n.leafPort}`),
+    );
+    cleanup.push(() => site.stop('SIGKILL'));
+    for (let i = 0; !(await leafConnected(site)); i++) {
+      if (i > 100) throw new Error(`site-a did not join the cloud:\n${site.log()}`);
+      await sleep(100);
+    }
+    // The site's cloud login is for its leaf node only.
+    await expect(
+      connect({ servers: c.nodes[0]!.url, user: 'site-a', pass: PASSWORDS.CASCADE_SITE_SITE_A_PASSWORD }),
+    ).rejects.toThrow(/Authorization/i);
+    const mon = await monitor(c.urls);
+    const seen: string[] = [];
+    const spy = mon.subscribe('cascade.v1.results.>', { callback: (_e, m) => void seen.push(m.subject) });
+    cleanup.push(async () => spy.unsubscribe());
+    await mon.flush();
+    const cam = await connect({
+      servers: site.url,
+      user: 'camera',
+      pass: SITE_CAMERA_PASSWORD,
+      inboxPrefix: '_INBOX.site-a.cam-9',
+    });
+    cleanup.push(() => cam.close());
+    // Inference requests reach the workers and their replies come back (a malformed request gets a coded error).
+    const reply = await cam.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1, 2, 3]), { timeout: 5000 });
+    expect(reply.data.length).toBeGreaterThan(0);
+    // Its own results leave the site; another site's or a cloud camera's subject does not.
+    for (const subject of [
+      'cascade.v1.results.site-a.cam-9',
+      'cascade.v1.results.site-b.cam-1',
+      'cascade.v1.results.cam-1',
+    ])
+      cam.publish(subject, new Uint8Array([0]));
+    await cam.flush();
+    // A camera at the site listening for a cloud camera's replies (its site login allows _INBOX.>) hears nothing: the
+    // cloud sends a site only what its leaf login may subscribe to.
+    const heard: string[] = [];
+    cam.subscribe('_INBOX.cam-1.>', { callback: (_e, m) => void heard.push(m.subject) });
+    await cam.flush();
+    await sleep(300);
+    const cloudCam = await connect({
+      servers: c.urls.split(','),
+      user: 'cam-1',
+      pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD,
+      inboxPrefix: '_INBOX.cam-1',
+    });
+    cleanup.push(() => cloudCam.close());
+    await cloudCam.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]), { timeout: 5000 });
+    await sleep(500);
+    expect(seen).toEqual(['cascade.v1.results.site-a.cam-9']);
+    expect(heard).toEqual([]);
+  }, 60_000);
 });

@@ -55,22 +55,57 @@ describe('kubernetes manifests', () => {
     }
   });
 
-  it('NATS runs as a StatefulSet with JetStream on a persistent volume, configured with deploy/nats/nats.conf verbatim', () => {
+  it('NATS runs as a three-node cluster: a StatefulSet with stable names, JetStream on a persistent volume each, deploy/nats configs verbatim', () => {
     const sts = base.find((d) => d.kind === 'StatefulSet' && d.metadata.name === 'nats')!;
     const cm = base.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'nats-config')!;
-    expect(cm.data['nats.conf']).toBe(readFileSync(join(REPO, 'deploy/nats/nats.conf'), 'utf8'));
+    for (const f of ['nats.conf', 'cluster.conf'])
+      expect(cm.data[f], f).toBe(readFileSync(join(REPO, 'deploy/nats', f), 'utf8'));
     expect(cm.data['nats.conf']).toMatch(/jetstream \{\s*store_dir: \$CASCADE_NATS_STORE_DIR/);
     const c = sts.spec.template.spec.containers[0];
+    expect(c.args).toEqual(['-c', '/etc/nats/cluster.conf']);
+    expect(sts.spec.replicas).toBe(3);
+    expect(sts.spec.podManagementPolicy).toBe('Parallel');
+    const headless = base.find((d) => d.kind === 'Service' && d.metadata.name === sts.spec.serviceName)!;
+    expect(headless.spec.clusterIP).toBe('None');
     const data = sts.spec.volumeClaimTemplates[0];
     expect(c.volumeMounts.find((m: any) => m.name === data.metadata.name).mountPath).toBe('/data');
-    expect(c.env.find((e: any) => e.name === 'CASCADE_NATS_STORE_DIR').value).toMatch(/^\/data\//);
-    expect(c.readinessProbe.httpGet.path).toMatch(/^\/healthz/);
-    for (const e of c.env.filter((x: any) => x.valueFrom)) {
+    const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
+    expect(env.CASCADE_NATS_STORE_DIR.value).toMatch(/^\/data\//);
+    expect(env.CASCADE_NATS_NAME.valueFrom.fieldRef.fieldPath).toBe('metadata.name');
+    // Routes name every pod of the StatefulSet by its stable DNS name, with the route password.
+    for (let i = 0; i < 3; i++)
+      expect(env[`CASCADE_NATS_ROUTE_${i + 1}`].value).toBe(
+        `nats-route://route:$(CASCADE_ROUTE_PASSWORD)@nats-${i}.${sts.spec.serviceName}:6222`,
+      );
+    // Every variable the configuration reads is set.
+    const used = new Set(
+      [...`${cm.data['nats.conf']}${cm.data['cluster.conf']}`.matchAll(/\$(CASCADE_[A-Z0-9_]+)/g)].map((m) => m[1]),
+    );
+    for (const v of used) expect(env[v!], v).toBeDefined();
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+      expect(c[probe].httpGet.path, probe).toMatch(/^\/healthz/);
+      expect(c[probe].httpGet.port, probe).toBe('monitor');
+    }
+    for (const e of c.env.filter((x: any) => x.valueFrom?.secretKeyRef)) {
       const secret = base.find((d) => d.kind === 'Secret' && d.metadata.name === e.valueFrom.secretKeyRef.name);
       expect(secret?.stringData?.[e.valueFrom.secretKeyRef.key], e.name).toBe('CHANGE_ME');
     }
+    const pdb = base.find((d) => d.kind === 'PodDisruptionBudget' && d.metadata.name === 'nats')!;
+    expect(pdb.spec.maxUnavailable).toBe(1);
     const svc = base.find((d) => d.kind === 'Service' && d.metadata.name === 'nats')!;
     expect(svc.spec.ports.map((p: any) => p.port)).toContain(4222);
+    const leaf = base.find((d) => d.kind === 'Service' && d.metadata.name === 'nats-leaf')!;
+    expect(leaf.spec.ports.map((p: any) => p.port)).toEqual([7422]);
+  });
+
+  it('workers and edges take every NATS node as a seed; workers keep the results stream on all three', () => {
+    const seeds = [0, 1, 2].map((i) => `nats://nats-${i}.nats-headless.cascade.svc:4222`).join(',');
+    const worker = workloads.find((w) => w.kind === 'Deployment')!.spec.template.spec.containers[0];
+    const env = Object.fromEntries(worker.env.map((e: any) => [e.name, e.value]));
+    expect(env.NATS_URL).toBe(seeds);
+    expect(env.CASCADE_RESULTS_REPLICAS).toBe('3');
+    const edgeConfig = base.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cascade-edge')!;
+    expect(edgeConfig.data.NATS_URL).toBe(seeds);
   });
 
   it('workload selectors match their pod labels', () => {
@@ -160,6 +195,33 @@ describe('kubernetes manifests', () => {
 });
 
 describe('compose', () => {
+  it('the cluster and site overlays: three NATS nodes as seeds, R3 results, an edge behind a site leaf node', () => {
+    requireProgram('docker-compose');
+    const dir = join(REPO, 'deploy/compose');
+    const files = ['docker-compose.yml', 'docker-compose.cluster.yml', 'docker-compose.site.yml'].flatMap((f) => [
+      '-f',
+      f,
+    ]);
+    const out = execFileSync('docker-compose', ['--env-file', '.env.example', ...files, 'config'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    const c = parseAllDocuments(out)[0]!.toJS();
+    for (const n of ['nats', 'nats-2', 'nats-3']) {
+      expect(c.services[n].command).toEqual(['-c', '/etc/nats/cluster.conf']);
+      expect(c.services[n].environment.CASCADE_NATS_ROUTE_3).toBe('nats-route://route:change-me-route@nats-3:6222');
+    }
+    expect(new Set(['nats', 'nats-2', 'nats-3'].map((n) => c.services[n].environment.CASCADE_NATS_NAME)).size).toBe(3);
+    expect(c.services['worker-1'].environment.NATS_URL).toBe('nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222');
+    expect(c.services['worker-1'].environment.CASCADE_RESULTS_REPLICAS).toBe('3');
+    expect(c.services['site-a'].command).toEqual(['-c', '/etc/nats/site.conf']);
+    expect(c.services['edge-agent'].environment).toMatchObject({
+      NATS_URL: 'nats://site-a:4222',
+      NATS_USER: 'camera',
+      CASCADE_EDGE_ID: 'site-a.cam-1',
+    });
+  });
+
   it('docker-compose config validates the file and its TLS overlay', () => {
     requireProgram('docker-compose');
     const dir = join(REPO, 'deploy/compose');

@@ -4,7 +4,7 @@ import { stopChild, track } from '@cascade/demo';
 import { readResults } from '@cascade/edge';
 import { connect, type ConnectionOptions } from '@nats-io/transport-node';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MODEL, REPO, SAMPLES } from './harness.js';
@@ -14,7 +14,9 @@ export interface EdgeLine {
   outcome: string;
   fallback_reason?: string;
   tier: string;
-  class_index: number;
+  /** The class answered, and the true label the source carries. */
+  class: number;
+  label: number;
   latency_ms: number;
 }
 
@@ -101,15 +103,20 @@ export function fallbacks(e: EdgeRun): Record<string, number> {
   return reasons;
 }
 
-const LABELS = (() => {
-  const raw = readFileSync(SAMPLES);
-  return Array.from({ length: raw.length / 3073 }, (_, i) => raw[i * 3073]!);
-})();
-
-/** Share of the edge's answers that match the samples' labels (the source replays them in order from sequence 1). */
+/** Share of the edge's answers that match the labels the source carries. */
 export function accuracy(e: EdgeRun): number {
-  const right = e.results.filter(({ r }) => r.class_index === LABELS[(r.sequence - 1) % LABELS.length]).length;
-  return right / Math.max(1, e.results.length);
+  return e.results.filter(({ r }) => r.class === r.label).length / Math.max(1, e.results.length);
+}
+
+/**
+ * Frames per second the edge took in, from the frames it answered on the spot (exited at an edge exit): a frame
+ * waiting for the cloud or its deadline does not hold the camera.
+ */
+export function intakeFps(e: EdgeRun): number {
+  const local = e.results.filter(({ r }) => r.outcome === 'exited');
+  const first = local[0]!;
+  const last = local.at(-1)!;
+  return (last.r.sequence - first.r.sequence) / ((last.at - first.at) / 1000);
 }
 
 /** The q-quantile of the offloaded frames' latencies (ms), or null when none was offloaded. */

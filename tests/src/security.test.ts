@@ -7,14 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
+import { PASSWORDS } from './topology.js';
 
 const CONF = join(REPO, 'deploy/nats');
-const PASSWORDS = {
-  CASCADE_WORKER_PASSWORD: 'worker-secret-1f9e',
-  CASCADE_MONITOR_PASSWORD: 'monitor-secret-77aa',
-  CASCADE_EDGE_CAM_1_PASSWORD: 'cam1-secret-0b3c',
-  CASCADE_EDGE_CAM_2_PASSWORD: 'cam2-secret-9d2e',
-};
 
 /** nats-server with a shipped config file, on free ports. */
 async function serve(
