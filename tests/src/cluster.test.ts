@@ -4,6 +4,7 @@
 // the edge and in the stream, whatever fails.
 import { startWorker, type WorkerProcess } from '@cascade/demo';
 import { RESULTS_STREAM } from '@cascade/proto';
+import { ensureResultsStream } from '@cascade/service';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fallbacks, framesIn, inStream, startEdge, whenResults, type EdgeRun } from './edge-process.js';
@@ -58,6 +59,7 @@ async function monitor(urls: string): Promise<NatsConnection> {
 
 interface StreamInfo {
   config: { num_replicas: number };
+  state: { messages: number };
   cluster?: { leader?: string; replicas?: { name: string; current: boolean }[] };
 }
 
@@ -93,9 +95,10 @@ const CAM_1 = ['--nats-user', 'cam-1', '--nats-password', PASSWORDS.CASCADE_EDGE
 describe('a cloud cluster of three nats-servers', () => {
   it('the results stream is replicated 3 ways; a node SIGKILLed and restarted, twice (the stream leader, then the edge’s node): every frame answered once and stored once', async () => {
     const c = await cloud();
-    await workers(c.urls);
+    const ws = await workers(c.urls);
     const mon = await monitor(c.urls);
     const before = await replicatedStream(mon);
+    expect(ws[0]!.log() + ws[1]!.log()).toMatch(/"event":"results_stream_created".*"replicas":3/);
     const frames = 1000;
     const e = edge({ url: c.urls, id: 'cam-1', frames, fps: 35, extra: CAM_1 });
     const kills: { node: string; role: string; at_result: number; leader_after?: string }[] = [];
@@ -115,8 +118,12 @@ describe('a cloud cluster of three nats-servers', () => {
     const back = performance.now();
     expect(await e.exit).toBe(0);
     const stream = await inStream(c.urls, 'cam-1', MONITOR_LOGIN);
+    const stored = await mon
+      .request(`$JS.API.STREAM.INFO.${RESULTS_STREAM.name}`, undefined, { timeout: 2000 })
+      .then((m) => m.json<StreamInfo>().state.messages);
     const row = {
       fault: 'a cloud node SIGKILLed for 5 s, twice',
+      stream_messages: stored,
       kills,
       frames_in: framesIn(e),
       results_at_edge: e.results.length,
@@ -131,6 +138,20 @@ describe('a cloud cluster of three nats-servers', () => {
     // Offloading went on after the second failover.
     expect(e.results.filter((x) => x.at > back && x.r.tier === 'cloud').length).toBeGreaterThan(0);
   }, 240_000);
+
+  it('an existing stream with another number of copies is left as it is, and the worker says so', async () => {
+    const c = await cloud();
+    const mon = await monitor(c.urls);
+    expect(await ensureResultsStream(mon)).toEqual({ created: true, replicas: 1 });
+    const [w] = await workers(c.urls);
+    const log = () => w!.log();
+    for (let i = 0; !log().includes('results_stream_'); i++) {
+      if (i > 100) throw new Error(`the worker said nothing of the results stream:\n${log()}`);
+      await sleep(100);
+    }
+    expect(log()).toMatch(/"event":"results_stream_replicas_differ".*"replicas":1,"wanted":3/);
+    expect(await ensureResultsStream(mon)).toEqual({ created: false, replicas: 1 });
+  }, 60_000);
 });
 
 describe('a camera site as a leaf node of the cloud cluster', () => {

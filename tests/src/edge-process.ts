@@ -85,7 +85,7 @@ export async function inStream(url: string, edge: string, auth: Partial<Connecti
   try {
     const seen = new Set<string>();
     let messages = 0;
-    await readResults(nc, { edge, idleMs: 1500 }, (r) => {
+    await readResults(nc, { edge }, (r) => {
       messages++;
       seen.add(`${r.runId}/${r.sequence}`);
     });

@@ -63,7 +63,7 @@ const FLAGS = {
   'results-replicas': {
     type: 'string',
     env: 'CASCADE_RESULTS_REPLICAS',
-    help: 'copies of the results stream in a JetStream cluster, 1-5 (default: a new stream gets 1, an existing one is kept)',
+    help: 'copies of the results stream when a worker creates it in a JetStream cluster, 1-5 (default 1)',
   },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;

@@ -36,8 +36,9 @@ export interface WorkerOptions {
   /** Where `nats` came from, named in connection errors. @default 'the nats option' */
   natsVia?: string;
   /**
-   * Copies of the results stream in a JetStream cluster (1 to 5; 3 for a three-node cluster). The worker creates the
-   * stream with this many, or changes an existing stream to it. @default left as it is; 1 for a new stream
+   * Copies of the results stream in a JetStream cluster (1 to 5; 3 for a three-node cluster) when the worker creates
+   * it. An existing stream is left as it is; a different count is logged (`results_stream_replicas_differ`).
+   * @default 1
    */
   resultsReplicas?: number;
 }

@@ -1,4 +1,13 @@
-import { CascadeError, clip, ERROR_CODES, ErrorCode, subjects, v1, type InferReplyMessage } from '@cascade/proto';
+import {
+  CascadeError,
+  clip,
+  ERROR_CODES,
+  ErrorCode,
+  RESULTS_STREAM,
+  subjects,
+  v1,
+  type InferReplyMessage,
+} from '@cascade/proto';
 import { loadModelDir, StageRunner, warmUp, type ModelDir } from '@cascade/runtime';
 import { ensureResultsStream, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
@@ -141,7 +150,17 @@ export class CloudWorker {
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
     ensureResultsStream(this.nc, replicas === undefined ? {} : { replicas }).then(
-      (state) => state !== 'exists' && this.log(`results_stream_${state.replace('-', '_')}`, { replicas }),
+      (stream) => {
+        if (stream.created)
+          this.log('results_stream_created', { stream: RESULTS_STREAM.name, replicas: stream.replicas });
+        else if (replicas !== undefined && stream.replicas !== replicas)
+          this.log('results_stream_replicas_differ', {
+            stream: RESULTS_STREAM.name,
+            replicas: stream.replicas,
+            wanted: replicas,
+            hint: 'an existing stream is left as it is: change its replicas with a JetStream client while every node is up',
+          });
+      },
       (err: Error) => this.log('results_stream_unchecked', { error: clip(err.message, 200) }),
     );
     if (this.options.metricsPort >= 0) {

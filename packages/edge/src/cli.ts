@@ -31,7 +31,11 @@ const FLAGS = {
   },
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s); without it hard frames fall back locally' },
   ...NATS_AUTH_FLAGS,
-  id: { type: 'string', env: 'CASCADE_EDGE_ID', help: 'edge id (default: hostname)' },
+  id: {
+    type: 'string',
+    env: 'CASCADE_EDGE_ID',
+    help: 'edge id, e.g. cam-1, or <site>.<camera> behind a site leaf node (default: hostname)',
+  },
   split: { type: 'string', env: 'CASCADE_SPLIT', help: 'stages run on the edge (default: the manifest default)' },
   'operating-point': { type: 'string', env: 'CASCADE_OPERATING_POINT', help: 'threshold set from the manifest' },
   thresholds: {

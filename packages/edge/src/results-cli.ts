@@ -24,7 +24,10 @@ const FLAGS = {
   },
   follow: { type: 'boolean', help: 'keep waiting for new results (default: stop when caught up)' },
   stats: { type: 'boolean', help: 'print counts instead of results: per edge and outcome, unique frames, duplicates' },
-  'idle-ms': { type: 'string', help: 'without --follow, stop after this long with nothing new (default 1000)' },
+  'stall-ms': {
+    type: 'string',
+    help: 'without --follow, fail when results are pending but none arrive for this long (default 30000)',
+  },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -32,10 +35,10 @@ const USAGE = usage('cascade-results [--durable NAME] [--follow] [--stats] [opti
 
 async function main(): Promise<void> {
   let f: ReturnType<typeof parseFlags<typeof FLAGS>>;
-  let idleMs: number | undefined;
+  let stallMs: number | undefined;
   try {
     f = parseFlags(FLAGS, process.argv.slice(2));
-    idleMs = numberFlag('idle-ms', f['idle-ms']);
+    stallMs = numberFlag('stall-ms', f['stall-ms']);
   } catch (err) {
     process.stderr.write(`cascade-results: ${(err as Error).message}\n${USAGE}`);
     process.exit(2);
@@ -73,7 +76,7 @@ async function main(): Promise<void> {
         ...(f.edge ? { edge: f.edge } : {}),
         ...(f.durable ? { durable: f.durable } : {}),
         follow: Boolean(f.follow),
-        ...(idleMs !== undefined ? { idleMs } : {}),
+        ...(stallMs !== undefined ? { stallMs } : {}),
         onUndecodable: (subject, err) =>
           process.stderr.write(
             `cascade-results: skipped a message on ${subject} that is not a FrameResult: ${err.message}\n`,

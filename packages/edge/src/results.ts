@@ -1,4 +1,4 @@
-import { resultMessageId, RESULTS_STREAM, subjects, v1 } from '@cascade/proto';
+import { CascadeError, ERROR_CODES, resultMessageId, RESULTS_STREAM, subjects, v1 } from '@cascade/proto';
 import type { EdgeResult } from './frame.js';
 import { ensureResultsStream, type Log, type NatsLink } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -179,14 +179,23 @@ export interface ResultStats {
   byEdge: Record<string, Record<string, number>>;
 }
 
-/** Reads the results stream: ordered (every result since the start) or through a durable consumer. */
+/** How long a read waits, by default, while results are pending but none arrive, before it fails. */
+export const READ_STALL_MS = 30_000;
+
+/**
+ * Reads the results stream: ordered (every result since the start) or through a durable consumer. Without `follow`
+ * it returns once it has every result the stream held for the filter (the consumer's pending count reaches 0), not
+ * after a quiet spell: a cluster electing a new stream leader may pause delivery for seconds, and stopping then would
+ * miss results. A pause longer than `stallMs` with results still pending is an error.
+ */
 export async function readResults(
   nc: NatsConnection,
   o: {
     edge?: string;
     durable?: string;
     follow?: boolean;
-    idleMs?: number;
+    /** Without `follow`: longest wait with results pending and none arriving. @default READ_STALL_MS */
+    stallMs?: number;
     onUndecodable?: (subject: string, err: Error) => void;
   },
   onResult: (r: FrameResult, subject: string) => void,
@@ -208,11 +217,15 @@ export async function readResults(
     consumer = await js.consumers.get(RESULTS_STREAM.name, { filter_subjects: filter });
   }
   let n = 0;
+  let pending = (await consumer.info()).num_pending;
+  let stalledSince: number | undefined;
   for (;;) {
+    if (pending === 0 && !o.follow) return n;
     let got = 0;
-    const batch = await consumer.fetch({ max_messages: 512, expires: o.idleMs ?? 1000 });
+    const batch = await consumer.fetch({ max_messages: 512, expires: 1000 });
     for await (const m of batch) {
       got++;
+      pending = m.info.pending;
       let r: FrameResult | undefined;
       try {
         r = v1.FrameResult.decode(m.data);
@@ -223,7 +236,18 @@ export async function readResults(
       if (o.durable) m.ack();
     }
     n += got;
-    if (got === 0 && !o.follow) return n;
+    if (got > 0 || o.follow) {
+      stalledSince = undefined;
+      continue;
+    }
+    stalledSince ??= performance.now();
+    const stallMs = o.stallMs ?? READ_STALL_MS;
+    if (performance.now() - stalledSince > stallMs) {
+      throw new CascadeError(
+        ERROR_CODES.NATS,
+        `the results stream stopped delivering for ${stallMs} ms with ${pending} results still pending`,
+      );
+    }
   }
 }
 
