@@ -89,6 +89,25 @@ async function nodeOf(c: Cloud, name: string): Promise<NatsNode> {
   throw new Error(`no node has a client named ${name}`);
 }
 
+/** Milliseconds between each `from` event in the edge's log and the next `to` event. */
+function gaps(e: EdgeRun, from: string, to: string): number[] {
+  const events = e
+    .stderr()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { t: string; event: string });
+  const out: number[] = [];
+  let start: number | undefined;
+  for (const ev of events) {
+    if (ev.event === from) start ??= Date.parse(ev.t);
+    else if (ev.event === to && start !== undefined) {
+      out.push(Date.parse(ev.t) - start);
+      start = undefined;
+    }
+  }
+  return out;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CAM_1 = ['--nats-user', 'cam-1', '--nats-password', PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD];
 
@@ -130,6 +149,9 @@ describe('a cloud cluster of three nats-servers', () => {
       results_in_stream: stream.unique,
       duplicates: stream.duplicates,
       fallbacks: fallbacks(e),
+      // How long the edge was without a server, and how long its results waited for a stream leader.
+      edge_reconnect_ms: gaps(e, 'nats_disconnected', 'nats_reconnected'),
+      results_held_ms: gaps(e, 'results_publish_failed', 'results_publish_recovered'),
     };
     console.log(`cluster figures: ${JSON.stringify(row)}`);
     expect(before.replicas).toBe(3);

@@ -129,8 +129,32 @@ export interface CloudOptions {
   leafAddress?: (i: number, leafPort: number) => Promise<string>;
 }
 
+/**
+ * Starts the processes `start` makes; when one fails because a port picked as free was taken meanwhile (another test
+ * running in parallel), stops the others and tries again with new ports.
+ */
+async function withFreshPorts(start: () => Promise<Promise<NatsNode>[]>): Promise<NatsNode[]> {
+  for (let attempt = 1; ; attempt++) {
+    const settled = await Promise.allSettled(await start());
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<NatsNode>).value);
+    for (const r of settled) if (r.status === 'fulfilled') await r.value.stop('SIGKILL');
+    if (attempt >= 3 || !/address already in use/.test(String(failed.reason))) throw failed.reason;
+  }
+}
+
 /** Three cloud nodes from deploy/nats/cluster.conf, routed to each other, with JetStream healthy on each. */
 export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
+  const nodes = await withFreshPorts(() => launchCloud(options));
+  await Promise.all(nodes.map((n) => n.healthy()));
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url).join(','),
+    stop: async () => void (await Promise.all(nodes.map((n) => n.stop('SIGKILL')))),
+  };
+}
+
+async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> {
   const dir = configCopy();
   const ports = await Promise.all(
     [0, 1, 2].map(async () => ({
@@ -149,44 +173,36 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
   const advertised = await Promise.all(
     ports.map((p, i) => options.leafAddress?.(i, p.leaf) ?? Promise.resolve(`127.0.0.1:${p.leaf}`)),
   );
-  const nodes = await Promise.all(
-    ports.map((p, i) => {
-      const name = `nats-${i}`;
-      const conf = join(dir, `${name}.conf`);
-      writeFileSync(
-        conf,
-        [
-          'include ./cluster.conf',
-          'host: 127.0.0.1',
-          `port: ${p.client}`,
-          `http_port: ${p.monitor}`,
-          `leafnodes {\n  listen: 127.0.0.1:${p.leaf}\n  advertise: $CASCADE_NATS_LEAF_ADVERTISE\n}`,
-        ].join('\n'),
-      );
-      const store = join(dir, `${name}-jetstream`);
-      mkdirSync(store);
-      return launch(
-        name,
-        conf,
-        ['--cluster', `nats://127.0.0.1:${p.route}`],
-        {
-          ...routes,
-          CASCADE_NATS_NAME: name,
-          CASCADE_NATS_STORE_DIR: store,
-          CASCADE_NATS_LEAF_ADVERTISE: advertised[i]!,
-        },
-        p.client,
-        p.monitor,
-        p.leaf,
-      );
-    }),
-  );
-  await Promise.all(nodes.map((n) => n.healthy()));
-  return {
-    nodes,
-    urls: nodes.map((n) => n.url).join(','),
-    stop: async () => void (await Promise.all(nodes.map((n) => n.stop('SIGKILL')))),
-  };
+  return ports.map((p, i) => {
+    const name = `nats-${i}`;
+    const conf = join(dir, `${name}.conf`);
+    writeFileSync(
+      conf,
+      [
+        'include ./cluster.conf',
+        'host: 127.0.0.1',
+        `port: ${p.client}`,
+        `http_port: ${p.monitor}`,
+        `leafnodes {\n  listen: 127.0.0.1:${p.leaf}\n  advertise: $CASCADE_NATS_LEAF_ADVERTISE\n}`,
+      ].join('\n'),
+    );
+    const store = join(dir, `${name}-jetstream`);
+    mkdirSync(store);
+    return launch(
+      name,
+      conf,
+      ['--cluster', `nats://127.0.0.1:${p.route}`],
+      {
+        ...routes,
+        CASCADE_NATS_NAME: name,
+        CASCADE_NATS_STORE_DIR: store,
+        CASCADE_NATS_LEAF_ADVERTISE: advertised[i]!,
+      },
+      p.client,
+      p.monitor,
+      p.leaf,
+    );
+  });
 }
 
 /**
@@ -194,6 +210,10 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
  * cloud leaf ports, or of proxies in front of them; one to three).
  */
 export async function startSite(name: string, hubs: string[]): Promise<NatsNode> {
+  return (await withFreshPorts(async () => [launchSite(name, hubs)]))[0]!;
+}
+
+async function launchSite(name: string, hubs: string[]): Promise<NatsNode> {
   const dir = configCopy();
   const port = await freePort();
   const monitor = await freePort();

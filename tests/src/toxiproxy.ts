@@ -51,6 +51,7 @@ export async function startToxiproxy(): Promise<Toxiproxy> {
   return {
     proxy: async (name, upstream) => {
       const listen = `127.0.0.1:${await freePort()}`;
+      await call('DELETE', `/proxies/${name}`).catch(() => undefined); // made again (a retried start): replace it
       await call('POST', '/proxies', { name, listen, upstream, enabled: true });
       const toxics = new Set<string>();
       return {
