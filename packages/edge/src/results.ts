@@ -16,6 +16,11 @@ import type { Outbox } from './outbox.js';
 export const PUBLISH_WINDOW = 128;
 /** How long one acknowledgement may take. */
 export const ACK_TIMEOUT_MS = 5000;
+/** The client's words when no server answered for the stream (HTTP-like 503 "no responders"). */
+const NO_STREAM = /jetstream is not enabled|no responders|503/i;
+const NO_STREAM_HINT =
+  'no server answered for the results stream: a cluster electing a new stream leader, the link from a site to the ' +
+  'cloud down, or the stream missing; results wait in the outbox';
 /** Pause after a failed publish before trying again (while connected). */
 export const RETRY_MS = 1000;
 
@@ -118,6 +123,7 @@ export class ResultsPublisher {
               stream: RESULTS_STREAM.name,
               pending: this.outbox.size,
               error: error.message,
+              ...(NO_STREAM.test(error.message) ? { hint: NO_STREAM_HINT } : {}),
             });
           }
           await this.sleep(RETRY_MS);
