@@ -1,4 +1,6 @@
 import { ErrorCode, v1, type InferRequestMessage } from '@cascade/proto';
+import { compressTensor } from '@cascade/proto/compress';
+import { brotliCompressSync } from 'node:zlib';
 import { loadModelDir, operatingPoint } from '@cascade/runtime';
 import { describe, expect, it } from 'vitest';
 import { RequestError } from './errors.js';
@@ -86,5 +88,30 @@ describe('peekRequestId - the id without decoding the request', () => {
     expect(peekRequestId(data.subarray(0, 4))).toBe('');
     expect(peekRequestId(new Uint8Array([0xff, 0xff, 0xff]))).toBe('');
     expect(peekRequestId(request({ requestId: 'x'.repeat(MAX_REQUEST_ID + 1) }))).toBe('');
+  });
+});
+
+describe('validate - packed tensors', () => {
+  const image = { name: 'image', dtype: v1.DType.UINT8, shape: m.input.shape, data: new Uint8Array(3 * 32 * 32) };
+  const st = { name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(n * 4) };
+
+  it('a request with Brotli-packed image and state validates to the same tensors as the unpacked one', () => {
+    const pixels = Uint8Array.from({ length: 3 * 32 * 32 }, (_, i) => (i * 13) & 255);
+    const values = new Float32Array(n).map((_, i) => Math.cos(i));
+    const plain = { ...image, data: pixels };
+    const s = { ...st, data: new Uint8Array(values.buffer) };
+    const a = validateRequest(request({ image: plain, state: [s] }), m, 1 << 20);
+    const b = validateRequest(request({ image: compressTensor(plain), state: [compressTensor(s)] }), m, 1 << 20);
+    expect(Buffer.from(b.image)).toEqual(Buffer.from(a.image));
+    expect(b.state.get(state.name)).toEqual(values);
+  });
+
+  it('packed data that unpacks past the model’s shape, is not Brotli, or has an unknown packing is BAD_REQUEST', () => {
+    const bomb = new Uint8Array(brotliCompressSync(new Uint8Array(16 * 1024 * 1024)));
+    expect(code(request({ image: { ...image, data: bomb, compression: v1.Compression.BROTLI } }))).toBe('BAD_REQUEST');
+    expect(code(request({ state: [{ ...st, data: new Uint8Array(9), compression: v1.Compression.BROTLI }] }))).toBe(
+      'BAD_REQUEST',
+    );
+    expect(code(request({ image: { ...image, compression: 9 as never } }))).toBe('BAD_REQUEST');
   });
 });

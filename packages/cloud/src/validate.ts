@@ -10,6 +10,7 @@ import {
   v1,
   type InferRequest,
 } from '@cascade/proto';
+import { inflateTensor } from '@cascade/proto/compress';
 import { carriedOutputs, type Manifest } from '@cascade/runtime';
 import { RequestError } from './errors.js';
 
@@ -122,7 +123,8 @@ export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number,
     );
   }
   try {
-    const image = fromWireImage(req.image, m.input.shape);
+    // Packed tensors are unpacked against the model's shapes, so no request unpacks to more than the model takes.
+    const image = fromWireImage(req.image && inflateTensor(req.image, m.input.shape), m.input.shape);
     const state = new Map<string, Float32Array>();
     const expected = first > 0 ? carriedOutputs(m, first - 1) : [];
     if (req.state.length !== expected.length) {
@@ -131,8 +133,8 @@ export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number,
     for (const spec of expected) {
       const msg = req.state.find((t) => t.name === spec.name);
       if (!msg) throw new CodecError(`state tensor "${spec.name}" missing`);
-      const t = fromWireTensor(msg);
       const want = spec.shape.slice(1);
+      const t = fromWireTensor(inflateTensor(msg, want));
       if (t.shape.join(',') !== want.join(',')) {
         throw new CodecError(`state tensor "${spec.name}": shape ${formatShape(t.shape)} is not ${formatShape(want)}`);
       }

@@ -49,6 +49,11 @@ const FLAGS = {
     env: 'CASCADE_ENCODING',
     help: `state encoding: fp32, fp16 or int8 (default ${D.encoding})`,
   },
+  compression: {
+    type: 'string',
+    env: 'CASCADE_COMPRESSION',
+    help: `packing of offloaded tensors: brotli (lossless) or none (default ${D.compression})`,
+  },
   'timeout-ms': { type: 'string', env: 'CASCADE_TIMEOUT_MS', help: `offload deadline (default ${D.timeoutMs})` },
   'max-inflight': {
     type: 'string',
@@ -119,6 +124,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (f['operating-point']) o.operatingPoint = f['operating-point'];
   if (f.mode) o.mode = f.mode as EdgeOptions['mode'];
   if (f.encoding) o.encoding = f.encoding as EdgeOptions['encoding'];
+  if (f.compression) o.compression = f.compression as EdgeOptions['compression'];
   if (f.backend) o.backend = f.backend as EdgeOptions['backend'];
   if (f.thresholds) o.thresholds = f.thresholds.split(',').map((t, i) => numberFlag(`thresholds[${i}]`, t)!);
   const split = numberFlag('split', f.split);

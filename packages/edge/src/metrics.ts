@@ -61,7 +61,7 @@ export class EdgeMetrics {
     });
     this.offloadBytes = new Histogram({
       name: 'cascade_offload_bytes',
-      help: 'Tensor payload bytes per offload (image + encoded state).',
+      help: 'Bytes of each offload request on the wire (image and state, packed as --compression says).',
       buckets: [...BUCKETS.bytes],
       registers,
     });

@@ -1,7 +1,6 @@
 import {
   encodeTensor,
   imageTensor,
-  payloadBytes,
   subjects,
   toWireTensor,
   v1,
@@ -9,6 +8,7 @@ import {
   type InferReply,
   type TensorMessage,
 } from '@cascade/proto';
+import { compressTensor } from '@cascade/proto/compress';
 import { carriedOutputs, type Feeds, type Manifest } from '@cascade/runtime';
 import { type NatsLink } from '@cascade/service';
 import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
@@ -49,17 +49,19 @@ export class Offloader {
     private readonly link: NatsLink | undefined,
   ) {}
 
-  /** Encodes the request: image, carried state (state mode), deadline, thresholds. */
+  /**
+   * Encodes the request: image, carried state (state mode, packed with `compression`), deadline, thresholds. `bytes`
+   * is the request's size on the wire.
+   */
   build(pixels: Uint8Array, carried: Feeds): { request: Uint8Array; bytes: number } {
     const m = this.manifest;
+    const pack = this.options.compression === 'brotli' ? compressTensor : (t: TensorMessage) => t;
     const state: TensorMessage[] = [];
-    let bytes = pixels.byteLength;
     if (this.options.mode === 'state') {
       for (const spec of carriedOutputs(m, this.split - 1)) {
         const t = carried[spec.name]!;
         const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), this.options.encoding);
-        bytes += payloadBytes(enc);
-        state.push(toWireTensor(spec.name, enc));
+        state.push(pack(toWireTensor(spec.name, enc)));
       }
     }
     const request = v1.InferRequest.encode({
@@ -68,12 +70,12 @@ export class Offloader {
       model: m.name,
       modelVersion: m.version,
       firstStage: this.options.mode === 'state' ? this.split : 0,
-      image: imageTensor(pixels, m.input.shape),
+      image: pack(imageTensor(pixels, m.input.shape)),
       state,
       deadlineUnixMs: Date.now() + this.options.timeoutMs,
       thresholds: this.thresholds,
     }).finish();
-    return { request, bytes };
+    return { request, bytes: request.byteLength };
   }
 
   /** Sends a built request; never throws: every failure is a fallback with its reason. */

@@ -1,4 +1,5 @@
 import { ConfigError, ENCODINGS, type Encoding } from '@cascade/proto';
+import { COMPRESSIONS, type CompressionChoice } from '@cascade/proto/compress';
 import { BACKENDS, type Backend } from '@cascade/runtime';
 import { type NatsAuth } from '@cascade/service';
 import { hostname } from 'node:os';
@@ -26,6 +27,11 @@ export interface EdgeOptions {
   mode?: OffloadMode;
   /** Encoding of the carried state. @default 'int8' */
   encoding?: Encoding;
+  /**
+   * Packing of the offloaded tensors on the wire: `brotli` (lossless: images with a row delta, state plainly; workers
+   * must understand it, as every cascade-cloud since it was added does) or `none`. @default 'brotli'
+   */
+  compression?: CompressionChoice;
   /** Offload deadline in ms; past it the frame falls back. @default 1000 */
   timeoutMs?: number;
   /** Offloads in flight at once; the source waits when they are all busy. @default 16 */
@@ -69,6 +75,7 @@ export interface CompiledEdgeOptions extends Required<
 export const DEFAULT_EDGE_OPTIONS = {
   mode: 'state',
   encoding: 'int8',
+  compression: 'brotli',
   timeoutMs: 1000,
   maxInflight: 16,
   pipeline: 1,
@@ -93,6 +100,9 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   const mode = o.mode ?? DEFAULT_EDGE_OPTIONS.mode;
   if (!OFFLOAD_MODES.includes(mode))
     throw new ConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
+  const compression = o.compression ?? DEFAULT_EDGE_OPTIONS.compression;
+  if (!COMPRESSIONS.includes(compression))
+    throw new ConfigError(`compression must be one of ${COMPRESSIONS.join(', ')}, got ${String(compression)}`);
   const encoding = o.encoding ?? DEFAULT_EDGE_OPTIONS.encoding;
   if (!ENCODINGS.includes(encoding))
     throw new ConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
@@ -120,6 +130,7 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
     mode,
     encoding,
+    compression,
     timeoutMs: int('timeoutMs', o.timeoutMs ?? DEFAULT_EDGE_OPTIONS.timeoutMs, 1),
     maxInflight: int('maxInflight', o.maxInflight ?? DEFAULT_EDGE_OPTIONS.maxInflight, 1),
     pipeline: int('pipeline', o.pipeline ?? DEFAULT_EDGE_OPTIONS.pipeline, 1),
