@@ -12,7 +12,7 @@ export {
 } from './options.js';
 export { openSource, paced, SourceError, toPlanar, type Frame, type SourceOptions } from './sources.js';
 export { formatSummary, summarise, SummaryBuilder, type Percentiles, type Summary } from './summary.js';
-export { FALLBACK_REASONS, requestFailure, type FallbackReason } from './offload.js';
+export { FALLBACK_REASONS, Offloader, requestFailure, type FallbackReason } from './offload.js';
 export { DEFAULT_OUTBOX, Outbox, type OutboxEntry, type OutboxOptions } from './outbox.js';
 export { frameResultJson, readResults, ResultsPublisher, type FrameResult, type ResultStats } from './results.js';
 export { QuantileSketch } from './sketch.js';

@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+// What an offload costs on the wire, over the CIFAR-10 test set: request bytes with and without packing (state mode
+// int8, image mode), the edge's time to build a request and the worker's time to validate and unpack it, and whether
+// every unpacked tensor is byte-identical to the unpacked-free original (then predictions cannot change).
+// Writes bench/results/wire.json and wire.md.
+import { compileEdgeOptions, Offloader } from '@cascade/edge';
+import { validateRequest } from '@cascade/cloud';
+import { decide, exitsHere, loadModelDir, operatingPoint, StageSessions, type Feeds } from '@cascade/runtime';
+import { parseFlags, usage, type Flag } from '@cascade/service';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { percentile } from './stats.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const FLAGS = {
+  limit: { type: 'string', help: 'images to use (default: all)' },
+  help: { type: 'boolean', help: 'show this help' },
+} as const satisfies Record<string, Flag>;
+
+/** The CIFAR-10 test set (CASCADE_DATA or ../shared/data/cifar-10 beside the checkout), else the 1,000 samples. */
+function testImages(): { source: string; records: Buffer } {
+  const dir = resolve(process.env.CASCADE_DATA ?? `${REPO}../shared/data/cifar-10`);
+  for (const f of ['test_batch.bin', 'test_batch.bin.gz']) {
+    const path = `${dir}/${f}`;
+    if (existsSync(path)) {
+      const raw = readFileSync(path);
+      return { source: `CIFAR-10 test set (${path})`, records: f.endsWith('.gz') ? gunzipSync(raw) : raw };
+    }
+  }
+  const path = `${REPO}samples/cifar10-test-1000.bin`;
+  return {
+    source: `the 1,000 bundled samples (${path}; the test set was not found in ${dir})`,
+    records: readFileSync(path),
+  };
+}
+
+interface Variant {
+  name: string;
+  mode: 'state' | 'image';
+  compression: 'none' | 'brotli';
+}
+const VARIANTS: Variant[] = [
+  { name: 'state int8, unpacked', mode: 'state', compression: 'none' },
+  { name: 'state int8, packed (default)', mode: 'state', compression: 'brotli' },
+  { name: 'image, unpacked', mode: 'image', compression: 'none' },
+  { name: 'image, packed', mode: 'image', compression: 'brotli' },
+];
+
+interface Row {
+  variant: string;
+  bytes_all: { mean: number; p50: number; p99: number; max: number };
+  bytes_hard: { mean: number; p99: number; max: number };
+  build_us_mean: number;
+  validate_us_mean: number;
+  /** Images whose unpacked tensors differ from the unpacked-free request's (must be 0). */
+  tensors_changed: number;
+}
+
+async function main(): Promise<void> {
+  const f = parseFlags(FLAGS, process.argv.slice(2));
+  if (f.help) return void process.stdout.write(usage('node bench/dist/wire.js [--limit N]', FLAGS));
+  const log = (m: string) => process.stderr.write(`[wire] ${m}\n`);
+  const model = await loadModelDir(`${REPO}models/ranet-cifar10`);
+  const m = model.manifest;
+  const { source, records } = testImages();
+  const n = Math.min(Number(f.limit ?? Infinity), records.length / 3073);
+  log(`${n} images from ${source}`);
+  const thresholds = operatingPoint(m).thresholds;
+  const sessions = await StageSessions.create(model, { last: 0, threads: 1 });
+  const offloaders = VARIANTS.map(
+    (v) =>
+      new Offloader(
+        m,
+        1,
+        thresholds,
+        compileEdgeOptions({ model: model.path, mode: v.mode, compression: v.compression }),
+        undefined,
+      ),
+  );
+  const bytes = VARIANTS.map(() => [] as number[]);
+  const hardBytes = VARIANTS.map(() => [] as number[]);
+  const buildUs = VARIANTS.map(() => 0);
+  const validateUs = VARIANTS.map(() => 0);
+  const changed = VARIANTS.map(() => 0);
+  for (let i = 0; i < n; i++) {
+    const pixels = new Uint8Array(records.subarray(i * 3073 + 1, (i + 1) * 3073));
+    const out: Feeds = await sessions.run(0, { image: { data: pixels.slice(), dims: [1, ...m.input.shape] } });
+    const hard = !m.stages[0]!.exits.some((e) =>
+      exitsHere(e, decide(out[m.exits[e]!.output]!.data as Float32Array).confidence, thresholds),
+    );
+    let reference: Record<string, ReturnType<typeof validateRequest>> = {};
+    VARIANTS.forEach((v, k) => {
+      let t = performance.now();
+      const { request } = offloaders[k]!.build(pixels, out);
+      buildUs[k]! += (performance.now() - t) * 1000;
+      t = performance.now();
+      const valid = validateRequest(request, m, 1 << 20);
+      validateUs[k]! += (performance.now() - t) * 1000;
+      bytes[k]!.push(request.byteLength);
+      if (hard) hardBytes[k]!.push(request.byteLength);
+      if (v.compression === 'none') reference = { ...reference, [v.mode]: valid };
+      else {
+        const ref = reference[v.mode]!;
+        const same =
+          Buffer.compare(Buffer.from(valid.image), Buffer.from(ref.image)) === 0 &&
+          [...ref.state].every(([name, values]) => {
+            const got = valid.state.get(name)!;
+            return got.length === values.length && got.every((x, j) => x === values[j]);
+          });
+        if (!same) changed[k]!++;
+      }
+    });
+    if ((i + 1) % 1000 === 0) log(`${i + 1}/${n}`);
+  }
+  await sessions.release();
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  const rows: Row[] = VARIANTS.map((v, k) => {
+    const all = sorted(bytes[k]!);
+    const hard = sorted(hardBytes[k]!);
+    return {
+      variant: v.name,
+      bytes_all: { mean: mean(all), p50: percentile(all, 0.5), p99: percentile(all, 0.99), max: all.at(-1)! },
+      bytes_hard: { mean: mean(hard), p99: percentile(hard, 0.99), max: hard.at(-1) ?? 0 },
+      build_us_mean: buildUs[k]! / n,
+      validate_us_mean: validateUs[k]! / n,
+      tensors_changed: changed[k]!,
+    };
+  });
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length },
+    node: process.version,
+    model: `${m.name}@${m.version}`,
+    source,
+    images: n,
+    hard_images: hardBytes[0]!.length,
+    operating_point: operatingPoint(m).name,
+    rows,
+  };
+  const dir = `${REPO}bench/results`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/wire.json`, `${JSON.stringify(result, null, 2)}\n`);
+  const r0 = (x: number) => Math.round(x).toLocaleString('en-US');
+  const md = [
+    `# Offload bytes on the wire`,
+    '',
+    `${result.date.slice(0, 10)}, ${result.machine.cpu} (${result.machine.cores} cores), Node ${result.node}, ` +
+      `${result.model}; ${n.toLocaleString('en-US')} images from ${source}. Every image is built as an offload; ` +
+      `"hard" are the ${result.hard_images.toLocaleString('en-US')} the \`${result.operating_point}\` operating point ` +
+      'sends to the cloud. Build: the edge encoding the request; validate: the worker decoding, unpacking and checking it.',
+    '',
+    '| request | bytes mean / p50 / p99 / max (all) | bytes mean / p99 (hard) | build µs | validate µs | tensors changed by packing |',
+    '|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.variant} | ${r0(r.bytes_all.mean)} / ${r0(r.bytes_all.p50)} / ${r0(r.bytes_all.p99)} / ${r0(r.bytes_all.max)} | ` +
+        `${r0(r.bytes_hard.mean)} / ${r0(r.bytes_hard.p99)} | ${r0(r.build_us_mean)} | ${r0(r.validate_us_mean)} | ` +
+        `${r.variant.includes('unpacked') ? '—' : `${r.tensors_changed} of ${n.toLocaleString('en-US')}`} |`,
+    ),
+    '',
+  ].join('\n');
+  writeFileSync(`${dir}/wire.md`, md);
+  process.stdout.write(md);
+}
+
+await main();
