@@ -1,5 +1,5 @@
 import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
-import { loadModelDir, operatingPoint, StageRunner, type ModelDir } from '@cascade/runtime';
+import { createExecutor, loadModelDir, operatingPoint, type ModelDir, type StageExecutor } from '@cascade/runtime';
 import { NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
@@ -40,7 +40,7 @@ export class EdgeAgent {
     readonly model: ModelDir,
     readonly split: number,
     readonly thresholds: number[],
-    private readonly runner: StageRunner,
+    private readonly runner: StageExecutor,
     private readonly link: NatsLink | undefined,
     private readonly publisher: ResultsPublisher | undefined,
     private readonly log: Log,
@@ -63,7 +63,19 @@ export class EdgeAgent {
     }
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
     metrics.expectedOffloadRate.set(op?.test && split === (m.default_split ?? 1) ? 1 - op.test.edge_exit_rate : -1);
-    const runner = await StageRunner.create(model, { last: split - 1, threads: o.threads, backend: o.backend });
+    const {
+      executor: runner,
+      thread,
+      medianMs,
+    } = await createExecutor(model, {
+      last: split - 1,
+      threads: o.threads,
+      backend: o.backend,
+      thread: o.inferenceThread,
+      probe: () => ({
+        image: { data: new Uint8Array(m.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...m.input.shape] },
+      }),
+    });
     let link: NatsLink | undefined;
     let publisher: ResultsPublisher | undefined;
     if (o.nats) {
@@ -113,6 +125,7 @@ export class EdgeAgent {
     log('edge_started', {
       id: o.id, run: agent.runId, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding,
       backend: o.backend, nats: o.nats ?? null, outbox: o.outbox.dir ?? 'memory', metrics_port: agent.metricsServer?.port ?? null,
+      inference_thread: thread, ...(medianMs !== undefined ? { edge_stages_ms: Math.round(medianMs * 1000) / 1000 } : {}),
     }); // prettier-ignore
     return agent;
   }

@@ -49,6 +49,11 @@ const FLAGS = {
     env: 'CASCADE_ENCODING',
     help: `state encoding: fp32, fp16 or int8 (default ${D.encoding})`,
   },
+  'inference-thread': {
+    type: 'string',
+    env: 'CASCADE_INFERENCE_THREAD',
+    help: `where edge stages run: inline, worker (a worker thread) or auto (inline under 1 ms a frame) (default ${D.inferenceThread})`,
+  },
   compression: {
     type: 'string',
     env: 'CASCADE_COMPRESSION',
@@ -125,6 +130,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (f.mode) o.mode = f.mode as EdgeOptions['mode'];
   if (f.encoding) o.encoding = f.encoding as EdgeOptions['encoding'];
   if (f.compression) o.compression = f.compression as EdgeOptions['compression'];
+  if (f['inference-thread']) o.inferenceThread = f['inference-thread'] as EdgeOptions['inferenceThread'];
   if (f.backend) o.backend = f.backend as EdgeOptions['backend'];
   if (f.thresholds) o.thresholds = f.thresholds.split(',').map((t, i) => numberFlag(`thresholds[${i}]`, t)!);
   const split = numberFlag('split', f.split);

@@ -1,6 +1,6 @@
 // What happens to a frame: the edge stages until an exit is confident; otherwise an offload to the cloud, and on any
 // failure of it the best local exit (a fallback). Every path ends in one EdgeResult, built from the frame's context.
-import { decide, exitsHere, type Feeds, type ModelDir, type StageRunner } from '@cascade/runtime';
+import { decide, exitsHere, type Feeds, type ModelDir, type StageExecutor } from '@cascade/runtime';
 import { type Log } from '@cascade/service';
 import type { EdgeMetrics } from './metrics.js';
 import type { FallbackReason, LocalAnswer, Offloader } from './offload.js';
@@ -49,7 +49,7 @@ export class FramePath {
     private readonly model: ModelDir,
     private readonly split: number,
     private readonly thresholds: number[],
-    private readonly runner: StageRunner,
+    private readonly runner: StageExecutor,
     private readonly offloader: Offloader,
     private readonly metrics: EdgeMetrics,
     private readonly log: Log,

@@ -1,6 +1,6 @@
 import { ConfigError, ENCODINGS, type Encoding } from '@cascade/proto';
 import { COMPRESSIONS, type CompressionChoice } from '@cascade/proto/compress';
-import { BACKENDS, type Backend } from '@cascade/runtime';
+import { BACKENDS, INFERENCE_THREADS, type Backend, type InferenceThread } from '@cascade/runtime';
 import { type NatsAuth } from '@cascade/service';
 import { hostname } from 'node:os';
 import { DEFAULT_OUTBOX, type OutboxOptions } from './outbox.js';
@@ -38,6 +38,12 @@ export interface EdgeOptions {
   maxInflight?: number;
   /** Frames in the edge stages at once: 1 gives the lowest latency, 2 more frames/s on a busy source. @default 1 */
   pipeline?: number;
+  /**
+   * Where the edge stages run: `inline` on the event loop's thread (no hand-off; each stage holds the loop while it
+   * computes), `worker` on a worker thread, or `auto`: inline when the edge stages take under 1 ms a frame (timed at
+   * start), else a worker thread. @default 'auto'
+   */
+  inferenceThread?: InferenceThread;
   /** onnxruntime intra-op threads (0: onnxruntime's choice). @default 0 */
   threads?: number;
   /** `node` (onnxruntime-node) or `web` (onnxruntime-web, WebAssembly). @default 'node' */
@@ -79,6 +85,7 @@ export const DEFAULT_EDGE_OPTIONS = {
   timeoutMs: 1000,
   maxInflight: 16,
   pipeline: 1,
+  inferenceThread: 'auto',
   threads: 0,
   backend: 'node',
   metricsPort: 9465,
@@ -100,6 +107,11 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   const mode = o.mode ?? DEFAULT_EDGE_OPTIONS.mode;
   if (!OFFLOAD_MODES.includes(mode))
     throw new ConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
+  const inferenceThread = o.inferenceThread ?? DEFAULT_EDGE_OPTIONS.inferenceThread;
+  if (!INFERENCE_THREADS.includes(inferenceThread))
+    throw new ConfigError(
+      `inferenceThread must be one of ${INFERENCE_THREADS.join(', ')}, got ${String(inferenceThread)}`,
+    );
   const compression = o.compression ?? DEFAULT_EDGE_OPTIONS.compression;
   if (!COMPRESSIONS.includes(compression))
     throw new ConfigError(`compression must be one of ${COMPRESSIONS.join(', ')}, got ${String(compression)}`);
@@ -134,6 +146,7 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     timeoutMs: int('timeoutMs', o.timeoutMs ?? DEFAULT_EDGE_OPTIONS.timeoutMs, 1),
     maxInflight: int('maxInflight', o.maxInflight ?? DEFAULT_EDGE_OPTIONS.maxInflight, 1),
     pipeline: int('pipeline', o.pipeline ?? DEFAULT_EDGE_OPTIONS.pipeline, 1),
+    inferenceThread,
     threads: int('threads', o.threads ?? DEFAULT_EDGE_OPTIONS.threads, 0),
     backend,
     metricsPort: int('metricsPort', o.metricsPort ?? DEFAULT_EDGE_OPTIONS.metricsPort, -1),

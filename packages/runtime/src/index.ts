@@ -15,6 +15,14 @@ export {
 export { decide, exitsHere, softmax, type ExitDecision } from './policy.js';
 export { InferenceError, StageRunner, type StageResult } from './runner.js';
 export {
+  createExecutor,
+  INFERENCE_THREADS,
+  InlineRunner,
+  INLINE_MAX_MS,
+  type InferenceThread,
+  type StageExecutor,
+} from './inline.js';
+export {
   BACKENDS,
   EXECUTION_PROVIDERS,
   type Backend,
