@@ -1,50 +1,13 @@
-import { startWorker, stopChild, track } from '@cascade/demo';
+import { startWorker } from '@cascade/demo';
 import { EdgeAgent, openSource, readResults, type EdgeResult } from '@cascade/edge';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
-import { PASSWORDS } from './topology.js';
-
-const CONF = join(REPO, 'deploy/nats');
-
-/** nats-server with a shipped config file, on free ports. */
-async function serve(
-  config: string,
-  env: Record<string, string> = {},
-): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void> }> {
-  requireProgram('nats-server');
-  const port = await freePort();
-  const proc = track(
-    spawn(
-      'nats-server',
-      ['-c', join(CONF, config), '-a', '127.0.0.1', '-p', String(port), '-m', String(await freePort())],
-      {
-        env: {
-          ...process.env,
-          ...PASSWORDS,
-          CASCADE_NATS_STORE_DIR: mkdtempSync(join(tmpdir(), 'cascade-js-')),
-          ...env,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    ),
-  );
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      log += d.toString();
-      if (log.includes('Server is ready')) resolve();
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.once('exit', (code) => reject(new Error(`nats-server exited ${code}:\n${log}`)));
-  });
-  return { url: `nats://127.0.0.1:${port}`, proc, stop: async () => void (await stopChild(proc)) };
-}
+import { MODEL, requireProgram, SAMPLES } from './harness.js';
+import { PASSWORDS, startShippedNats, type NatsNode } from './topology.js';
 
 function secretFile(dir: string, name: string, value: string): string {
   const path = join(dir, name);
@@ -74,10 +37,10 @@ async function runEdge(
 const dir = mkdtempSync(join(tmpdir(), 'cascade-sec-'));
 
 describe('nats security - shipped config with per-role credentials', () => {
-  let server: Awaited<ReturnType<typeof serve>>;
+  let server: NatsNode;
   let monitor: NatsConnection;
   beforeAll(async () => {
-    server = await serve('nats.conf');
+    server = await startShippedNats('nats.conf');
     monitor = await connect({
       servers: server.url,
       user: 'monitor',
@@ -176,7 +139,7 @@ describe('nats security - shipped config with per-role credentials', () => {
 });
 
 describe('nats security - TLS with a test CA', () => {
-  let server: Awaited<ReturnType<typeof serve>>;
+  let server: NatsNode;
   const pki = join(dir, 'pki');
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'ignore' });
 
@@ -230,7 +193,7 @@ describe('nats security - TLS with a test CA', () => {
         'san.ext',
       );
     }
-    server = await serve('nats-tls.conf', {
+    server = await startShippedNats('nats-tls.conf', {
       CASCADE_NATS_TLS_CERT: join(pki, 'server.pem'),
       CASCADE_NATS_TLS_KEY: join(pki, 'server.key'),
       CASCADE_NATS_TLS_CA: join(pki, 'ca.pem'),

@@ -114,6 +114,18 @@ async function launch(
   };
 }
 
+/** One nats-server from a shipped config file (`nats.conf`, `nats-tls.conf`, ...) on free loopback ports. */
+export async function startShippedNats(config: string, env: Record<string, string> = {}): Promise<NatsNode> {
+  const [node] = await withFreshPorts(async () => {
+    const port = await freePort();
+    const monitor = await freePort();
+    const args = ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)];
+    const store = mkdtempSync(join(tmpdir(), 'cascade-js-'));
+    return [launch(config, join(CONFIG_DIR, config), args, { CASCADE_NATS_STORE_DIR: store, ...env }, port, monitor)];
+  });
+  return node!;
+}
+
 export interface Cloud {
   nodes: NatsNode[];
   /** Every node's client URL, comma-separated: the seed list clients take. */
@@ -207,10 +219,18 @@ async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> 
 
 /**
  * A camera site's leaf nats-server from deploy/nats/site.conf, joined to the cloud through `hubs` (host:port of
- * cloud leaf ports, or of proxies in front of them; one to three).
+ * cloud leaf ports, or of proxies in front of them; one to three). Resolves once its leaf link is up.
  */
 export async function startSite(name: string, hubs: string[]): Promise<NatsNode> {
-  return (await withFreshPorts(async () => [launchSite(name, hubs)]))[0]!;
+  const [site] = await withFreshPorts(async () => [launchSite(name, hubs)]);
+  for (let i = 0; !(await leafConnected(site!)); i++) {
+    if (i > 100) {
+      await site!.stop('SIGKILL');
+      throw new Error(`${name} did not join the cloud in 10 s:\n${site!.log()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return site!;
 }
 
 async function launchSite(name: string, hubs: string[]): Promise<NatsNode> {

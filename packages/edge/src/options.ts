@@ -101,30 +101,29 @@ export const DEFAULT_EDGE_OPTIONS = {
  */
 export const EDGE_ID = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
+/** `value` when it is one of `allowed`; otherwise a ConfigError naming the field and the choices. */
+function oneOf<T extends string>(name: string, value: T, allowed: readonly T[]): T {
+  if (!allowed.includes(value))
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got ${String(value)}`);
+  return value;
+}
+
 /** Fills defaults and validates once at start-up; errors name the field. */
 export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
   if (!o.model) throw new ConfigError('model: a model directory is required');
-  const mode = o.mode ?? DEFAULT_EDGE_OPTIONS.mode;
-  if (!OFFLOAD_MODES.includes(mode))
-    throw new ConfigError(`mode must be one of ${OFFLOAD_MODES.join(', ')}, got ${String(mode)}`);
-  const inferenceThread = o.inferenceThread ?? DEFAULT_EDGE_OPTIONS.inferenceThread;
-  if (!INFERENCE_THREADS.includes(inferenceThread))
-    throw new ConfigError(
-      `inferenceThread must be one of ${INFERENCE_THREADS.join(', ')}, got ${String(inferenceThread)}`,
-    );
-  const compression = o.compression ?? DEFAULT_EDGE_OPTIONS.compression;
-  if (!COMPRESSIONS.includes(compression))
-    throw new ConfigError(`compression must be one of ${COMPRESSIONS.join(', ')}, got ${String(compression)}`);
-  const encoding = o.encoding ?? DEFAULT_EDGE_OPTIONS.encoding;
-  if (!ENCODINGS.includes(encoding))
-    throw new ConfigError(`encoding must be one of ${ENCODINGS.join(', ')}, got ${String(encoding)}`);
+  const mode = oneOf('mode', o.mode ?? DEFAULT_EDGE_OPTIONS.mode, OFFLOAD_MODES);
+  const inferenceThread = oneOf(
+    'inferenceThread',
+    o.inferenceThread ?? DEFAULT_EDGE_OPTIONS.inferenceThread,
+    INFERENCE_THREADS,
+  );
+  const compression = oneOf('compression', o.compression ?? DEFAULT_EDGE_OPTIONS.compression, COMPRESSIONS);
+  const encoding = oneOf('encoding', o.encoding ?? DEFAULT_EDGE_OPTIONS.encoding, ENCODINGS);
   const int = (name: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
-  const backend = o.backend ?? DEFAULT_EDGE_OPTIONS.backend;
-  if (!BACKENDS.includes(backend))
-    throw new ConfigError(`backend must be one of ${BACKENDS.join(', ')}, got ${String(backend)}`);
+  const backend = oneOf('backend', o.backend ?? DEFAULT_EDGE_OPTIONS.backend, BACKENDS);
   if (o.thresholds?.some((t) => !Number.isFinite(t)))
     throw new ConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
   const id = o.id ?? hostname();
