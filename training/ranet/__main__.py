@@ -1,4 +1,5 @@
-"""Command line: ``python -m ranet {macs,train,export,graphs,throughput,cascade,golden} ...`` (from ``training/``)."""
+"""Command line: ``python -m ranet {macs,train,train-budget,export,graphs,throughput,cascade,golden} ...`` (from
+``training/``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 from .config import PRESETS, get_preset
+
+STARTED = time.time()  # the budgeted trainer's clock: everything heavy (torch, data) is loaded after this
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN_PATH = REPO / "packages" / "proto" / "testdata" / "codec-golden.json"
@@ -42,6 +46,24 @@ def cmd_train(args: argparse.Namespace) -> None:
     data = load_cifar10(data_root(args.data))
     summary = train(preset.model, tc, data, Path(args.out), dev, log=_log, stop_after=args.stop_after)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+
+
+def cmd_train_budget(args: argparse.Namespace) -> None:
+    from .budget import Clock, train_budgeted
+    from .data import data_root, load_train_val
+    from .train import Device
+
+    preset = get_preset(args.config)
+    overrides = {k: getattr(args, k) for k in ("batch_size", "lr", "distill", "ema") if getattr(args, k) is not None}
+    tc = dataclasses.replace(preset.budget_recipe, **overrides)
+    dev = Device.pick(args.device)
+    clock = Clock(args.budget_seconds, STARTED)
+    data, source = load_train_val(data_root(args.data), Path(args.data_jpeg) if args.data_jpeg else None)
+    _log(f"train-budget {args.config} on {dev.describe()}, {args.budget_seconds:.0f} s from process start "
+         f"({clock.elapsed():.1f} s gone), data: {source}; recipe {json.dumps(dataclasses.asdict(tc))}")
+    summary = train_budgeted(preset.model, tc, data, Path(args.out), dev, clock, source, graphs=not args.no_graphs,
+                             resume=Path(args.resume) if args.resume else None, log=_log)
+    print(json.dumps(summary))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -115,6 +137,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
     p.add_argument("--stop-after", type=int, help="stop after N epochs in this call; run again to resume")
     p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("train-budget", help="train inside a wall-clock budget (GPU: CUDA-graph steps), fitting a "
+                                            "one-cycle schedule to the time; checkpoints into OUT after every epoch")
+    p.add_argument("--config", required=True, choices=sorted(PRESETS))
+    p.add_argument("--budget-seconds", type=float, required=True, help="wall-clock seconds from process start")
+    p.add_argument("--out", required=True, help="folder for model.pt, resume.pt, momentum.pt, ema.pt")
+    p.add_argument("--data", help="CIFAR-10 folder (default: $CASCADE_DATA or ../shared/data/cifar-10)")
+    p.add_argument("--data-jpeg", help="read the training set from this cifar-10-train-jpeg folder instead")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--resume", help="folder of an earlier run's resume.pt, momentum.pt and ema.pt")
+    p.add_argument("--no-graphs", action="store_true", help="run every step eagerly, also on CUDA")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    p.add_argument("--distill", type=float, help="override the recipe's distillation weight")
+    p.add_argument("--ema", type=float, help="override the recipe's weight-average decay (0: none)")
+    p.set_defaults(fn=cmd_train_budget)
 
     p = sub.add_parser("export", help="evaluate, calibrate and export a checkpoint as a split model directory")
     p.add_argument("--checkpoint", required=True)

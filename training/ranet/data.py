@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ VAL_SIZE = 5000
 VAL_SEED = 20200614  # fixed: the validation split must not move between runs
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO_ROOT.parent / "shared" / "data" / "cifar-10"  # ../shared beside the checkout
+JPEG_SHEETS = [f"train-{i}.jpg" for i in range(5)]
+JPEG_LABELS = "train-labels.bin"
+SHEET_TILES = 100  # a sheet is 100 x 100 tiles of 32 x 32 pixels
+JPEG_QUALITY_NOTE = "JPEG quality 95 sheets of the 50,000 training images, mean error 1.9 of 255 levels"
 
 
 class DataError(RuntimeError):
@@ -106,6 +111,50 @@ def load_cifar10(root: Path, verify: bool = True) -> dict[str, Split]:
         "val": Split(full.images[va], full.labels[va]),
         "test": load_files(root, TEST_FILES, verify),
     }
+
+
+def read_jpeg_sheets(root: Path, verify: bool = True) -> Split:
+    """The 50,000 training images from the JPEG sheet copy (five 3200 x 3200 sheets, quality 95), official order.
+
+    Lossy (mean error about 2 of 255 levels): for carrying the training set to a machine where the exact files are
+    not; validation and test figures that are reported come from the exact files.
+    """
+    from PIL import Image
+
+    sums = _read_checksums(root)
+    missing = [n for n in [*JPEG_SHEETS, JPEG_LABELS] if not (root / n).exists()]
+    if missing:
+        raise DataError(f"{', '.join(missing)} not found in {root.resolve()}: pass the cifar-10-train-jpeg folder")
+    blobs = {n: (root / n).read_bytes() for n in [*JPEG_SHEETS, JPEG_LABELS]}
+    if verify:
+        for name, blob in blobs.items():
+            if name in sums and hashlib.sha256(blob).hexdigest() != sums[name]:
+                raise DataError(f"{name}: SHA-256 does not match SHA256SUMS in {root}; the file is corrupt")
+    sheets = []
+    for name in JPEG_SHEETS:
+        with Image.open(io.BytesIO(blobs[name])) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        side = 32 * SHEET_TILES
+        if pixels.shape != (side, side, 3):
+            raise DataError(f"{name}: {pixels.shape} pixels, expected {side} x {side} RGB")
+        tiles = pixels.reshape(SHEET_TILES, 32, SHEET_TILES, 32, 3).transpose(0, 2, 4, 1, 3)
+        sheets.append(tiles.reshape(-1, 3, 32, 32))
+    labels = np.frombuffer(blobs[JPEG_LABELS], dtype=np.uint8).astype(np.int64)
+    images = np.ascontiguousarray(np.concatenate(sheets))
+    if len(labels) != len(images) or labels.max(initial=0) > 9:
+        raise DataError(f"{JPEG_LABELS}: {len(labels)} labels (max {labels.max(initial=0)}) for {len(images)} images")
+    return Split(images, labels)
+
+
+def load_train_val(root: Path, jpeg: Path | None = None, verify: bool = True) -> tuple[dict[str, Split], str]:
+    """``train`` (45,000) and ``val`` (5,000), from the exact binaries or the JPEG sheet copy, and which was read."""
+    if jpeg is not None:
+        full, source = read_jpeg_sheets(jpeg, verify), f"cifar-10-train-jpeg ({JPEG_QUALITY_NOTE})"
+    else:
+        full, source = load_files(root, TRAIN_FILES, verify), "cifar-10 binary batches (exact)"
+    tr, va = train_val_indices(len(full))
+    return {"train": Split(full.images[tr], full.labels[tr]), "val": Split(full.images[va], full.labels[va])}, source
+
 
 
 def augment(images: Tensor, pad: int = 4) -> Tensor:

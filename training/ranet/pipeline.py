@@ -162,6 +162,9 @@ def build_manifest(model: RANet, ckpt: dict, out: Path, name: str, specs: list[S
             "config": {"model": ckpt["model_config"], "train": ckpt["train_config"]},
             "epochs": ckpt["epoch"], "device": ckpt["device"], "wall_seconds": round(ckpt["wall_seconds"], 1),
             "versions": ckpt["versions"], "export_versions": versions(),
+            "data_source": ckpt.get("data_source", "cifar-10 binary batches (exact)"),
+            "weights": ckpt.get("weights", "raw"),
+            **({"budget": ckpt["budget"]} if "budget" in ckpt else {}),
         },
     }
 
@@ -169,7 +172,7 @@ def build_manifest(model: RANet, ckpt: dict, out: Path, name: str, specs: list[S
 def write_report(out: Path, model: RANet, ckpt: dict, manifest: dict, budgeted: list[dict]) -> None:
     """Step 6: manifest.json, weights.pt, report.json, report.md and the plots."""
     slim = {k: ckpt[k] for k in ("model", "model_config", "train_config", "epoch", "wall_seconds", "history", "device",
-                                 "versions")}
+                                 "versions", "data_source", "weights", "budget") if k in ckpt}
     save_checkpoint(out / "weights.pt", slim)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     report = {"manifest": manifest, "budgeted_full": budgeted, "history": ckpt["history"]}

@@ -49,14 +49,18 @@ class Device:
 
 
 def versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {
-        "python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-        "cuda": torch.version.cuda or "none",
-    }
+    """Library versions for a checkpoint's metadata (a training machine may lack the export libraries)."""
+    out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
+    for name in ("onnx", "onnxruntime"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = "absent"
+    out["cuda"] = torch.version.cuda or "none"
+    if torch.cuda.is_available():
+        out["cudnn"] = str(torch.backends.cudnn.version())
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
 
 
 def exit_losses(logits: list[Tensor], labels: Tensor, tc: TrainConfig) -> Tensor:
