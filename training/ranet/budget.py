@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .config import RANetConfig, TrainConfig, to_dict
 from .data import Split, augment
-from .model import RANet
+from .model import RANet, resize_by_matmul
 from .train import Device, accuracy_per_exit, exit_losses, lr_at, predict, save_checkpoint, versions
 
 
@@ -106,10 +106,10 @@ class Step:
     """One training step on static input buffers: replayed from a CUDA graph where it could be captured."""
 
     def __init__(self, model: RANet, sgd: Sgd, tc: TrainConfig, dev: Device, batch: int, graphs: bool,
-                 first: tuple[Tensor, Tensor], log=print) -> None:
+                 first: tuple[Tensor, Tensor], channels_last: bool, log=print) -> None:
         self.model, self.sgd, self.tc, self.dev = model, sgd, tc, dev
         c, h, w = first[0].shape[1:]
-        fmt = torch.channels_last if dev.channels_last else torch.contiguous_format
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.x = torch.zeros(batch, c, h, w, device=dev.torch).contiguous(memory_format=fmt)
         self.y = torch.zeros(batch, dtype=torch.long, device=dev.torch)
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -183,6 +183,65 @@ class Step:
         return self._forward_backward_update()
 
 
+def _layout(model: RANet, channels_last: bool) -> None:
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def make_step(model: RANet, sgd: Sgd, tc: TrainConfig, dev: Device, batch: int, graphs: bool,
+              first: tuple[Tensor, Tensor], log=print) -> tuple[Step, list[dict]]:
+    """The fastest usable step, and what was measured to choose it.
+
+    On CUDA with graphs, the step is captured in each memory layout (channels_last, NCHW) with each resize
+    implementation (interpolate, matrix products), a few replays of each are timed at a learning rate of zero, and the
+    fastest is kept. Elsewhere, or if no capture is usable, the eager step in the device's layout.
+    """
+    if not (graphs and dev.torch.type == "cuda"):
+        _layout(model, dev.channels_last)
+        return Step(model, sgd, tc, dev, batch, False, first, dev.channels_last, log), []
+    variants = [(True, False), (True, True), (False, False), (False, True)]
+    timings: list[dict] = []
+    best: tuple[float, bool, bool] | None = None
+    step: Step | None = None
+    for channels_last, matmul in variants:
+        step = None
+        torch.cuda.empty_cache()
+        _layout(model, channels_last)
+        resize_by_matmul(matmul)
+        name = {"channels_last": channels_last, "resize": "matmul" if matmul else "interpolate"}
+        t = time.time()
+        step = Step(model, sgd, tc, dev, batch, True, first, channels_last, log)
+        if step.graph is None:
+            timings.append({**name, "error": "capture unusable"})
+            continue
+        ready = time.time() - t
+        sgd.set_lr(0.0)
+        torch.cuda.synchronize()
+        t = time.time()
+        for _ in range(6):
+            step.graph.replay()
+        torch.cuda.synchronize()
+        ms = (time.time() - t) / 6 * 1000
+        timings.append({**name, "ms_per_step": round(ms, 2), "ready_seconds": round(ready, 1)})
+        log(f"step {json.dumps(name)}: {ms:.1f} ms (captured in {ready:.1f} s)")
+        if best is None or ms < best[0]:
+            best = (ms, channels_last, matmul)
+    torch._foreach_zero_(sgd.bufs)
+    if best is None:
+        step = None
+        _layout(model, dev.channels_last)
+        resize_by_matmul(False)
+        return Step(model, sgd, tc, dev, batch, False, first, dev.channels_last, log), timings
+    _, channels_last, matmul = best
+    if (channels_last, matmul) != variants[-1] or step is None or step.graph is None:
+        step = None  # a layout change moved the weights: capture the chosen variant again
+        torch.cuda.empty_cache()
+        _layout(model, channels_last)
+        resize_by_matmul(matmul)
+        step = Step(model, sgd, tc, dev, batch, True, first, channels_last, log)
+        torch._foreach_zero_(sgd.bufs)
+    return step, timings
+
+
 def _sync(dev: Device) -> None:
     if dev.torch.type == "cuda":
         torch.cuda.synchronize(dev.torch)
@@ -209,8 +268,6 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
     if dev.torch.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = RANet(mc).to(dev.torch)
-    if dev.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     params = list(model.parameters())
     sgd = Sgd(params, tc)
     history: list[dict] = []
@@ -225,11 +282,6 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
             b.copy_(m)
         history, prior_wall, prior_steps = state["history"], state["wall_seconds"], state["steps"]
         log(f"resuming from {resume} after {prior_steps} steps ({len(history)} epochs, {prior_wall:.0f} s)")
-    ema = Ema(model, tc.ema) if tc.ema > 0 else None
-    if ema is not None and resume is not None and (resume / "ema.pt").exists():
-        ema.model.load_state_dict(torch.load(resume / "ema.pt", map_location=dev.torch, weights_only=False))
-        ema.updates = 10**6  # the full decay from the first update on
-
     images = torch.from_numpy(data["train"].images).to(dev.torch)
     labels = torch.from_numpy(data["train"].labels).to(dev.torch)
     mean = torch.tensor(mc.mean, device=dev.torch).view(1, -1, 1, 1) * 255.0
@@ -251,10 +303,14 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
     order = epoch_order(epoch0)
     model.train()
     t = time.time()
-    step = Step(model, sgd, tc, dev, batch, graphs, batch_at(order, 0), log)
+    step, variants = make_step(model, sgd, tc, dev, batch, graphs, batch_at(order, 0), log)
     _sync(dev)
     log(f"step ready in {time.time() - t:.1f} s ({step.mode}); {spe} steps an epoch of {batch}; "
         f"{clock.left():.0f} s of the budget left")
+    ema = Ema(model, tc.ema) if tc.ema > 0 else None
+    if ema is not None and resume is not None and (resume / "ema.pt").exists():
+        ema.model.load_state_dict(torch.load(resume / "ema.pt", map_location=dev.torch, weights_only=False))
+        ema.updates = 10**6  # the full decay from the first update on
 
     def evaluate() -> tuple[list[float], list[float] | None]:
         raw = accuracy_per_exit(predict(model, data["val"].images, dev), data["val"].labels)
@@ -274,7 +330,8 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
             "model_config": to_dict(mc), "train_config": to_dict(fitted), "epoch": len(history),
             "wall_seconds": wall, "history": history, "device": dev.describe(), "versions": versions(),
             "data_source": data_source, "weights": "ema" if use_ema else "raw",
-            "budget": {"seconds": clock.seconds, "step": step.mode, "steps": steps, "total_steps": total_steps},
+            "budget": {"seconds": clock.seconds, "step": step.mode, "steps": steps, "total_steps": total_steps,
+                       "variants": variants},
         }
         save_checkpoint(out / "model.pt", {"model": _cpu_state(chosen), **meta})
         save_checkpoint(out / "resume.pt", {"model": _cpu_state(model), "steps": steps, **meta})
@@ -347,7 +404,8 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
             total = done + max(0, fits) * spe
             log(f"behind the plan: schedule refitted to end after {total} steps")
         epoch_started = time.time()
-    summary = {"epochs": len(history), "steps": prior_steps + done, "step": step.mode,
+    resize_by_matmul(False)
+    summary = {"epochs": len(history), "steps": prior_steps + done, "step": step.mode, "variants": variants,
                "train_seconds": round(train_wall, 1), "elapsed_seconds": round(clock.elapsed(), 1),
                "budget_seconds": clock.seconds, "weights": weights,
                "val_accuracy": history[-1]["val_accuracy"] if history else None}

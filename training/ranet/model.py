@@ -6,6 +6,7 @@ Every module here is small; the whole network is assembled from ``plan.build_pla
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -24,10 +25,43 @@ def conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequen
     )
 
 
+_RESIZE = {"matmul": False}
+
+
+def resize_by_matmul(enabled: bool) -> None:
+    """A training-speed switch: ``resize`` as two products with interpolation matrices instead of ``F.interpolate``.
+
+    The values are the same up to rounding; the backward pass is then two matrix products, where interpolate's
+    backward scatters with atomic adds. Export and evaluation keep ``F.interpolate`` (the switch is off by default).
+    """
+    _RESIZE["matmul"] = enabled
+
+
+@functools.cache
+def _interpolation_matrix(n_in: int, n_out: int, device: torch.device) -> Tensor:
+    """[n_out, n_in]: row o mixes the two inputs around o * (n_in - 1) / (n_out - 1) (aligned corners)."""
+    m = torch.zeros(n_out, n_in)
+    for o in range(n_out):
+        src = o * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        i0 = min(int(math.floor(src)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        w = src - i0
+        m[o, i0] += 1 - w
+        m[o, i1] += w
+    return m.to(device)
+
+
 def resize(x: Tensor, res: int) -> Tensor:
     """Bilinear resize with aligned corners to ``res`` x ``res``; a no-op when already that size."""
-    if x.shape[-1] == res:
+    if x.shape[-1] == res and x.shape[-2] == res:
         return x
+    if _RESIZE["matmul"]:
+        rows = _interpolation_matrix(x.shape[-2], res, x.device)
+        cols = _interpolation_matrix(x.shape[-1], res, x.device)
+        out = rows @ x @ cols.T
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
     return F.interpolate(x, size=(res, res), mode="bilinear", align_corners=True)
 
 

@@ -34,3 +34,21 @@ def test_config_rejects_mismatched_lists():
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(KeyError, match="cifar10-paper"):
         get_preset("resnet")
+
+
+@pytest.mark.parametrize("config", ["tiny", "cifar10-paper"])
+def test_resizing_by_matrix_products_gives_the_same_network(config):
+    from ranet.model import resize_by_matmul
+
+    torch.manual_seed(0)
+    model = RANet(get_preset(config).model).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        resize_by_matmul(True)
+        try:
+            by_matmul = model(x.contiguous(memory_format=torch.channels_last))
+        finally:
+            resize_by_matmul(False)
+    for a, b in zip(reference, by_matmul):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
