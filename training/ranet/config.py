@@ -128,11 +128,12 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # The paper's CIFAR anytime model (config A, train_cifar.sh) with the paper's recipe (300 epochs, batch 64), and a
-    # recipe for minutes on one GPU: large batches, one-cycle, label smoothing, distillation, weight averaging.
+    # recipe for minutes on one GPU: large batches, one-cycle, label smoothing, weight averaging. No distillation: on
+    # the small config over 3 epochs, distill=0.5 at temperature 2 cost 1.5 to 2.4 points at every exit.
     "cifar10-paper": Preset(
         RANetConfig(name="cifar10-paper"),
         budget=TrainConfig(epochs=0, batch_size=512, lr=0.5, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-                           warmup=0.1, label_smoothing=0.1, distill=0.5, temperature=2.0, ema=0.998),
+                           warmup=0.1, label_smoothing=0.1, ema=0.998),
     ),
     # Three sub-networks, narrow heads: sized to train on two CPU cores in about an hour.
     "small": Preset(
