@@ -14,8 +14,9 @@ Files written to ``out``:
     model.pt     the weights to export (the moving average or the raw weights, whichever is more accurate on
                  validation) with the configs, history, device, library versions and data source; what
                  ``python -m ranet export`` reads.
-    resume.pt    the raw weights, schedule position and history;  momentum.pt  SGD momentum;  ema.pt  the average.
-                 ``--resume DIR`` continues from these three with a new budget.
+    resume.pt    the raw weights, steps taken and history;  ema.pt  the average.
+``--resume`` continues from such a folder, or from any checkpoint file with weights and a model config (``model.pt``,
+a model directory's ``weights.pt``), with a schedule fitted to the new budget; momentum starts again from zero.
 """
 
 from __future__ import annotations
@@ -262,8 +263,8 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
         data: ``train`` and ``val`` splits (uint8 images, labels).
         clock: the budget; everything, the final evaluation and save included, ends inside it.
         data_source: where the training images came from, recorded in the checkpoint.
-        resume: a folder with ``resume.pt``, ``momentum.pt`` and ``ema.pt`` from an earlier run: training continues
-            from those weights with a fresh schedule fitted to this budget, and the history goes on.
+        resume: an earlier run's folder (``resume.pt``, and ``ema.pt`` if present) or a checkpoint file: training
+            continues from those weights with a fresh schedule fitted to this budget, and the history goes on.
     """
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
@@ -275,15 +276,14 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
     history: list[dict] = []
     prior_wall, prior_steps = 0.0, 0
     if resume is not None:
-        state = torch.load(resume / "resume.pt", map_location=dev.torch, weights_only=False)
+        path = resume / "resume.pt" if resume.is_dir() else resume
+        state = torch.load(path, map_location=dev.torch, weights_only=False)
         if state["model_config"] != to_dict(mc):
-            raise RuntimeError(f"{resume / 'resume.pt'} holds another model config ({state['model_config']['name']})")
+            raise RuntimeError(f"{path} holds another model config ({state['model_config']['name']})")
         model.load_state_dict(state["model"])
-        momentum = torch.load(resume / "momentum.pt", map_location=dev.torch, weights_only=False)
-        for b, m in zip(sgd.bufs, momentum):
-            b.copy_(m)
-        history, prior_wall, prior_steps = state["history"], state["wall_seconds"], state["steps"]
-        log(f"resuming from {resume} after {prior_steps} steps ({len(history)} epochs, {prior_wall:.0f} s)")
+        history, prior_wall = state.get("history", []), state.get("wall_seconds", 0.0)
+        prior_steps = state.get("steps", state.get("budget", {}).get("steps", 0))
+        log(f"resuming from {path} after {prior_steps} steps ({len(history)} epochs, {prior_wall:.0f} s)")
     images = torch.from_numpy(data["train"].images).to(dev.torch)
     labels = torch.from_numpy(data["train"].labels).to(dev.torch)
     mean = torch.tensor(mc.mean, device=dev.torch).view(1, -1, 1, 1) * 255.0
@@ -310,7 +310,7 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
     log(f"step ready in {time.time() - t:.1f} s ({step.mode}); {spe} steps an epoch of {batch}; "
         f"{clock.left():.0f} s of the budget left")
     ema = Ema(model, tc.ema) if tc.ema > 0 else None
-    if ema is not None and resume is not None and (resume / "ema.pt").exists():
+    if ema is not None and resume is not None and (resume / "ema.pt").is_file():
         ema.model.load_state_dict(torch.load(resume / "ema.pt", map_location=dev.torch, weights_only=False))
         ema.updates = 10**6  # the full decay from the first update on
 
@@ -337,7 +337,6 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
         }
         save_checkpoint(out / "model.pt", {"model": _cpu_state(chosen), **meta})
         save_checkpoint(out / "resume.pt", {"model": _cpu_state(model), "steps": steps, **meta})
-        save_checkpoint(out / "momentum.pt", [b.detach().cpu() for b in sgd.bufs])  # type: ignore[arg-type]
         if ema is not None:
             save_checkpoint(out / "ema.pt", _cpu_state(ema.model))  # type: ignore[arg-type]
         return "ema" if use_ema else "raw"

@@ -209,6 +209,14 @@ def export_model_dir(checkpoint: Path, out: Path, data: str | None = None, name:
     return manifest
 
 
+def _duration(tr: dict) -> str:
+    steps = f"{tr['wall_seconds'] / 60:.1f} min" if tr["wall_seconds"] >= 600 else f"{tr['wall_seconds']:.0f} s"
+    budget = tr.get("budget")
+    if not budget:
+        return steps
+    return f"{steps} of training steps inside a {budget['seconds']:.0f} s budget ({budget['step']} step)"
+
+
 def render_report(m: dict) -> str:
     """A Markdown summary of a manifest: per exit beside the paper, budgeted curve, operating points, encodings."""
     cfg = m["architecture"]["config"]
@@ -216,8 +224,10 @@ def render_report(m: dict) -> str:
     lines = [
         f"# {m['name']} ({cfg['name']}), version {m['version']}", "",
         f"{m['architecture']['params'] / 1e6:.3f} M parameters, {len(m['exits'])} exits in {len(m['stages'])} stages."
-        f" Trained {tr['epochs']} epochs on {tr['device']} in {tr['wall_seconds'] / 60:.1f} min"
-        f" (torch {tr['versions']['torch']}). All figures: exported ONNX stages through onnxruntime (CPU), CIFAR-10.",
+        f" Trained {tr['epochs']} epochs on {tr['device']} in {_duration(tr)} (torch {tr['versions']['torch']}),"
+        f" from {tr.get('data_source', 'the CIFAR-10 binary batches')}; shipped weights: "
+        f"{'the moving average of the weights' if tr.get('weights') == 'ema' else 'the final weights'}."
+        " All figures: exported ONNX stages through onnxruntime (CPU), CIFAR-10 (exact files).",
         "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
         "## Anytime accuracy per exit (test, 10,000 images)", "",
         "| exit | stage | cumulative MMACs | test top-1 % | paper MMACs | paper top-1 % |", "|---|---|---|---|---|---|",

@@ -74,7 +74,7 @@ def test_budgeted_training_ends_inside_its_budget_with_an_exportable_checkpoint(
     assert ckpt["data_source"] == "test images" and ckpt["weights"] in ("raw", "ema")
     assert ckpt["train_config"]["epochs"] == summary["epochs"]
     assert len(ckpt["history"]) == summary["epochs"] and len(ckpt["history"][-1]["val_accuracy"]) == 6
-    assert {f.name for f in tmp_path.iterdir()} == {"model.pt", "resume.pt", "momentum.pt", "ema.pt"}
+    assert {f.name for f in tmp_path.iterdir()} == {"model.pt", "resume.pt", "ema.pt"}
     with torch.no_grad():
         assert len(model.eval()(torch.zeros(1, 3, 32, 32))) == 6
 
@@ -90,6 +90,11 @@ def test_a_resumed_run_continues_the_weights_and_the_history(test_images, tmp_pa
     _, ckpt = load_model(tmp_path / "b" / "model.pt")
     assert [h["epoch"] for h in ckpt["history"]] == list(range(1, second["epochs"] + 1))
     assert second["epochs"] > first["epochs"] and second["steps"] > first["steps"]
+
+    from_file = train_budgeted(p.model, p.budget_recipe, data, tmp_path / "d", Device.pick("cpu"),
+                               Clock(6.0, time.time()), "test images", resume=tmp_path / "b" / "model.pt",
+                               log=lambda *_: None)
+    assert from_file["epochs"] > second["epochs"]
 
     other = replace(p.model, head_channels=16)
     with pytest.raises(RuntimeError, match="another model config"):
