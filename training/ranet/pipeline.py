@@ -98,7 +98,8 @@ def calibrate(ev: Evaluation, emacs: list[int], edge_exits: int, log=print) -> t
         op["test"] = {"accuracy": t.accuracy, "expected_macs": t.expected_macs,
                       "edge_exit_rate": t.edge_exit_rate(edge_exits), "exit_fractions": t.exit_fractions}
         log(f"operating point {op['name']}: val {op['val_accuracy'] * 100:.2f} % at {op['expected_macs'] / 1e6:.2f}"
-            f" MMACs, test {t.accuracy * 100:.2f} %, edge exit rate {op['edge_exit_rate'] * 100:.1f} %")
+            f" MMACs (edge exit rate {op['edge_exit_rate'] * 100:.1f} %), test {t.accuracy * 100:.2f} % at"
+            f" {t.expected_macs / 1e6:.2f} MMACs (edge exit rate {op['test']['edge_exit_rate'] * 100:.1f} %)")
     return budgeted, ops
 
 

@@ -8,7 +8,7 @@ import {
   v1,
   type InferReplyMessage,
 } from '@cascade/proto';
-import { loadModelDir, StageRunner, warmUp, type ModelDir } from '@cascade/runtime';
+import { checkAgainstCpu, loadModelDir, StageRunner, warmUp, type ModelDir, type ParityReport } from '@cascade/runtime';
 import { ensureResultsStream, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -59,14 +59,21 @@ export class CloudWorker {
     const model = await loadModelDir(o.model);
     const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
     // A provider that cannot run the graphs fails here, with what is missing, not on the first request.
+    // A GPU provider must also compute what the CPU provider computes: one that miscomputes a kernel fails here.
     const warm = performance.now();
+    let parity: ParityReport;
     try {
       await warmUp(runner, model, o.executionProvider);
+      parity = await checkAgainstCpu(runner, model, o.executionProvider);
     } catch (err) {
       await runner.close();
       throw err;
     }
-    log('worker_warmed_up', { ep: o.executionProvider, ms: Math.round(performance.now() - warm) });
+    log('worker_warmed_up', {
+      ep: o.executionProvider,
+      ms: Math.round(performance.now() - warm),
+      ...(parity.images ? { cpu_parity_max_relative_diff: Number(parity.maxRelativeDiff.toPrecision(3)) } : {}),
+    });
     let link: NatsLink;
     try {
       link = await NatsLink.open({

@@ -33,3 +33,4 @@ export {
   type StageSessionOptions,
 } from './stages.js';
 export { providerHelp, warmUp } from './providers.js';
+export { checkAgainstCpu, PARITY_TOLERANCE, type ParityReport } from './parity.js';
