@@ -342,7 +342,7 @@ def train_budgeted(mc: RANetConfig, tc: TrainConfig, data: dict[str, Split], out
         return "ema" if use_ema else "raw"
 
     # Time what one epoch costs besides its steps: an evaluation and a checkpoint. The first evaluation autotunes
-    # cuDNN for its shapes (8 s against 0.5 s on an H200), so the second is the one timed.
+    # cuDNN for its shapes (8 s against 0.7 s on an H200), so the second is the one timed.
     raw, avg = evaluate()
     t = time.time()
     raw, avg = evaluate()
