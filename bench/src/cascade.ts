@@ -18,6 +18,8 @@ export interface CascadeRun {
   cloud_macs_per_frame: number;
   cloud_cpu_seconds_per_frame: number;
   edge_macs_per_frame: number;
+  /** CPU time of the edge agent's process (its event loop and inference threads) per frame. */
+  edge_cpu_seconds_per_frame: number;
   bytes_per_frame: number;
   bytes_per_offload: number;
   latency_ms: { p50: number; p99: number };
@@ -106,7 +108,9 @@ export async function runCascade(
   const results: EdgeResult[] = [];
   try {
     const cpu0 = worker ? await processCpuSeconds(worker.process.pid!) : 0;
+    const edgeCpu0 = process.cpuUsage();
     const frames = await agent.run(paced(samples, o.frames, o.fps), (r) => results.push(r));
+    const edgeCpu = process.cpuUsage(edgeCpu0);
     const cpu = worker ? (await processCpuSeconds(worker.process.pid!)) - cpu0 : 0;
     const firstCloud = agent.options.mode === 'image' ? 0 : agent.split;
     let edgeMacs = 0;
@@ -132,6 +136,7 @@ export async function runCascade(
         cloud_macs_per_frame: cloudMacs / frames,
         cloud_cpu_seconds_per_frame: cpu / frames,
         edge_macs_per_frame: edgeMacs / frames,
+        edge_cpu_seconds_per_frame: (edgeCpu.user + edgeCpu.system) / 1e6 / frames,
         bytes_per_frame: sent.reduce((a, r) => a + r.offload_bytes, 0) / frames,
         bytes_per_offload: sent.length ? sent.reduce((a, r) => a + r.offload_bytes, 0) / sent.length : 0,
         latency_ms: { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) },

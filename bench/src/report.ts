@@ -120,11 +120,12 @@ export function report(r: BenchResult): string {
     `## 4. The cascade against all-cloud and all-edge (${cloud.frames} sample images paced as a camera, one run each)`,
     '',
     `All-edge runs every stage on the edge (its accuracy is the last exit's on these images: ${pct(edge.accuracy)}). ` +
-      'All-cloud offloads every image and runs the whole network to the last exit in the worker. Cloud MACs count the stages a worker ran; ' +
-      "cloud CPU is the worker process's user + system time.",
+      'All-cloud offloads every image and runs the whole network to the last exit in the worker. MACs count the stages each side ran; ' +
+      "cloud CPU is the worker process's user + system time, edge CPU the edge agent's (the bench process: its event loop, inference " +
+      'threads and NATS client).',
     '',
-    '| configuration | accuracy | vs last exit | offload rate | cloud MMACs/frame | of all-cloud | cloud CPU ms/frame | of all-cloud | bytes/frame | latency p50 / p99 ms | targets |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| configuration | accuracy | vs last exit | offload rate | edge MMACs/frame | edge CPU ms/frame | cloud MMACs/frame | of all-cloud | cloud CPU ms/frame | of all-cloud | bytes/frame | latency p50 / p99 ms | targets |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const c of r.cascade.filter((x) => x.kind !== 'wire format')) {
     const drop = edge.accuracy - c.accuracy;
@@ -133,7 +134,9 @@ export function report(r: BenchResult): string {
     const target =
       c.kind === 'operating point' ? `${ok(drop <= 0.005)} / ${ok(cpuShare <= 0.4 && macsShare <= 0.4)}` : '';
     L.push(
-      `| ${c.name} | ${pct(c.accuracy)} | ${drop >= 0 ? '-' : '+'}${f2(Math.abs(drop) * 100)} pt | ${pct(c.offload_rate)} | ${f2(c.cloud_macs_per_frame / 1e6)} | ${pct(macsShare)} | ` +
+      `| ${c.name} | ${pct(c.accuracy)} | ${drop >= 0 ? '-' : '+'}${f2(Math.abs(drop) * 100)} pt | ${pct(c.offload_rate)} | ` +
+        `${f2(c.edge_macs_per_frame / 1e6)} | ${c.edge_cpu_seconds_per_frame === undefined ? '-' : f2(c.edge_cpu_seconds_per_frame * 1000)} | ` +
+        `${f2(c.cloud_macs_per_frame / 1e6)} | ${pct(macsShare)} | ` +
         `${f2(c.cloud_cpu_seconds_per_frame * 1000)} | ${pct(cpuShare)} | ${f0(c.bytes_per_frame)} | ${f2(c.latency_ms.p50)} / ${f2(c.latency_ms.p99)} | ${target} |`,
     );
   }

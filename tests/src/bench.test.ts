@@ -34,7 +34,11 @@ describe('bench - smoke run keeps the harness working', () => {
     for (const c of r.cascade) expect(c.frames).toBeGreaterThan(0);
     const cloud = r.cascade.find((c: { kind: string }) => c.kind === 'all-cloud');
     expect(cloud.offload_rate).toBe(1);
-    expect(r.cascade.find((c: { kind: string }) => c.kind === 'all-edge').cloud_macs_per_frame).toBe(0);
+    const allEdge = r.cascade.find((c: { kind: string }) => c.kind === 'all-edge');
+    expect(allEdge.cloud_macs_per_frame).toBe(0);
+    expect(allEdge.edge_cpu_seconds_per_frame).toBeGreaterThan(0);
+    const balanced = r.cascade.find((c: { name: string }) => c.name === 'balanced');
+    expect(allEdge.edge_macs_per_frame).toBeGreaterThan(balanced.edge_macs_per_frame); // every stage against stage 0
     expect(r.transport.worker_ms.p50).toBeGreaterThan(r.transport.bare_nats_ms.p50);
     const md = readFileSync(join(out, 'smoke.md'), 'utf8');
     for (const h of ['## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '## 6.']) expect(md).toContain(h);
