@@ -1,4 +1,4 @@
-"""Command line: ``python -m ranet {macs,train,train-budget,export,graphs,throughput,cascade,golden} ...`` (from
+"""Command line: ``python -m ranet {macs,train,train-budget,export,graphs,throughput,cascade,flip,golden} ...`` (from
 ``training/``)."""
 
 from __future__ import annotations
@@ -88,6 +88,19 @@ def cmd_throughput(args: argparse.Namespace) -> None:
     rows = throughput(args.config, batches, args.first_stage, args.device, args.dtype, args.seconds, ckpt, log=_log)
     print(json.dumps({"config": args.config, "device": args.device, "dtype": args.dtype,
                       "first_stage": args.first_stage, "rows": rows}))
+
+
+def cmd_flip(args: argparse.Namespace) -> None:
+    from .cascade import ModelDir, softmax
+    from .data import TEST_FILES, data_root, load_files
+
+    model = ModelDir.load(Path(args.model))
+    test = load_files(data_root(args.data), TEST_FILES)
+    plain = softmax(model.runner.logits(test.images))
+    flipped = softmax(model.runner.logits(test.images[..., ::-1].copy()))
+    acc = lambda p: [round(float((q.argmax(1) == test.labels).mean()), 4) for q in p]  # noqa: E731
+    print(json.dumps({"model": model.manifest["name"], "version": model.manifest["version"], "images": len(test),
+                      "accuracy": acc(plain), "flip_averaged_accuracy": acc(plain + flipped)}))
 
 
 def cmd_golden(args: argparse.Namespace) -> None:
@@ -191,6 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--predictions", help="write one JSON line per image here")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(fn=cmd_cascade)
+
+    p = sub.add_parser("flip", help="per-exit test accuracy with and without averaging each image with its mirror "
+                                    "(test-time flip; the cascade does not use it)")
+    p.add_argument("--model", default=str(REPO / "models" / "ranet-cifar10"))
+    p.add_argument("--data", help="CIFAR-10 folder (default: $CASCADE_DATA or ../shared/data/cifar-10)")
+    p.set_defaults(fn=cmd_flip)
 
     p = sub.add_parser("golden", help="write the codec golden vectors other runtimes test against")
     p.add_argument("--out", default=str(GOLDEN_PATH))
