@@ -9,6 +9,8 @@ export interface RawResult {
   batch: number;
   threads: number;
   samples_per_second: Spread;
+  /** CPU time of this process (onnxruntime's threads included) per sample, over every run and warm-up call. */
+  cpu_seconds_per_sample: number;
 }
 
 /** Inputs for every stage at a batch size: real images, carried states from running the stages once. */
@@ -62,8 +64,21 @@ export async function rawThroughput(
           Object.entries(f).map(([k, v]) => [k, new ort.Tensor(k === 'image' ? 'uint8' : 'float32', v.data, v.dims)]),
         );
         const runs: number[] = [];
-        for (let r = 0; r < o.runs; r++) runs.push(batch * (await callsPerSecond(() => sess.run(feeds), o.ms)));
-        out.push({ stage: stage.index, batch, threads, samples_per_second: spread(runs) });
+        let calls = 0;
+        const cpu0 = process.cpuUsage();
+        const call = () => {
+          calls++;
+          return sess.run(feeds);
+        };
+        for (let r = 0; r < o.runs; r++) runs.push(batch * (await callsPerSecond(call, o.ms)));
+        const cpu = process.cpuUsage(cpu0);
+        out.push({
+          stage: stage.index,
+          batch,
+          threads,
+          samples_per_second: spread(runs),
+          cpu_seconds_per_sample: (cpu.user + cpu.system) / 1e6 / (calls * batch),
+        });
         log(`raw stage ${stage.index} batch ${batch} threads ${threads}: ${spread(runs).median.toFixed(0)} samples/s`);
       }
       await sess.release();

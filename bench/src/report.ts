@@ -32,6 +32,17 @@ function rawAt(r: BenchResult, stage: number, batch: number, threads: number): n
   );
 }
 
+/** CPU seconds per sample of stages 1.. chained at a batch size, from the raw figures (NaN for results without them). */
+export function rawCloudCpu(r: BenchResult, batch: number, threads: number): number {
+  const stages = [...new Set(r.raw.map((x) => x.stage))].filter((s) => s > 0);
+  return stages.reduce(
+    (a, s) =>
+      a +
+      (r.raw.find((x) => x.stage === s && x.batch === batch && x.threads === threads)?.cpu_seconds_per_sample ?? NaN),
+    0,
+  );
+}
+
 /** Samples per second of stages 1.. chained (what a worker runs for a state-mode request), from the raw figures. */
 export function rawCloud(r: BenchResult, batch: number, threads: number): number {
   const stages = [...new Set(r.raw.map((x) => x.stage))].filter((s) => s > 0);
@@ -91,16 +102,27 @@ export function report(r: BenchResult): string {
     '',
     `## 3. Worker batching (state-mode requests through ${cloudStages}, 1 inference thread, 64 requests in flight)`,
     '',
-    `| max batch | requests/s | mean batch | raw ${cloudStages} at that batch | ratio | target ≥ 0.90 |`,
-    '|---|---|---|---|---|---|',
+    `| max batch | requests/s | mean batch | raw ${cloudStages} at that batch | ratio | target ≥ 0.90 | worker CPU ms/request | raw CPU ms/sample | CPU ratio (raw ÷ worker) |`,
+    '|---|---|---|---|---|---|---|---|---|',
   );
   for (const c of r.worker.capacity) {
-    const raw = rawCloud(r, c.max_batch === 1 ? 1 : 32, c.threads);
+    const batch = c.max_batch === 1 ? 1 : 32;
+    const raw = rawCloud(r, batch, c.threads);
     const ratio = c.requests_per_second.median / raw;
+    const rawCpu = rawCloudCpu(r, batch, c.threads);
+    const cpu = c.cpu_seconds_per_request;
     L.push(
-      `| ${c.max_batch} | ${sp(c.requests_per_second)} | ${f1(c.mean_batch)} | ${f0(raw)} | ${f2(ratio)} | ${ok(ratio >= 0.9)} |`,
+      `| ${c.max_batch} | ${sp(c.requests_per_second)} | ${f1(c.mean_batch)} | ${f0(raw)} | ${f2(ratio)} | ${ok(ratio >= 0.9)} | ` +
+        `${cpu === undefined ? '-' : f2(cpu * 1000)} | ${Number.isNaN(rawCpu) ? '-' : f2(rawCpu * 1000)} | ` +
+        `${cpu === undefined || Number.isNaN(rawCpu) ? '-' : f2(rawCpu / cpu)} |`,
     );
   }
+  L.push(
+    '',
+    "Worker CPU is the worker process's user + system time over the measured runs per answered request; raw CPU is the " +
+      "benchmark process's time per sample running the same stages at the same batch on its own, so the CPU ratio " +
+      'leaves out what the client and nats-server take from the worker on this machine.',
+  );
   L.push(
     '',
     'Open-loop (Poisson) load at fractions of the measured batching capacity, one run each:',

@@ -3,7 +3,7 @@ import { encodeTensor, imageTensor, subjects, toWireTensor, v1, type InferReques
 import { carriedOutputs, type ModelDir } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { stageInputs } from './raw.js';
-import { percentile, sleep, spread, type Spread } from './stats.js';
+import { percentile, processCpuSeconds, sleep, spread, type Spread } from './stats.js';
 
 /** Requests for stage 1 on, built from real images and their real carried state; thresholds send all to the last exit. */
 export async function realRequests(
@@ -46,6 +46,8 @@ export interface Capacity {
   threads: number;
   requests_per_second: Spread;
   mean_batch: number;
+  /** CPU time of the worker process per answered request, over the measured runs. */
+  cpu_seconds_per_request: number;
 }
 
 export interface OpenLoop {
@@ -79,7 +81,7 @@ export async function closedLoop(
     }
   };
   await Promise.all(Array.from({ length: concurrency }, lane));
-  return { rps: (done * 1000) / (performance.now() - start), meanBatch: done ? batchSum / done : 0 };
+  return { done, rps: (done * 1000) / (performance.now() - start), meanBatch: done ? batchSum / done : 0 };
 }
 
 /** Worker throughput, closed loop, with dynamic batching and with batch 1. */
@@ -105,12 +107,22 @@ export async function workerCapacity(
         await closedLoop(nc, subject, reqs, o.concurrency, 300); // warm-up
         const rps: number[] = [];
         let meanBatch = 0;
+        let answered = 0;
+        const cpu0 = await processCpuSeconds(w.process.pid!);
         for (let r = 0; r < o.runs; r++) {
           const res = await closedLoop(nc, subject, reqs, o.concurrency, o.ms);
           rps.push(res.rps);
           meanBatch = res.meanBatch;
+          answered += res.done;
         }
-        out.push({ max_batch: maxBatch, threads: o.threads, requests_per_second: spread(rps), mean_batch: meanBatch });
+        const cpu = (await processCpuSeconds(w.process.pid!)) - cpu0;
+        out.push({
+          max_batch: maxBatch,
+          threads: o.threads,
+          requests_per_second: spread(rps),
+          mean_batch: meanBatch,
+          cpu_seconds_per_request: answered ? cpu / answered : 0,
+        });
         log(
           `worker max-batch ${maxBatch}: ${spread(rps).median.toFixed(0)} requests/s (mean batch ${meanBatch.toFixed(1)})`,
         );

@@ -19,7 +19,10 @@ describe('bench - smoke run keeps the harness working', () => {
     expect(r.smoke).toBe(true);
     const stages = JSON.parse(readFileSync(join(MODEL, 'manifest.json'), 'utf8')).stages.length as number;
     expect(r.raw).toHaveLength(stages * 3 * 2); // every stage at batch 1, 8 and 32, with 1 and 2 threads
-    for (const x of r.raw) expect(x.samples_per_second.median).toBeGreaterThan(0);
+    for (const x of r.raw) {
+      expect(x.samples_per_second.median).toBeGreaterThan(0);
+      expect(x.cpu_seconds_per_sample).toBeGreaterThan(0);
+    }
     expect(r.edge.map((e: { threads: number; pipeline: number }) => `${e.threads}/${e.pipeline}`)).toEqual([
       '1/1',
       '1/2',
@@ -27,6 +30,7 @@ describe('bench - smoke run keeps the harness working', () => {
       '2/2',
     ]);
     expect(r.worker.capacity.map((c: { max_batch: number }) => c.max_batch)).toEqual([32, 1]);
+    for (const c of r.worker.capacity) expect(c.cpu_seconds_per_request).toBeGreaterThan(0);
     expect(r.worker.open_loop).toHaveLength(3);
     expect(r.cascade.map((c: { name: string }) => c.name)).toEqual(
       expect.arrayContaining(['balanced', 'all-cloud', 'all-edge', 'balanced, image']),
