@@ -26,27 +26,27 @@ const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 const sp = (s: Spread, f = f0) => `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
 const ok = (pass: boolean) => (pass ? 'met' : '**not met**');
 
+function rawEntry(r: BenchResult, stage: number, batch: number, threads: number) {
+  return r.raw.find((x) => x.stage === stage && x.batch === batch && x.threads === threads);
+}
+
 function rawAt(r: BenchResult, stage: number, batch: number, threads: number): number {
-  return (
-    r.raw.find((x) => x.stage === stage && x.batch === batch && x.threads === threads)?.samples_per_second.median ?? NaN
-  );
+  return rawEntry(r, stage, batch, threads)?.samples_per_second.median ?? NaN;
+}
+
+/** The stages a worker runs for a state-mode request: 1 to the last. */
+function cloudStages(r: BenchResult): number[] {
+  return [...new Set(r.raw.map((x) => x.stage))].filter((s) => s > 0);
 }
 
 /** CPU seconds per sample of stages 1.. chained at a batch size, from the raw figures (NaN for results without them). */
 export function rawCloudCpu(r: BenchResult, batch: number, threads: number): number {
-  const stages = [...new Set(r.raw.map((x) => x.stage))].filter((s) => s > 0);
-  return stages.reduce(
-    (a, s) =>
-      a +
-      (r.raw.find((x) => x.stage === s && x.batch === batch && x.threads === threads)?.cpu_seconds_per_sample ?? NaN),
-    0,
-  );
+  return cloudStages(r).reduce((a, s) => a + (rawEntry(r, s, batch, threads)?.cpu_seconds_per_sample ?? NaN), 0);
 }
 
 /** Samples per second of stages 1.. chained (what a worker runs for a state-mode request), from the raw figures. */
 export function rawCloud(r: BenchResult, batch: number, threads: number): number {
-  const stages = [...new Set(r.raw.map((x) => x.stage))].filter((s) => s > 0);
-  return 1 / stages.reduce((a, s) => a + 1 / rawAt(r, s, batch, threads), 0);
+  return 1 / cloudStages(r).reduce((a, s) => a + 1 / rawAt(r, s, batch, threads), 0);
 }
 
 export function report(r: BenchResult): string {
@@ -96,13 +96,13 @@ export function report(r: BenchResult): string {
     `Where the time goes, per frame (1 thread): stage 0 on the calling thread ${sp(h.in_thread_us)} µs; through the ` +
       `worker thread (StageRunner) ${sp(h.worker_thread_us)} µs; a bare postMessage round trip between two threads ${sp(h.bare_postmessage_round_trip_us)} µs.`,
   );
-  const last = Math.max(...r.raw.map((x) => x.stage));
-  const cloudStages = last === 1 ? 'stage 1' : `stages 1-${last}`;
+  const last = Math.max(...cloudStages(r));
+  const cloudLabel = last === 1 ? 'stage 1' : `stages 1-${last}`;
   L.push(
     '',
-    `## 3. Worker batching (state-mode requests through ${cloudStages}, 1 inference thread, 64 requests in flight)`,
+    `## 3. Worker batching (state-mode requests through ${cloudLabel}, 1 inference thread, 64 requests in flight)`,
     '',
-    `| max batch | requests/s | mean batch | raw ${cloudStages} at that batch | ratio | target ≥ 0.90 | worker CPU ms/request | raw CPU ms/sample | CPU ratio (raw ÷ worker) |`,
+    `| max batch | requests/s | mean batch | raw ${cloudLabel} at that batch | ratio | target ≥ 0.90 | worker CPU ms/request | raw CPU ms/sample | CPU ratio (raw ÷ worker) |`,
     '|---|---|---|---|---|---|---|---|---|',
   );
   for (const c of r.worker.capacity) {

@@ -236,7 +236,7 @@ def make_step(model: RANet, sgd: Sgd, tc: TrainConfig, dev: Device, batch: int, 
         return Step(model, sgd, tc, dev, batch, False, first, dev.channels_last, log), timings
     _, channels_last, matmul = best
     if (channels_last, matmul) != variants[-1] or step is None or step.graph is None:
-        step = None  # a layout change moved the weights: capture the chosen variant again
+        step = None  # the faster variant was not the last captured: capture it again (each capture replaces the grads)
         torch.cuda.empty_cache()
         _layout(model, channels_last)
         resize_by_matmul(matmul)

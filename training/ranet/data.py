@@ -104,13 +104,8 @@ def train_val_indices(n: int, val_size: int = VAL_SIZE, seed: int = VAL_SEED) ->
 
 def load_cifar10(root: Path, verify: bool = True) -> dict[str, Split]:
     """``train`` (45,000), ``val`` (5,000 held out of the training set) and ``test`` (10,000)."""
-    full = load_files(root, TRAIN_FILES, verify)
-    tr, va = train_val_indices(len(full))
-    return {
-        "train": Split(full.images[tr], full.labels[tr]),
-        "val": Split(full.images[va], full.labels[va]),
-        "test": load_files(root, TEST_FILES, verify),
-    }
+    splits, _ = load_train_val(root, verify=verify)
+    return {**splits, "test": load_files(root, TEST_FILES, verify)}
 
 
 def read_jpeg_sheets(root: Path, verify: bool = True) -> Split:
