@@ -18,7 +18,7 @@ afterAll(() => runner.close());
 function request(i: number, over: Partial<ValidRequest> = {}): ValidRequest {
   return {
     requestId: `r${i}`, edgeId: 'e', firstStage: 0, image: image(i), state: new Map(),
-    deadlineUnixMs: Date.now() + 30_000, returnProbabilities: false, thresholds: operatingPoint(m).thresholds, ...over,
+    deadlineUnixMs: Date.now() + 30_000, returnProbabilities: false, thresholds: operatingPoint(m).thresholds, shadow: false, allExits: false, ...over,
   }; // prettier-ignore
 }
 
@@ -108,5 +108,72 @@ describe('batcher - batches, bounds and deadlines', () => {
     };
     expect(await run(1)).toEqual(['batch 4', 'reply']);
     expect(await run(2)).toEqual(['batch 4', 'batch 4']);
+  });
+});
+
+describe('batcher - shadow requests and all exits', () => {
+  it('all_exits runs to the last exit and reports every exit, but answers at the exit the thresholds pick', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 5, queueLimit: 64 });
+    const ids = Array.from({ length: 12 }, (_, i) => i);
+    const plain = await submitAll(
+      b,
+      ids.map((i) => request(i)),
+    );
+    const all = await submitAll(
+      b,
+      ids.map((i) => request(i, { allExits: true })),
+    );
+    const last = m.exits.length - 1;
+    let early = 0;
+    ids.forEach((i) => {
+      const p = plain[i]![0] as Extract<JobReply, { kind: 'prediction' }>;
+      const a = all[i]![0] as Extract<JobReply, { kind: 'prediction' }>;
+      expect(all[i]).toHaveLength(1);
+      expect([a.exit, a.classIndex]).toEqual([p.exit, p.classIndex]);
+      expect(a.confidence).toBeCloseTo(p.confidence, 5);
+      expect(p.exits).toBeUndefined();
+      expect(a.exits!.map((v) => v.exit)).toEqual(m.exits.map((e) => e.index));
+      expect(a.exits![a.exit]!.classIndex).toBe(a.classIndex);
+      const probs = a.exits![last]!.probabilities!;
+      expect(probs).toHaveLength(m.classes.length);
+      expect(probs.reduce((x, y) => x + y, 0)).toBeCloseTo(1, 5);
+      expect(Math.max(...probs)).toBeCloseTo(a.exits![last]!.confidence, 5);
+      expect(a.exits!.slice(0, last).every((v) => v.probabilities === undefined)).toBe(true);
+      if (a.exit < last) early++;
+    });
+    expect(early).toBeGreaterThan(6); // at the operating point most frames leave early: the test covers that case
+  });
+
+  it('a shadow request is refused while regular requests wait, and runs after them in small batches', async () => {
+    const sizes: string[] = [];
+    const observer = { batch: (size: number) => void sizes.push(String(size)), stage: () => undefined };
+    const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 20, queueLimit: 64, shadowBatch: 2 }, observer);
+    const order: string[] = [];
+    const replies: Record<string, JobReply> = {};
+    const submit = (name: string, req: ValidRequest) =>
+      new Promise<void>((resolve) =>
+        b.submit({
+          req,
+          enqueuedAt: performance.now(),
+          reply: (o) => ((replies[name] = o), order.push(name), resolve()),
+        }),
+      );
+    const shadow = (i: number) => request(i, { shadow: true, allExits: true });
+    const idle = [submit('s0', shadow(0)), submit('s1', shadow(1)), submit('s2', shadow(2))];
+    await Promise.all(idle);
+    expect(sizes).toEqual(['1', '2']); // alone, a shadow runs at once; those that came meanwhile, two at a time
+    sizes.length = 0;
+    const busy = [submit('r0', request(3)), submit('r1', request(4)), submit('s3', shadow(5))];
+    expect(replies.s3).toMatchObject({ kind: 'error', code: ErrorCode.OVERLOADED });
+    expect((replies.s3 as { message: string }).message).toMatch(/2 regular requests wait/);
+    await Promise.all(busy);
+    const late = submit('s4', shadow(6));
+    const regular = submit('r2', request(7));
+    await Promise.all([late, regular]);
+    expect(order.slice(-2)).toEqual(['s4', 'r2']); // s4 was computing when r2 came; the queue then served r2
+    expect(replies.s4).toMatchObject({ kind: 'prediction', batchSize: 1 });
+    expect((replies.s4 as { exits: unknown[] }).exits).toHaveLength(m.exits.length);
+    await b.idle();
+    expect(b.shadowDepth).toBe(0);
   });
 });

@@ -10,11 +10,21 @@ export type JobReply =
       confidence: number;
       exit: number;
       probabilities?: number[];
+      /** With all_exits: what every exit computed said, the last one with its probabilities. */
+      exits?: ExitView[];
       queueMs: number;
       computeMs: number;
       batchSize: number;
     }
   | { kind: 'error'; code: ErrorCode; message: string };
+
+/** One exit's class and confidence for a frame (all_exits). */
+export interface ExitView {
+  exit: number;
+  classIndex: number;
+  confidence: number;
+  probabilities?: number[];
+}
 
 export interface Job {
   req: ValidRequest;
@@ -28,6 +38,13 @@ export interface BatcherOptions {
   queueLimit: number;
   /** Batches being computed at once. @default 1 */
   batchesInFlight?: number;
+  /** Shadow requests queued at most; more are refused (OVERLOADED). @default maxBatch */
+  shadowLimit?: number;
+  /**
+   * Largest batch of shadow requests: a regular request that arrives while one computes waits for it, so it is kept
+   * small. @default 4
+   */
+  shadowBatch?: number;
 }
 
 /** Hooks for metrics; called on the event loop. */
@@ -39,9 +56,13 @@ export interface BatchObserver {
 /**
  * A bounded queue that forms batches (up to maxBatch, waiting at most maxDelayMs for the oldest request) and runs
  * them through the stages, letting confident frames leave at each cloud exit before the next stage.
+ * Shadow requests (frames the edge has already answered) wait in a queue of their own, run only while no regular
+ * request waits and no batch computes, and are refused first: whenever a regular request waits, or their queue is
+ * full.
  */
 export class Batcher {
   private readonly queue: Job[] = [];
+  private readonly shadows: Job[] = [];
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
@@ -53,12 +74,30 @@ export class Batcher {
     private readonly observer?: BatchObserver,
   ) {}
 
+  /** Regular requests waiting. */
   get depth(): number {
     return this.queue.length;
   }
 
+  /** Shadow requests waiting. */
+  get shadowDepth(): number {
+    return this.shadows.length;
+  }
+
   /** Queues a job, or answers OVERLOADED at once when the queue is full. */
   submit(job: Job): void {
+    if (job.req.shadow) {
+      const limit = this.options.shadowLimit ?? this.options.maxBatch;
+      if (this.queue.length > 0 || this.shadows.length >= limit) {
+        const why =
+          this.queue.length > 0 ? `${this.queue.length} regular requests wait` : `shadow queue full (${limit})`;
+        job.reply({ kind: 'error', code: ErrorCode.OVERLOADED, message: `shadow request refused: ${why}` });
+        return;
+      }
+      this.shadows.push(job);
+      this.schedule();
+      return;
+    }
     if (this.queue.length >= this.options.queueLimit) {
       job.reply({ kind: 'error', code: ErrorCode.OVERLOADED, message: `queue full (${this.options.queueLimit})` });
       return;
@@ -69,17 +108,21 @@ export class Batcher {
 
   /** Resolves once the queue is empty and no batch is running. */
   idle(): Promise<void> {
-    if (this.inFlight === 0 && this.queue.length === 0) return Promise.resolve();
+    if (this.inFlight === 0 && this.queue.length === 0 && this.shadows.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private schedule(): void {
-    if (this.inFlight >= (this.options.batchesInFlight ?? 1) || this.queue.length === 0) return;
+    if (this.queue.length === 0) {
+      if (this.shadows.length > 0 && this.inFlight === 0) void this.runNext(this.shadows);
+      return;
+    }
+    if (this.inFlight >= (this.options.batchesInFlight ?? 1)) return;
     const waited = performance.now() - this.queue[0]!.enqueuedAt;
     if (this.queue.length >= this.options.maxBatch || waited >= this.options.maxDelayMs) {
       clearTimeout(this.timer);
       this.timer = undefined;
-      void this.runNext();
+      void this.runNext(this.queue);
     } else if (!this.timer) {
       this.timer = setTimeout(() => {
         this.timer = undefined;
@@ -88,23 +131,25 @@ export class Batcher {
     }
   }
 
-  private async runNext(): Promise<void> {
+  private async runNext(queue: Job[]): Promise<void> {
     this.inFlight++;
     try {
-      const first = this.queue[0]!.req.firstStage;
+      const first = queue[0]!.req.firstStage;
+      const cap =
+        queue === this.shadows ? Math.min(this.options.shadowBatch ?? 4, this.options.maxBatch) : this.options.maxBatch;
       const jobs: Job[] = [];
       const rest: Job[] = [];
       const now = Date.now();
-      for (const job of this.queue.splice(0)) {
+      for (const job of queue.splice(0)) {
         if (job.req.deadlineUnixMs > 0 && job.req.deadlineUnixMs <= now) {
           job.reply({ kind: 'error', code: ErrorCode.EXPIRED, message: 'deadline passed while queued' });
-        } else if (job.req.firstStage === first && jobs.length < this.options.maxBatch) {
+        } else if (job.req.firstStage === first && jobs.length < cap) {
           jobs.push(job);
         } else {
           rest.push(job);
         }
       }
-      for (const job of rest) this.queue.push(job); // no spread: the queue may hold many thousands
+      for (const job of rest) queue.push(job); // no spread: the queue may hold many thousands
       if (jobs.length > 0) {
         const batch = this.runBatch(jobs, first);
         this.schedule(); // a second batch may start while this one computes
@@ -112,7 +157,7 @@ export class Batcher {
       }
     } finally {
       this.inFlight--;
-      if (this.queue.length === 0 && this.inFlight === 0) {
+      if (this.queue.length === 0 && this.shadows.length === 0 && this.inFlight === 0) {
         for (const w of this.idleWaiters.splice(0)) w();
       } else {
         this.schedule();
@@ -138,6 +183,9 @@ export class Batcher {
         name,
       );
     let computeMs = 0;
+    // all_exits jobs go on to the last exit; their answer is kept from the first exit that met its threshold.
+    const answers = new Map<number, { exit: number; classIndex: number; confidence: number; row: Float32Array }>();
+    const views = new Map<number, ExitView[]>();
     try {
       for (let s = first; s < m.stages.length && active.length > 0; s++) {
         const stage = m.stages[s]!;
@@ -157,14 +205,24 @@ export class Batcher {
             const row = logits.subarray(r * classes, (r + 1) * classes);
             const d = decide(row);
             const job = jobs[j]!;
-            if (!exitsHere(e, d.confidence, job.req.thresholds)) return;
+            const last = e === m.exits.length - 1;
+            if (job.req.allExits) {
+              const list = views.get(j) ?? [];
+              views.set(j, list);
+              list.push({ exit: e, ...d, ...(last ? { probabilities: Array.from(softmax(row)) } : {}) });
+            }
+            if (!answers.has(j) && exitsHere(e, d.confidence, job.req.thresholds))
+              answers.set(j, { exit: e, ...d, row: row.slice() });
+            if (!answers.has(j) || (job.req.allExits && !last)) return;
+            const a = answers.get(j)!;
             leaving.add(r);
             job.reply({
               kind: 'prediction',
-              classIndex: d.classIndex,
-              confidence: d.confidence,
-              exit: e,
-              ...(job.req.returnProbabilities ? { probabilities: Array.from(softmax(row)) } : {}),
+              classIndex: a.classIndex,
+              confidence: a.confidence,
+              exit: a.exit,
+              ...(job.req.returnProbabilities ? { probabilities: Array.from(softmax(a.row)) } : {}),
+              ...(job.req.allExits ? { exits: views.get(j)! } : {}),
               queueMs: started - job.enqueuedAt,
               computeMs,
               batchSize: size,

@@ -11,6 +11,7 @@ export class WorkerMetrics {
   readonly requestSeconds: Histogram;
   readonly batchSize: Histogram;
   readonly repliesFailed: Counter<'status'>;
+  readonly shadowRequests: Counter<'status'>;
 
   constructor(
     labels: { worker: string; model: string; modelVersion: string; ep: string },
@@ -74,6 +75,13 @@ export class WorkerMetrics {
       labelNames: ['status'],
       registers,
     });
+    this.shadowRequests = new Counter({
+      name: 'cascade_worker_shadow_requests_total',
+      help: 'Shadow requests (frames an edge already answered, finished to the last exit to measure its exits), by status; not in requests_total.',
+      labelNames: ['status'],
+      registers,
+    });
+    for (const status of ['ok', 'OVERLOADED']) this.shadowRequests.inc({ status }, 0);
     natsStats(this.registry, nats, connected);
   }
 }

@@ -29,6 +29,10 @@ export interface ValidRequest {
   returnProbabilities: boolean;
   /** One per exit. */
   thresholds: number[];
+  /** The edge has answered the frame already: low priority (see Batcher). */
+  shadow: boolean;
+  /** Run to the last exit and return what every exit said. */
+  allExits: boolean;
 }
 
 /**
@@ -156,6 +160,8 @@ export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number,
       deadlineUnixMs: deadline,
       returnProbabilities: req.returnProbabilities,
       thresholds,
+      shadow: req.shadow,
+      allExits: req.allExits || req.shadow,
     };
   } catch (err) {
     if (err instanceof CodecError)

@@ -207,7 +207,7 @@ export class CloudWorker {
   private handle(msg: ServiceMsg): void {
     const enqueuedAt = performance.now();
     let replied = false;
-    const reply = (o: JobReply, requestId: string) => {
+    const reply = (o: JobReply, requestId: string, shadow = false) => {
       if (replied) return;
       replied = true;
       const status = o.kind === 'prediction' ? 'ok' : o.code;
@@ -223,6 +223,11 @@ export class CloudWorker {
       if (!sent) {
         this.counts.unsent = (this.counts.unsent ?? 0) + 1;
         this.metrics.repliesFailed.inc({ status });
+        return;
+      }
+      if (shadow) {
+        this.counts[`shadow_${status}`] = (this.counts[`shadow_${status}`] ?? 0) + 1;
+        this.metrics.shadowRequests.inc({ status });
         return;
       }
       this.counts[status] = (this.counts[status] ?? 0) + 1;
@@ -243,7 +248,7 @@ export class CloudWorker {
     }
     try {
       const req = validateRequest(msg.data, this.model.manifest, this.options.maxRequestBytes);
-      this.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId) });
+      this.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId, req.shadow) });
     } catch (err) {
       const e = err instanceof RequestError ? err : new RequestError(ErrorCode.INTERNAL, (err as Error).message);
       if (e.code === ErrorCode.INTERNAL) this.log('request_failed', { error: e.message });
@@ -284,6 +289,12 @@ function toReply(o: JobReply, requestId: string, workerId: string, classes: stri
       confidence: o.confidence,
       exit: o.exit,
       probabilities: o.probabilities ?? [],
+      exits: (o.exits ?? []).map((v) => ({
+        exit: v.exit,
+        classIndex: v.classIndex,
+        confidence: v.confidence,
+        probabilities: v.probabilities ?? [],
+      })),
       timings: { queueMs: o.queueMs, computeMs: o.computeMs, batchSize: o.batchSize },
     },
   };
