@@ -4,6 +4,7 @@ import { NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from 
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
 import { liveRoutes } from './live.js';
+import { Adaptation, type AdaptSettings } from './adapt.js';
 import { EdgeMetrics } from './metrics.js';
 import { Offloader } from './offload.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
@@ -34,6 +35,8 @@ export class EdgeAgent {
   /** 1 after a reply from a worker, 0 after a timeout, no responders or a disconnection. */
   private reachable = 0;
   private readonly path: FramePath;
+  /** Shadow sampling, the accuracy estimate and the threshold controller. */
+  readonly adapt: Adaptation;
 
   private constructor(
     readonly options: CompiledEdgeOptions,
@@ -45,9 +48,18 @@ export class EdgeAgent {
     private readonly publisher: ResultsPublisher | undefined,
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
+    budget: number,
   ) {
     const offloader = new Offloader(model.manifest, split, thresholds, options, link);
     this.path = new FramePath(options.id, model, split, thresholds, runner, offloader, metrics, log);
+    const sendShadow = link
+      ? (pixels: Uint8Array) => {
+          const { request, bytes } = offloader.build(pixels, {}, { shadow: true });
+          return offloader.send(request, bytes, options.shadowTimeoutMs);
+        }
+      : undefined;
+    const edgeExits = model.manifest.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
+    this.adapt = new Adaptation(model.manifest, edgeExits, thresholds, [...thresholds], adaptSettings(options, budget), options.shadowWindow, metrics, log, sendShadow); // prettier-ignore
   }
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
@@ -57,7 +69,7 @@ export class EdgeAgent {
     const split = o.split ?? m.default_split ?? 1;
     if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
     const op = o.thresholds ? undefined : operatingPoint(m, o.operatingPoint);
-    const thresholds = o.thresholds ?? op!.thresholds;
+    const thresholds = [...(o.thresholds ?? op!.thresholds)]; // the controller moves these, in place
     if (thresholds.length !== m.exits.length) {
       throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
     }
@@ -104,7 +116,9 @@ export class EdgeAgent {
       publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
       metrics.probe.pending = () => publisher!.pending;
     }
-    const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics);
+    const budget = o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET;
+    const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics, budget);
+    agent.adapt.start(o.controlIntervalMs);
     metrics.probe.reachable = () => (link?.connected ? agent.reachable : 0);
     if (o.metricsPort >= 0) {
       try {
@@ -140,6 +154,7 @@ export class EdgeAgent {
     let count = 0;
     const emit = (ctx: FrameContext, r: EdgeResult) => {
       this.path.observe(r);
+      this.adapt.observe(r);
       onResult(r);
       if (this.publisher) {
         const { id, subject, data } = toFrameResult(r, this.runId, ctx.frame.capturedUnixMs);
@@ -153,10 +168,16 @@ export class EdgeAgent {
       const ctx: FrameContext = { frame, sequence: ++this.sequence, started: performance.now() };
       const job = this.path.local(frame).then(
         async (out) => {
-          if ('exited' in out) return emit(ctx, this.path.result(ctx, out.exited, 'edge', 'exited'));
+          this.adapt.frame(out.views);
+          const sampled = this.adapt.sample();
+          if ('exited' in out) {
+            emit(ctx, this.path.result(ctx, out.exited, 'edge', 'exited'));
+            if (sampled) this.adapt.shadow(frame.pixels);
+            return;
+          }
           await this.acquireSlot();
           const offload = this.path
-            .offload(ctx, out.best, out.state, setReachable)
+            .offload(ctx, out.best, out.state, setReachable, sampled, (exits) => this.adapt.record(out.views, exits))
             .then(
               (r) => emit(ctx, r),
               (err: Error) => emit(ctx, this.path.errorResult(ctx, err)),
@@ -219,6 +240,7 @@ export class EdgeAgent {
   async close(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'closing';
+    this.adapt.stop();
     await Promise.all(this.pending);
     if (this.publisher) {
       const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
@@ -233,4 +255,20 @@ export class EdgeAgent {
     await this.metricsServer?.close();
     this.state = 'closed';
   }
+}
+
+/** Accuracy the controller may give up when neither the options nor the operating point say. */
+const DEFAULT_BUDGET = 0.005;
+
+/** The live settings of the adaptation, from the agent's options. */
+export function adaptSettings(o: CompiledEdgeOptions, budget: number): AdaptSettings {
+  return {
+    shadowRate: o.shadowRate,
+    controller: o.controller,
+    latencyTargetMs: o.latencyTargetMs,
+    bandwidthBytesPerS: o.bandwidthBytesPerS,
+    step: o.controlStep,
+    minRecords: o.minShadowRecords,
+    budget,
+  };
 }

@@ -98,6 +98,36 @@ const FLAGS = {
     env: 'CASCADE_OUTBOX_MAX_AGE_S',
     help: `oldest result kept in the outbox, seconds (default ${DEFAULT_OUTBOX.maxAgeMs / 1000})`,
   },
+  'shadow-rate': {
+    type: 'string',
+    env: 'CASCADE_SHADOW_RATE',
+    help: `share of frames also finished to the last exit to measure the edge exits' accuracy, 0 to 1 (default ${D.shadowRate})`,
+  },
+  controller: {
+    type: 'string',
+    env: 'CASCADE_CONTROLLER',
+    help: 'on: move thresholds to hold the accuracy budget at the lowest offload rate, shed load under pressure (default off)',
+  },
+  'accuracy-budget': {
+    type: 'string',
+    env: 'CASCADE_ACCURACY_BUDGET',
+    help: "accuracy the controller may give up against the last exit, e.g. 0.005 (default: the operating point's max_drop)",
+  },
+  'latency-target-ms': {
+    type: 'string',
+    env: 'CASCADE_LATENCY_TARGET_MS',
+    help: `offload p95 above which the controller sheds load; 0: not watched (default ${D.latencyTargetMs})`,
+  },
+  'bandwidth-budget': {
+    type: 'string',
+    env: 'CASCADE_BANDWIDTH_BUDGET',
+    help: 'offload bytes per second the controller keeps under; 0: no limit (default 0)',
+  },
+  'control-interval-ms': {
+    type: 'string',
+    env: 'CASCADE_CONTROL_INTERVAL_MS',
+    help: `controller tick (default ${D.controlIntervalMs})`,
+  },
   limit: { type: 'string', help: 'stop after N frames' },
   repeat: {
     type: 'string',
@@ -146,6 +176,20 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (pipeline !== undefined) o.pipeline = pipeline;
   const threads = numberFlag('threads', f.threads);
   if (threads !== undefined) o.threads = threads;
+  const num = (name: keyof typeof f & string, set: (v: number) => void) => {
+    const v = numberFlag(name, f[name] as string | undefined);
+    if (v !== undefined) set(v);
+  };
+  num('shadow-rate', (v) => (o.shadowRate = v));
+  num('accuracy-budget', (v) => (o.accuracyBudget = v));
+  num('latency-target-ms', (v) => (o.latencyTargetMs = v));
+  num('bandwidth-budget', (v) => (o.bandwidthBytesPerS = v));
+  num('control-interval-ms', (v) => (o.controlIntervalMs = v));
+  if (f.controller !== undefined) {
+    if (f.controller !== 'on' && f.controller !== 'off')
+      throw new FlagError(`--controller must be on or off, got ${f.controller}`);
+    o.controller = f.controller === 'on';
+  }
   const id = o.id ?? hostname();
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
   const dir = f['outbox-dir'] ?? join(stateHome, 'cascade', 'outbox', id);

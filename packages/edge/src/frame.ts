@@ -3,7 +3,7 @@
 import { decide, exitsHere, type Feeds, type ModelDir, type StageExecutor } from '@cascade/runtime';
 import { type Log } from '@cascade/service';
 import type { EdgeMetrics } from './metrics.js';
-import type { FallbackReason, LocalAnswer, Offloader } from './offload.js';
+import type { ExitView, FallbackReason, LocalAnswer, Offloader } from './offload.js';
 import type { Frame } from './sources.js';
 
 export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
@@ -39,8 +39,14 @@ export interface FrameContext {
   started: number;
 }
 
-/** After the edge stages: the exit that ended the frame, or the best local answer and the state to offload. */
-export type LocalOutcome = { exited: LocalAnswer } | { best: LocalAnswer; state: Feeds };
+/** Class and confidence of each edge exit a frame reached (the others undefined). */
+export type EdgeViews = ({ classIndex: number; confidence: number } | undefined)[];
+
+/**
+ * After the edge stages: the exit that ended the frame, or the best local answer and the state to offload; with
+ * what each edge exit said (an exit's stage computes all its exits at once, so a stage's later exits are known too).
+ */
+export type LocalOutcome = ({ exited: LocalAnswer } | { best: LocalAnswer; state: Feeds }) & { views: EdgeViews };
 
 /** The steps of a frame, shared by every frame of one agent. */
 export class FramePath {
@@ -60,6 +66,8 @@ export class FramePath {
     const m = this.model.manifest;
     let carried: Feeds = {};
     let best: LocalAnswer | undefined;
+    let exited: LocalAnswer | undefined;
+    const views: EdgeViews = [];
     for (let s = 0; s < this.split; s++) {
       const stage = m.stages[s]!;
       const feeds: Feeds = { image: { data: frame.pixels.slice(), dims: [1, ...m.input.shape] } };
@@ -67,12 +75,16 @@ export class FramePath {
       const { outputs, computeMs } = await this.runner.run(s, feeds);
       this.metrics.stageSeconds.observe({ stage: String(s) }, computeMs / 1000);
       for (const e of stage.exits) {
-        best = { ...decide(outputs[m.exits[e]!.output]!.data as Float32Array), exit: e };
-        if (exitsHere(e, best.confidence, this.thresholds)) return { exited: best };
+        const d = decide(outputs[m.exits[e]!.output]!.data as Float32Array);
+        views[e] = d;
+        if (exited) continue;
+        best = { ...d, exit: e };
+        if (exitsHere(e, best.confidence, this.thresholds)) exited = best;
       }
+      if (exited) return { exited, views };
       carried = outputs;
     }
-    return { best: best!, state: carried };
+    return { best: best!, state: carried, views };
   }
 
   /** Offloads a hard frame; its result is the cloud's answer, or the best local one with the fallback's reason. */
@@ -81,8 +93,10 @@ export class FramePath {
     best: LocalAnswer,
     state: Feeds,
     reachable: (up: boolean) => void,
+    allExits = false,
+    onExits?: (exits: ExitView[]) => void,
   ): Promise<EdgeResult> {
-    const { request, bytes } = this.offloader.build(ctx.frame.pixels, state);
+    const { request, bytes } = this.offloader.build(ctx.frame.pixels, state, { allExits });
     this.metrics.inflight.inc();
     const sent = performance.now();
     const out = await this.offloader.send(request, bytes).finally(() => this.metrics.inflight.dec());
@@ -93,6 +107,7 @@ export class FramePath {
     }
     if (out.kind === 'answered') {
       reachable(true);
+      if (out.exits?.length) onExits?.(out.exits);
       return { ...this.result(ctx, out.answer, 'cloud', 'offloaded', out.bytes), worker: out.worker };
     }
     if (out.reason === 'timeout' || out.reason === 'no_responders' || out.reason === 'disconnected') reachable(false);

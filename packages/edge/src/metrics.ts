@@ -18,6 +18,14 @@ export class EdgeMetrics {
   readonly resultsPublished: Counter;
   readonly resultsDropped: Counter<'reason'>;
   readonly resultsPending: Gauge;
+  readonly threshold: Gauge<'exit'>;
+  readonly agreement: Gauge<'exit'>;
+  readonly estimatedLoss: Gauge;
+  readonly shadowRecords: Gauge;
+  readonly shadowRequests: Counter<'result'>;
+  readonly controllerEnabled: Gauge;
+  readonly controllerBinding: Gauge<'constraint'>;
+  readonly offloadCap: Gauge;
   /** Read when /metrics is scraped. */
   readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
 
@@ -121,5 +129,52 @@ export class EdgeMetrics {
       registers,
     });
     for (const outcome of ['exited', 'offloaded', 'fallback', 'error']) this.frames.inc({ outcome }, 0);
+    this.threshold = new Gauge({
+      name: 'cascade_edge_threshold',
+      help: 'Confidence threshold in force at each exit (moved by the controller, or set by the operating point).',
+      labelNames: ['exit'],
+      registers,
+    });
+    this.agreement = new Gauge({
+      name: 'cascade_edge_exit_agreement_ratio',
+      help: "Of the shadow-sampled frames that leave at an exit under the thresholds in force, the share whose class is the last exit's (absent while none leave there).",
+      labelNames: ['exit'],
+      registers,
+    });
+    this.estimatedLoss = new Gauge({
+      name: 'cascade_edge_estimated_accuracy_loss',
+      help: 'Accuracy the cascade is estimated to give up against the last exit, from the shadow records (0.01 = 1 point; NaN: no records).',
+      registers,
+    });
+    this.estimatedLoss.set(NaN);
+    this.shadowRecords = new Gauge({
+      name: 'cascade_edge_shadow_records',
+      help: 'Shadow records (frames finished to the last exit) the accuracy estimate rests on.',
+      registers,
+    });
+    this.shadowRequests = new Counter({
+      name: 'cascade_edge_shadow_requests_total',
+      help: 'Frames sampled for shadowing (exited frames sent again at low priority, offloaded ones asking for every exit), by result: recorded, refused (a busy worker), failed, skipped (too many in flight).',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['recorded', 'refused', 'failed', 'skipped']) this.shadowRequests.inc({ result }, 0);
+    this.controllerEnabled = new Gauge({
+      name: 'cascade_edge_controller_enabled',
+      help: '1 while the threshold controller runs.',
+      registers,
+    });
+    this.controllerBinding = new Gauge({
+      name: 'cascade_edge_controller_binding',
+      help: "1 for the constraint that holds the controller's thresholds now: none, no_data, accuracy, cloud_pressure, bandwidth, off.",
+      labelNames: ['constraint'],
+      registers,
+    });
+    this.offloadCap = new Gauge({
+      name: 'cascade_edge_offload_cap',
+      help: 'Largest offload rate cloud pressure and the bandwidth budget allow now (1: no cap).',
+      registers,
+    });
+    this.offloadCap.set(1);
   }
 }

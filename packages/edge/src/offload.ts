@@ -35,8 +35,16 @@ export interface LocalAnswer {
   exit: number;
 }
 
+/** What one exit said in the cloud (all_exits); the last exit with its probabilities. */
+export interface ExitView {
+  exit: number;
+  classIndex: number;
+  confidence: number;
+  probabilities: number[];
+}
+
 export type OffloadOutcome =
-  | { kind: 'answered'; answer: LocalAnswer; worker: string; bytes: number }
+  | { kind: 'answered'; answer: LocalAnswer; worker: string; bytes: number; exits?: ExitView[] }
   | { kind: 'fallback'; reason: FallbackReason; bytes: number; detail?: string };
 
 /** Builds a frame's request, sends it to the workers and classifies what comes back. */
@@ -53,11 +61,17 @@ export class Offloader {
    * Encodes the request: image, carried state (state mode, packed with `compression`), deadline, thresholds. `bytes`
    * is the request's size on the wire.
    */
-  build(pixels: Uint8Array, carried: Feeds): { request: Uint8Array; bytes: number } {
+  build(
+    pixels: Uint8Array,
+    carried: Feeds,
+    how: { allExits?: boolean; shadow?: boolean } = {},
+  ): { request: Uint8Array; bytes: number } {
     const m = this.manifest;
     const pack = this.options.compression === 'brotli' ? compressTensor : (t: TensorMessage) => t;
     const state: TensorMessage[] = [];
-    if (this.options.mode === 'state') {
+    // A shadow request carries the image alone: the frame may have left before the state the split carries.
+    const mode = how.shadow ? 'image' : this.options.mode;
+    if (mode === 'state') {
       for (const spec of carriedOutputs(m, this.split - 1)) {
         const t = carried[spec.name]!;
         const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), this.options.encoding);
@@ -69,17 +83,19 @@ export class Offloader {
       edgeId: this.options.id,
       model: m.name,
       modelVersion: m.version,
-      firstStage: this.options.mode === 'state' ? this.split : 0,
+      firstStage: mode === 'state' ? this.split : 0,
       image: pack(imageTensor(pixels, m.input.shape)),
       state,
-      deadlineUnixMs: Date.now() + this.options.timeoutMs,
+      deadlineUnixMs: Date.now() + (how.shadow ? this.options.shadowTimeoutMs : this.options.timeoutMs),
       thresholds: this.thresholds,
+      shadow: how.shadow ?? false,
+      allExits: how.allExits ?? how.shadow ?? false,
     }).finish();
     return { request, bytes: request.byteLength };
   }
 
   /** Sends a built request; never throws: every failure is a fallback with its reason. */
-  async send(request: Uint8Array, bytes: number): Promise<OffloadOutcome> {
+  async send(request: Uint8Array, bytes: number, timeoutMs = this.options.timeoutMs): Promise<OffloadOutcome> {
     const nc = this.link?.nc;
     if (!this.link) return { kind: 'fallback', reason: 'no_cloud', bytes: 0 };
     if (!nc || !this.link.connected) return { kind: 'fallback', reason: 'disconnected', bytes: 0 };
@@ -94,7 +110,7 @@ export class Offloader {
     }
     let data: Uint8Array;
     try {
-      data = (await nc.request(subjects.infer(this.manifest.name), request, { timeout: this.options.timeoutMs })).data;
+      data = (await nc.request(subjects.infer(this.manifest.name), request, { timeout: timeoutMs })).data;
     } catch (err) {
       return { kind: 'fallback', reason: requestFailure(err as Error), bytes, detail: (err as Error).message };
     }
@@ -109,7 +125,13 @@ export class Offloader {
       const answer = { classIndex: p.classIndex ?? 0, confidence: p.confidence ?? 0, exit: p.exit ?? 0 };
       if (!Number.isFinite(answer.confidence))
         return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'prediction with a non-finite confidence' };
-      return { kind: 'answered', answer, worker: reply.workerId ?? '', bytes };
+      const exits = (p.exits ?? []).map((v) => ({
+        exit: v.exit ?? 0,
+        classIndex: v.classIndex ?? 0,
+        confidence: v.confidence ?? 0,
+        probabilities: v.probabilities ?? [],
+      }));
+      return { kind: 'answered', answer, worker: reply.workerId ?? '', bytes, ...(exits.length ? { exits } : {}) };
     }
     if (reply.error) {
       return {

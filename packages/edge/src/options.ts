@@ -65,11 +65,40 @@ export interface EdgeOptions {
   connectWaitMs?: number;
   /** On close, how long to wait for the results stream to acknowledge what is pending. @default 5000 */
   flushTimeoutMs?: number;
+  /**
+   * Share of frames also finished to the last exit, to measure how often the edge's exits agree with it: a frame
+   * that exited is sent again as a low-priority shadow request, an offloaded one asks the cloud for every exit.
+   * 0 turns it off. @default 0.02
+   */
+  shadowRate?: number;
+  /** Deadline of a shadow request. @default 10000 */
+  shadowTimeoutMs?: number;
+  /** Shadow records the accuracy estimate keeps (the most recent). @default 400 */
+  shadowWindow?: number;
+  /**
+   * The threshold controller: keeps the estimated accuracy loss within the operating point's budget at the lowest
+   * offload rate, sheds load when the cloud is under pressure, keeps offload bytes under `bandwidthBytesPerS`.
+   * @default false
+   */
+  controller?: boolean;
+  /** Offload latency (p95 over a control tick) above which the cloud counts as under pressure; 0: not watched. @default 500 */
+  latencyTargetMs?: number;
+  /** Offload bytes per second the edge may send (the controller keeps under it); 0: no limit. @default 0 */
+  bandwidthBytesPerS?: number;
+  /** Control tick. @default 1000 */
+  controlIntervalMs?: number;
+  /** Largest move of a threshold in one tick. @default 0.02 */
+  controlStep?: number;
+  /** Shadow records needed before accuracy moves a threshold. @default 100 */
+  minShadowRecords?: number;
+  /** Accuracy the controller may give up against the last exit; default: the operating point's max_drop, else 0.005. */
+  accuracyBudget?: number;
 }
 
 export interface CompiledEdgeOptions extends Required<
-  Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox'>
+  Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox' | 'accuracyBudget'>
 > {
+  accuracyBudget?: number;
   natsAuth: NatsAuth;
   outbox: OutboxOptions & { maxCount: number; maxAgeMs: number };
   nats?: string;
@@ -93,6 +122,15 @@ export const DEFAULT_EDGE_OPTIONS = {
   natsVia: 'the nats option',
   flushTimeoutMs: 5000,
   connectWaitMs: 2000,
+  shadowRate: 0.02,
+  shadowTimeoutMs: 10_000,
+  shadowWindow: 400,
+  controller: false,
+  latencyTargetMs: 500,
+  bandwidthBytesPerS: 0,
+  controlIntervalMs: 1000,
+  controlStep: 0.02,
+  minShadowRecords: 100,
 } as const;
 
 /**
@@ -106,6 +144,22 @@ function oneOf<T extends string>(name: string, value: T, allowed: readonly T[]):
   if (!allowed.includes(value))
     throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got ${String(value)}`);
   return value;
+}
+
+const D = DEFAULT_EDGE_OPTIONS;
+
+/** `v` when it is a number in [0, 1]; otherwise a ConfigError naming the field. */
+export function share(name: string, v: number): number {
+  if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+    throw new ConfigError(`${name} must be a number from 0 to 1, got ${v}`);
+  return v;
+}
+
+/** `v` when it is a finite number >= 0; otherwise a ConfigError naming the field. */
+export function nonNegative(name: string, v: number): number {
+  if (typeof v !== 'number' || !(v >= 0 && Number.isFinite(v)))
+    throw new ConfigError(`${name} must be a number >= 0, got ${v}`);
+  return v;
 }
 
 /** Fills defaults and validates once at start-up; errors name the field. */
@@ -159,5 +213,15 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     },
     flushTimeoutMs: int('flushTimeoutMs', o.flushTimeoutMs ?? DEFAULT_EDGE_OPTIONS.flushTimeoutMs, 0),
     connectWaitMs: int('connectWaitMs', o.connectWaitMs ?? DEFAULT_EDGE_OPTIONS.connectWaitMs, 0),
+    shadowRate: share('shadowRate', o.shadowRate ?? D.shadowRate),
+    shadowTimeoutMs: int('shadowTimeoutMs', o.shadowTimeoutMs ?? D.shadowTimeoutMs, 1),
+    shadowWindow: int('shadowWindow', o.shadowWindow ?? D.shadowWindow, 1),
+    controller: o.controller ?? D.controller,
+    latencyTargetMs: nonNegative('latencyTargetMs', o.latencyTargetMs ?? D.latencyTargetMs),
+    bandwidthBytesPerS: nonNegative('bandwidthBytesPerS', o.bandwidthBytesPerS ?? D.bandwidthBytesPerS),
+    controlIntervalMs: int('controlIntervalMs', o.controlIntervalMs ?? D.controlIntervalMs, 10),
+    controlStep: share('controlStep', o.controlStep ?? D.controlStep),
+    minShadowRecords: int('minShadowRecords', o.minShadowRecords ?? D.minShadowRecords, 1),
+    ...(o.accuracyBudget !== undefined ? { accuracyBudget: share('accuracyBudget', o.accuracyBudget) } : {}),
   };
 }

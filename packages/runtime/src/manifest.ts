@@ -35,6 +35,8 @@ export interface OperatingPoint {
   val_accuracy: number;
   expected_macs: number;
   edge_exit_rate: number;
+  /** Accuracy below the last exit the calibration allowed on the validation split (0.005 = 0.5 points). */
+  max_drop?: number;
   /** The same thresholds measured on the test set (written by the exporter). */
   test?: { accuracy: number; expected_macs: number; edge_exit_rate: number };
 }

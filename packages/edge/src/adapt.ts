@@ -1,0 +1,241 @@
+// The edge's adaptation at run time: shadow sampling, the accuracy estimate, and the threshold controller, wired to
+// the agent's frames and metrics. The arithmetic is in adaptive.ts.
+import type { Manifest } from '@cascade/runtime';
+import type { Log } from '@cascade/service';
+import {
+  BINDINGS,
+  Controller,
+  FrameWindow,
+  ShadowWindow,
+  type Binding,
+  type Decision,
+  type ShadowRecord,
+  type TickInputs,
+} from './adaptive.js';
+import type { EdgeResult, EdgeViews } from './frame.js';
+import type { EdgeMetrics } from './metrics.js';
+import type { ExitView, OffloadOutcome } from './offload.js';
+
+/** The settings that may change while the edge runs (from the fleet configuration). */
+export interface AdaptSettings {
+  shadowRate: number;
+  controller: boolean;
+  latencyTargetMs: number;
+  bandwidthBytesPerS: number;
+  step: number;
+  minRecords: number;
+  /** Accuracy the controller may give up against the last exit. */
+  budget: number;
+}
+
+/** Offload failures that say the cloud is short of capacity, not that the link is down. */
+const PRESSURE = new Set(['OVERLOADED', 'EXPIRED', 'DRAINING', 'timeout']);
+/** Shadow requests in flight at most; more sampled frames are skipped. */
+const MAX_SHADOWS = 4;
+
+export class Adaptation {
+  readonly shadows: ShadowWindow;
+  readonly frames: FrameWindow;
+  private controller: Controller | undefined;
+  private shadowsInFlight = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private tickStats = emptyTick();
+  private latencies: number[] = [];
+  private lastTick = performance.now();
+  private binding: Binding = 'off';
+  /** The last decision (undefined before the first tick with the controller on). */
+  last: Decision | undefined;
+
+  /**
+   * `thresholds` is the array the frame path and the offloader read: the controller changes it in place, between
+   * frames. `base` is what the operating point (or the fleet configuration) asks for.
+   */
+  constructor(
+    private readonly manifest: Manifest,
+    private readonly edgeExits: number,
+    readonly thresholds: number[],
+    private base: number[],
+    private settings: AdaptSettings,
+    windowSize: number,
+    private readonly metrics: EdgeMetrics,
+    private readonly log: Log,
+    private readonly sendShadow: ((pixels: Uint8Array) => Promise<OffloadOutcome>) | undefined,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.shadows = new ShadowWindow(windowSize);
+    this.frames = new FrameWindow(edgeExits);
+    this.apply(settings, base);
+  }
+
+  /** Ticks every `intervalMs` until stop(). */
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  get current(): AdaptSettings {
+    return { ...this.settings };
+  }
+
+  /** Applies new settings and base thresholds between frames; a controller starts again from the base. */
+  apply(settings: AdaptSettings, base = this.base): void {
+    const rebase = base.join() !== this.base.join() || !this.controller !== !settings.controller;
+    const retune =
+      JSON.stringify({ ...settings, shadowRate: 0 }) !== JSON.stringify({ ...this.settings, shadowRate: 0 });
+    this.settings = { ...settings };
+    this.base = [...base];
+    if (rebase || !settings.controller) this.set(base);
+    if (!settings.controller) this.controller = undefined;
+    else if (rebase || retune || !this.controller) {
+      this.controller = new Controller(this.thresholds, this.edgeExits, {
+        budget: settings.budget,
+        latencyTargetMs: settings.latencyTargetMs,
+        bandwidthBytesPerS: settings.bandwidthBytesPerS,
+        step: settings.step,
+        minRecords: settings.minRecords,
+        holdTicks: 5,
+        floor: new Array<number>(this.edgeExits).fill(0),
+      });
+    }
+    this.metrics.controllerEnabled.set(settings.controller ? 1 : 0);
+    this.setBinding(settings.controller ? 'no_data' : 'off');
+    this.publish();
+  }
+
+  /** Counts a frame's edge-exit confidences. */
+  frame(views: EdgeViews): void {
+    const conf = new Array<number>(this.edgeExits);
+    for (let e = 0; e < this.edgeExits; e++) conf[e] = views[e]?.confidence ?? NaN;
+    this.frames.add(conf);
+  }
+
+  /** Whether this frame is sampled. */
+  sample(): boolean {
+    return this.settings.shadowRate > 0 && this.random() < this.settings.shadowRate;
+  }
+
+  /** Sends a shadow request for a frame that exited at the edge; off the frame's path, never throws. */
+  shadow(pixels: Uint8Array): void {
+    if (!this.sendShadow) return;
+    if (this.shadowsInFlight >= MAX_SHADOWS) {
+      this.metrics.shadowRequests.inc({ result: 'skipped' });
+      return;
+    }
+    this.shadowsInFlight++;
+    void this.sendShadow(pixels)
+      .then((out) => {
+        if (out.kind === 'answered' && out.exits) this.record([], out.exits);
+        else {
+          const refused = out.kind === 'fallback' && out.reason === 'OVERLOADED';
+          this.metrics.shadowRequests.inc({ result: refused ? 'refused' : 'failed' });
+        }
+      })
+      .catch(() => this.metrics.shadowRequests.inc({ result: 'failed' }))
+      .finally(() => this.shadowsInFlight--);
+  }
+
+  /** Records what every exit said: the edge's own exits from `views`, the rest from the cloud's `exits`. */
+  record(views: EdgeViews, exits: ExitView[]): void {
+    const n = this.manifest.exits.length;
+    const classes = new Array<number>(n).fill(NaN);
+    const confidences = new Array<number>(n).fill(NaN);
+    views.forEach((v, e) => {
+      if (v) [classes[e], confidences[e]] = [v.classIndex, v.confidence];
+    });
+    let lastProbabilities: number[] = [];
+    for (const v of exits) {
+      if (v.exit < 0 || v.exit >= n) continue;
+      [classes[v.exit], confidences[v.exit]] = [v.classIndex, v.confidence];
+      if (v.exit === n - 1) lastProbabilities = v.probabilities;
+    }
+    if (classes.some((c) => Number.isNaN(c)) || lastProbabilities.length !== this.manifest.classes.length) {
+      this.metrics.shadowRequests.inc({ result: 'failed' });
+      return;
+    }
+    const r: ShadowRecord = { classes, confidences, lastProbabilities };
+    this.shadows.add(r);
+    this.metrics.shadowRequests.inc({ result: 'recorded' });
+  }
+
+  /** Counts a result for the next tick. */
+  observe(r: EdgeResult): void {
+    const t = this.tickStats;
+    t.frames++;
+    if (r.offload_bytes > 0) {
+      t.offloads++;
+      t.offloadBytes += r.offload_bytes;
+      if (r.outcome === 'offloaded') this.latencies.push(r.latency_ms);
+    }
+    if (r.fallback_reason && PRESSURE.has(r.fallback_reason)) t.pressureFallbacks++;
+  }
+
+  /** One control step: the estimate at the thresholds in force, and with the controller on, a move. */
+  tick(): Decision | undefined {
+    const now = performance.now();
+    const t: TickInputs = { ...this.tickStats, seconds: (now - this.lastTick) / 1000 };
+    if (this.latencies.length) t.offloadP95Ms = quantile(this.latencies, 0.95);
+    this.tickStats = emptyTick();
+    this.latencies = [];
+    this.lastTick = now;
+    let decision: Decision | undefined;
+    if (this.controller) {
+      decision = this.controller.tick(t, this.shadows, this.frames);
+      const before = this.thresholds.join();
+      this.set(decision.thresholds);
+      if (decision.binding !== this.binding || before !== this.thresholds.join()) {
+        if (decision.binding !== this.binding)
+          this.log('controller_binding', {
+            binding: decision.binding,
+            thresholds: this.thresholds.slice(0, this.edgeExits).map((v) => round(v, 4)),
+            estimated_loss: round(decision.estimatedLoss, 4),
+            offload_cap: round(decision.offloadCap, 4),
+            records: decision.records,
+          });
+        this.setBinding(decision.binding);
+      }
+      this.last = decision;
+      this.metrics.offloadCap.set(decision.offloadCap);
+    }
+    this.publish();
+    return decision;
+  }
+
+  private set(values: readonly number[]): void {
+    for (let e = 0; e < this.thresholds.length; e++) this.thresholds[e] = values[e]!;
+  }
+
+  private setBinding(b: Binding): void {
+    this.binding = b;
+    for (const c of BINDINGS) this.metrics.controllerBinding.set({ constraint: c }, c === b ? 1 : 0);
+  }
+
+  /** Thresholds, agreement and the estimate at the thresholds in force, to the metrics. */
+  private publish(): void {
+    this.thresholds.forEach((v, e) => this.metrics.threshold.set({ exit: String(e) }, v));
+    this.metrics.shadowRecords.set(this.shadows.size);
+    if (this.shadows.size === 0) return;
+    const est = this.shadows.estimate(this.thresholds);
+    this.metrics.estimatedLoss.set(est.loss);
+    est.agreement.forEach((a, e) => {
+      if (Number.isNaN(a)) this.metrics.agreement.remove({ exit: String(e) });
+      else this.metrics.agreement.set({ exit: String(e) }, a);
+    });
+  }
+}
+
+function emptyTick(): Omit<TickInputs, 'seconds'> {
+  return { frames: 0, offloads: 0, offloadBytes: 0, pressureFallbacks: 0 };
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+}
+
+function round(v: number, digits: number): number {
+  return Number.isFinite(v) ? Number(v.toFixed(digits)) : v;
+}

@@ -1,0 +1,303 @@
+// The edge's view of its own accuracy and a controller that moves its thresholds.
+//
+// Frames that leave at an edge exit never reach the cloud, so the edge earns labels: a small random share of frames
+// is also finished to the last exit (shadow requests for frames that exited, all_exits on offloads). Each such frame
+// is a record of what every exit said. Because every exit is known for a record, the exit rule can be replayed under
+// any thresholds: the accuracy the cascade gives up against the last exit, and how often it would offload, are
+// estimated for candidate thresholds before moving to them.
+//
+// No Node or NATS here: plain arithmetic, shared by every edge and unit-tested on its own.
+
+/** What every exit said about one frame, and the last exit's probabilities. */
+export interface ShadowRecord {
+  /** Per exit: the predicted class. */
+  classes: number[];
+  /** Per exit: its max-softmax confidence. */
+  confidences: number[];
+  /** The last exit's softmax, one per class. */
+  lastProbabilities: number[];
+}
+
+/** The exit a frame takes under `thresholds`: the first whose confidence reaches its threshold, else the last. */
+export function exitUnder(confidences: readonly number[], thresholds: readonly number[]): number {
+  const last = thresholds.length - 1;
+  for (let e = 0; e < last; e++) if (confidences[e]! >= thresholds[e]!) return e;
+  return last;
+}
+
+/** What the records say about a set of thresholds. */
+export interface Estimate {
+  /** Records the estimate rests on. */
+  records: number;
+  /**
+   * Expected accuracy given up against the last exit (0.01 = 1 point): the mean over records of the last exit's
+   * probability of its own class minus its probability of the class the cascade answers. Zero where they agree.
+   */
+  loss: number;
+  /** Share of records whose answer differs from the last exit's. */
+  disagreement: number;
+  /** Per exit: share of the records leaving there whose class is the last exit's (NaN where none leave). */
+  agreement: number[];
+  /** Per exit: records leaving there. */
+  leaving: number[];
+}
+
+/** The most recent shadow records (a ring of `capacity`). */
+export class ShadowWindow {
+  private readonly ring: ShadowRecord[] = [];
+  private next = 0;
+
+  constructor(readonly capacity = 400) {}
+
+  get size(): number {
+    return this.ring.length;
+  }
+
+  add(r: ShadowRecord): void {
+    if (this.ring.length < this.capacity) this.ring.push(r);
+    else this.ring[this.next] = r;
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  clear(): void {
+    this.ring.length = 0;
+    this.next = 0;
+  }
+
+  estimate(thresholds: readonly number[]): Estimate {
+    const exits = thresholds.length;
+    const last = exits - 1;
+    const agree = new Array<number>(exits).fill(0);
+    const leaving = new Array<number>(exits).fill(0);
+    let loss = 0;
+    let disagree = 0;
+    for (const r of this.ring) {
+      const e = exitUnder(r.confidences, thresholds);
+      const answer = r.classes[e]!;
+      const truth = r.classes[last]!;
+      leaving[e]!++;
+      if (answer === truth) agree[e]!++;
+      else {
+        disagree++;
+        loss += r.lastProbabilities[truth]! - r.lastProbabilities[answer]!;
+      }
+    }
+    const n = this.ring.length;
+    return {
+      records: n,
+      loss: n ? loss / n : 0,
+      disagreement: n ? disagree / n : 0,
+      agreement: agree.map((a, e) => (leaving[e] ? a / leaving[e]! : NaN)),
+      leaving,
+    };
+  }
+}
+
+/**
+ * The edge exits' confidences of the most recent frames (NaN for an exit a frame did not reach), to replay the exit
+ * rule for candidate thresholds: the share of frames they would offload.
+ */
+export class FrameWindow {
+  private readonly ring: Float64Array;
+  private count = 0;
+  private next = 0;
+
+  constructor(
+    readonly edgeExits: number,
+    readonly capacity = 2000,
+  ) {
+    this.ring = new Float64Array(edgeExits * capacity).fill(NaN);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** `confidences`: one per edge exit, NaN where the frame left before reaching it. */
+  add(confidences: readonly number[]): void {
+    const at = this.next * this.edgeExits;
+    for (let e = 0; e < this.edgeExits; e++) this.ring[at + e] = confidences[e] ?? NaN;
+    this.next = (this.next + 1) % this.capacity;
+    this.count = Math.min(this.count + 1, this.capacity);
+  }
+
+  /**
+   * Share of frames no edge exit would take under `thresholds` (its first edge-exit entries). A frame that left early
+   * counts as offloaded when the thresholds would no longer let it leave there (its later exits are unknown).
+   */
+  offloadRate(thresholds: readonly number[]): number {
+    if (this.count === 0) return 0;
+    let offloaded = 0;
+    for (let f = 0; f < this.count; f++) {
+      let leaves = false;
+      for (let e = 0; e < this.edgeExits && !leaves; e++) leaves = this.ring[f * this.edgeExits + e]! >= thresholds[e]!;
+      if (!leaves) offloaded++;
+    }
+    return offloaded / this.count;
+  }
+}
+
+/** What keeps the controller from offloading less, or from offloading as much as accuracy asks. */
+export const BINDINGS = ['off', 'none', 'no_data', 'accuracy', 'cloud_pressure', 'bandwidth'] as const;
+export type Binding = (typeof BINDINGS)[number];
+
+export interface ControlSettings {
+  /** Accuracy the cascade may give up against the last exit (0.005 = 0.5 points): the operating point's max_drop. */
+  budget: number;
+  /** Offload latency (p95 over a tick) above which the cloud counts as under pressure; 0: not watched. */
+  latencyTargetMs: number;
+  /** Offload bytes per second the edge may send; 0: no limit. */
+  bandwidthBytesPerS: number;
+  /** Largest move of one threshold in one tick. */
+  step: number;
+  /** Shadow records needed before accuracy moves a threshold. */
+  minRecords: number;
+  /** Ticks without pressure before the offload cap is raised again. */
+  holdTicks: number;
+  /** Thresholds never go below these (one per edge exit); lower means more frames leave at the edge. */
+  floor: number[];
+}
+
+/** What happened in the last tick, from the edge's counters. */
+export interface TickInputs {
+  seconds: number;
+  frames: number;
+  /** Offload requests sent (answered or not). */
+  offloads: number;
+  offloadBytes: number;
+  /** Offloads that failed for the cloud's sake: OVERLOADED, EXPIRED, DRAINING, timeout. */
+  pressureFallbacks: number;
+  /** p95 of the tick's offload round trips, when there were any. */
+  offloadP95Ms?: number;
+}
+
+export interface Decision {
+  /** Thresholds of every exit (edge exits moved, cloud exits as given). */
+  thresholds: number[];
+  binding: Binding;
+  /** Estimated accuracy loss against the last exit under the new thresholds (NaN without records). */
+  estimatedLoss: number;
+  /** Offload rate the frame window predicts under the new thresholds. */
+  estimatedOffloadRate: number;
+  /** Largest offload rate pressure and bandwidth allow now (1: no cap). */
+  offloadCap: number;
+  records: number;
+}
+
+/** Candidate moves of one threshold, as shares of the step. */
+const MOVES = [-1, -0.5, 0, 0.5, 1];
+/** Highest a threshold goes: above every confidence, so the exit never fires. */
+const NEVER = 1.0001;
+
+/**
+ * Keeps the estimated loss within budget at the lowest offload rate, sheds load when the cloud is under pressure
+ * (multiplicative decrease of an offload cap, raised again after `holdTicks` quiet ticks), and keeps offload bytes
+ * under the bandwidth budget. Each tick moves each edge threshold by at most `step`.
+ */
+export class Controller {
+  private thresholds: number[];
+  private pressureCap = 1;
+  private quietTicks = 0;
+  private bytesPerOffload = 0;
+
+  constructor(
+    initial: readonly number[],
+    readonly edgeExits: number,
+    readonly settings: ControlSettings,
+  ) {
+    this.thresholds = [...initial];
+  }
+
+  get current(): readonly number[] {
+    return this.thresholds;
+  }
+
+  tick(t: TickInputs, shadows: ShadowWindow, frames: FrameWindow): Decision {
+    const s = this.settings;
+    const rate = t.frames > 0 ? t.offloads / t.frames : 0;
+    const pressure = t.pressureFallbacks > 0 || (s.latencyTargetMs > 0 && (t.offloadP95Ms ?? 0) > s.latencyTargetMs);
+    if (pressure) {
+      this.pressureCap = Math.min(this.pressureCap, rate) * 0.7;
+      this.quietTicks = 0;
+    } else if (++this.quietTicks > s.holdTicks) {
+      this.pressureCap = Math.min(1, this.pressureCap * 1.2 + 0.01);
+    }
+    if (t.offloads > 0) {
+      const b = t.offloadBytes / t.offloads;
+      this.bytesPerOffload = this.bytesPerOffload ? 0.7 * this.bytesPerOffload + 0.3 * b : b;
+    }
+    const fps = t.seconds > 0 ? t.frames / t.seconds : 0;
+    const bandwidthCap =
+      s.bandwidthBytesPerS > 0 && this.bytesPerOffload > 0 && fps > 0
+        ? Math.min(1, (0.95 * s.bandwidthBytesPerS) / (this.bytesPerOffload * fps))
+        : 1;
+    const cap = Math.min(this.pressureCap, bandwidthCap);
+    const capBinding: Binding = this.pressureCap <= bandwidthCap ? 'cloud_pressure' : 'bandwidth';
+    const known = shadows.size >= s.minRecords;
+
+    const scored = this.candidates().map((th) => ({
+      th,
+      off: frames.offloadRate(th),
+      loss: known ? shadows.estimate(th).loss : NaN,
+      moved: th.reduce((d, v, e) => d + Math.abs(v - this.thresholds[e]!), 0),
+    }));
+    const here = scored.find((c) => c.moved === 0)!;
+    const byOffloadThenMove = (a: (typeof scored)[0], b: (typeof scored)[0]) =>
+      a.off - b.off || a.moved - b.moved || a.loss - b.loss;
+    // Moving to offload less needs a margin under the budget; staying needs the budget: no see-saw at the edge of it.
+    const acceptable = (c: (typeof scored)[0]) =>
+      c.loss <= (c === here || c.off >= here.off ? s.budget : 0.8 * s.budget);
+    let pick: (typeof scored)[0];
+    let binding: Binding;
+    if (!known) {
+      // Without records only the cap moves thresholds, and only down.
+      const down = scored.filter((c) => c.th.every((v, e) => v <= this.thresholds[e]!) && c.off <= cap);
+      pick = here.off <= cap ? here : (down.sort(byOffloadThenMove).at(-1) ?? scored.sort(byOffloadThenMove)[0]!);
+      binding = here.off > cap ? capBinding : 'no_data';
+    } else {
+      const withinBudget = scored.filter(acceptable).sort(byOffloadThenMove);
+      const best = withinBudget[0];
+      if (best && best.off <= cap) {
+        pick = best;
+        binding = scored.some((c) => c.off < best.off && c.off <= cap) ? 'accuracy' : 'none';
+      } else {
+        // Under a cap, the cap wins over accuracy: of the thresholds within it, the least loss (none within one
+        // step: the lowest offload). Without a cap, no thresholds within one step meet the budget: the least loss.
+        const under = scored.filter((c) => c.off <= cap).sort((a, b) => a.loss - b.loss || a.moved - b.moved);
+        pick = under[0] ?? scored.sort(byOffloadThenMove)[0]!;
+        binding = cap < 1 ? capBinding : 'accuracy';
+      }
+    }
+    this.thresholds = pick.th;
+    return {
+      thresholds: [...pick.th],
+      binding,
+      estimatedLoss: pick.loss,
+      estimatedOffloadRate: pick.off,
+      offloadCap: cap,
+      records: shadows.size,
+    };
+  }
+
+  /** Every combination of moves of the edge thresholds within one step, cloud thresholds unchanged. */
+  private candidates(): number[][] {
+    const s = this.settings;
+    let out: number[][] = [[...this.thresholds]];
+    for (let e = 0; e < this.edgeExits; e++) {
+      const next: number[][] = [];
+      const seen = new Set<number>();
+      for (const m of MOVES) {
+        const v = clamp(this.thresholds[e]! + m * s.step, s.floor[e] ?? 0, NEVER);
+        if (seen.has(v)) continue;
+        seen.add(v);
+        for (const th of out) next.push(th.map((x, i) => (i === e ? v : x)));
+      }
+      out = next;
+    }
+    return out;
+  }
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, v));
+}
