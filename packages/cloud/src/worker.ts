@@ -9,7 +9,15 @@ import {
   type InferReplyMessage,
 } from '@cascade/proto';
 import { checkAgainstCpu, loadModelDir, StageRunner, warmUp, type ModelDir, type ParityReport } from '@cascade/runtime';
-import { ensureResultsStream, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
+import {
+  ensureFleetBuckets,
+  ensureResultsStream,
+  NatsLink,
+  serveMetrics,
+  stderrLog,
+  type Log,
+  type MetricsServer,
+} from '@cascade/service';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Batcher, type JobReply } from './batcher.js';
@@ -169,6 +177,11 @@ export class CloudWorker {
           });
       },
       (err: Error) => this.log('results_stream_unchecked', { error: clip(err.message, 200) }),
+    );
+    // And the fleet's buckets (edges' settings and registry), so that edges and operators find them.
+    ensureFleetBuckets(this.nc, replicas ?? 1).then(
+      ({ created }) => created.length > 0 && this.log('fleet_buckets_created', { buckets: created }),
+      (err: Error) => this.log('fleet_buckets_unchecked', { error: clip(err.message, 200) }),
     );
     if (this.options.metricsPort >= 0) {
       this.metricsServer = await serveMetrics(

@@ -45,6 +45,9 @@ export class Adaptation {
   private binding: Binding = 'off';
   /** The last decision (undefined before the first tick with the controller on). */
   last: Decision | undefined;
+  /** Frames and offloads since the start. */
+  readonly totals = { frames: 0, offloads: 0 };
+  private readonly recent = { at: { frames: 0, offloads: 0 } };
 
   /**
    * `thresholds` is the array the frame path and the offloader read: the controller changes it in place, between
@@ -165,7 +168,9 @@ export class Adaptation {
   observe(r: EdgeResult): void {
     const t = this.tickStats;
     t.frames++;
+    this.totals.frames++;
     if (r.offload_bytes > 0) {
+      this.totals.offloads++;
       t.offloads++;
       t.offloadBytes += r.offload_bytes;
       if (r.outcome === 'offloaded') this.latencies.push(r.latency_ms);
@@ -202,6 +207,20 @@ export class Adaptation {
     }
     this.publish();
     return decision;
+  }
+
+  /** The binding constraint now ('off' without the controller). */
+  get bindingNow(): Binding {
+    return this.binding;
+  }
+
+  /** Share of frames offloaded since the last call (since the start at the first). */
+  recentOffloadRate(): number {
+    const r = this.recent;
+    const frames = this.totals.frames - r.at.frames;
+    const offloads = this.totals.offloads - r.at.offloads;
+    r.at = { ...this.totals };
+    return frames > 0 ? offloads / frames : 0;
   }
 
   private set(values: readonly number[]): void {

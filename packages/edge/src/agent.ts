@@ -1,10 +1,11 @@
-import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
+import { CascadeError, ConfigError, ERROR_CODES, type EdgeHeartbeat, type EdgeSettings } from '@cascade/proto';
 import { createExecutor, loadModelDir, operatingPoint, type ModelDir, type StageExecutor } from '@cascade/runtime';
 import { NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
 import { liveRoutes } from './live.js';
 import { Adaptation, type AdaptSettings } from './adapt.js';
+import { FleetClient } from './fleet.js';
 import { EdgeMetrics } from './metrics.js';
 import { Offloader } from './offload.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
@@ -37,6 +38,10 @@ export class EdgeAgent {
   private readonly path: FramePath;
   /** Shadow sampling, the accuracy estimate and the threshold controller. */
   readonly adapt: Adaptation;
+  /** The fleet configuration and registry (with NATS). */
+  fleet: FleetClient | undefined;
+  /** The operating point in force ('custom' for thresholds). */
+  operatingPointName: string;
 
   private constructor(
     readonly options: CompiledEdgeOptions,
@@ -59,6 +64,9 @@ export class EdgeAgent {
         }
       : undefined;
     const edgeExits = model.manifest.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
+    this.operatingPointName = options.thresholds
+      ? 'custom'
+      : operatingPoint(model.manifest, options.operatingPoint).name;
     this.adapt = new Adaptation(model.manifest, edgeExits, thresholds, [...thresholds], adaptSettings(options, budget), options.shadowWindow, metrics, log, sendShadow); // prettier-ignore
   }
 
@@ -119,6 +127,13 @@ export class EdgeAgent {
     const budget = o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET;
     const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics, budget);
     agent.adapt.start(o.controlIntervalMs);
+    if (link && o.fleet) {
+      agent.fleet = new FleetClient(link, o.id, agent, {
+        applied: () => metrics.configUpdates.inc({ result: 'applied' }),
+        refused: () => metrics.configUpdates.inc({ result: 'refused' }),
+      }, log); // prettier-ignore
+      agent.fleet.start();
+    }
     metrics.probe.reachable = () => (link?.connected ? agent.reachable : 0);
     if (o.metricsPort >= 0) {
       try {
@@ -199,6 +214,53 @@ export class EdgeAgent {
     return count;
   }
 
+  /**
+   * Applies settings from the fleet configuration over the command's own options (a field not set keeps the option):
+   * operating point or thresholds, shadow rate, controller and its budgets. Throws a ConfigError, changing nothing,
+   * when they do not fit the model.
+   */
+  apply(s: EdgeSettings): void {
+    const m = this.model.manifest;
+    const o = this.options;
+    const custom = s.thresholds ?? (s.operating_point ? undefined : o.thresholds);
+    const op = custom ? undefined : operatingPoint(m, s.operating_point ?? o.operatingPoint);
+    const base = custom ?? op!.thresholds;
+    if (base.length !== m.exits.length)
+      throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${base.length}`);
+    const budget = s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET;
+    const settings = adaptSettings(o, budget);
+    if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
+    if (s.controller !== undefined) settings.controller = s.controller;
+    if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
+    if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
+    this.adapt.apply(settings, base);
+    this.operatingPointName = op?.name ?? 'custom';
+    const atDefaultSplit = this.split === (m.default_split ?? 1);
+    this.metrics.expectedOffloadRate.set(op?.test && atDefaultSplit ? 1 - op.test.edge_exit_rate : -1);
+  }
+
+  /** This edge's entry in the fleet registry. */
+  heartbeat(): Omit<EdgeHeartbeat, 'config_revision' | 'config_error' | 'sent_unix_ms'> {
+    const m = this.model.manifest;
+    const est = this.adapt.shadows.size ? this.adapt.shadows.estimate(this.thresholds) : undefined;
+    const s = this.adapt.current;
+    return {
+      id: this.options.id,
+      run: this.runId,
+      model: m.name,
+      model_version: m.version,
+      operating_point: this.operatingPointName,
+      thresholds: [...this.thresholds],
+      controller: s.controller,
+      binding: this.adapt.bindingNow,
+      shadow_rate: s.shadowRate,
+      frames: this.adapt.totals.frames,
+      offload_rate: this.adapt.recentOffloadRate(),
+      estimated_loss: est ? est.loss : null,
+      agreement: est ? 1 - est.disagreement : null,
+    };
+  }
+
   /** Whether close() has been called. */
   get isClosed(): boolean {
     return this.state !== 'running';
@@ -241,6 +303,7 @@ export class EdgeAgent {
     if (this.state !== 'running') return;
     this.state = 'closing';
     this.adapt.stop();
+    await this.fleet?.close();
     await Promise.all(this.pending);
     if (this.publisher) {
       const flushed = await this.publisher.flush(this.options.flushTimeoutMs);

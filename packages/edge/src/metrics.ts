@@ -26,6 +26,7 @@ export class EdgeMetrics {
   readonly controllerEnabled: Gauge;
   readonly controllerBinding: Gauge<'constraint'>;
   readonly offloadCap: Gauge;
+  readonly configUpdates: Counter<'result'>;
   /** Read when /metrics is scraped. */
   readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
 
@@ -176,5 +177,12 @@ export class EdgeMetrics {
       registers,
     });
     this.offloadCap.set(1);
+    this.configUpdates = new Counter({
+      name: 'cascade_edge_config_updates_total',
+      help: 'Changes of the fleet configuration taken by this edge, by result: applied, or refused (invalid; the edge kept its settings).',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['applied', 'refused']) this.configUpdates.inc({ result }, 0);
   }
 }

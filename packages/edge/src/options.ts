@@ -1,4 +1,4 @@
-import { ConfigError, ENCODINGS, type Encoding } from '@cascade/proto';
+import { ConfigError, EDGE_ID, ENCODINGS, type Encoding } from '@cascade/proto';
 import { COMPRESSIONS, type CompressionChoice } from '@cascade/proto/compress';
 import { BACKENDS, INFERENCE_THREADS, type Backend, type InferenceThread } from '@cascade/runtime';
 import { type NatsAuth } from '@cascade/service';
@@ -93,6 +93,11 @@ export interface EdgeOptions {
   minShadowRecords?: number;
   /** Accuracy the controller may give up against the last exit; default: the operating point's max_drop, else 0.005. */
   accuracyBudget?: number;
+  /**
+   * With NATS: watch the fleet configuration (`cascade-config` bucket, keys `edges.default` and `edges.<id>`) and
+   * keep this edge's entry in the registry (`cascade-edges`). @default true
+   */
+  fleet?: boolean;
 }
 
 export interface CompiledEdgeOptions extends Required<
@@ -131,13 +136,10 @@ export const DEFAULT_EDGE_OPTIONS = {
   controlIntervalMs: 1000,
   controlStep: 0.02,
   minShadowRecords: 100,
+  fleet: true,
 } as const;
 
-/**
- * An edge id: one NATS subject token (`cam-1`), or several joined by dots (`site-a.cam-1`) so that one permission
- * such as `cascade.v1.results.site-a.>` covers every camera of a site.
- */
-export const EDGE_ID = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+export { EDGE_ID };
 
 /** `value` when it is one of `allowed`; otherwise a ConfigError naming the field and the choices. */
 function oneOf<T extends string>(name: string, value: T, allowed: readonly T[]): T {
@@ -222,6 +224,7 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     controlIntervalMs: int('controlIntervalMs', o.controlIntervalMs ?? D.controlIntervalMs, 10),
     controlStep: share('controlStep', o.controlStep ?? D.controlStep),
     minShadowRecords: int('minShadowRecords', o.minShadowRecords ?? D.minShadowRecords, 1),
+    fleet: o.fleet ?? D.fleet,
     ...(o.accuracyBudget !== undefined ? { accuracyBudget: share('accuracyBudget', o.accuracyBudget) } : {}),
   };
 }

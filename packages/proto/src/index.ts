@@ -34,3 +34,13 @@ export {
   type InferRequestMessage,
   type TensorMessage,
 } from './wire.js';
+export {
+  checkEdgeSettings,
+  configKey,
+  EDGE_ID,
+  EDGE_SETTINGS,
+  FLEET,
+  parseEdgeSettings,
+  type EdgeHeartbeat,
+  type EdgeSettings,
+} from './fleet.js';

@@ -5,3 +5,4 @@ export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth }
 export { ensureResultsStream, type ResultsStreamOptions, type ResultsStreamState } from './streams.js';
 export { LinkError, NatsLink, RECONNECT_JITTER_MS, RECONNECT_WAIT_MS, type LinkOptions, type Log } from './link.js';
 export { stderrLog } from './log.js';
+export { ensureFleetBuckets, openBucket, type FleetBuckets } from './fleet.js';

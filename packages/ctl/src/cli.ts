@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// cascade: the operator command. Lists the fleet and reads and writes its settings in NATS.
+import { EDGE_SETTINGS, exitStatus } from '@cascade/proto';
+import {
+  FlagError,
+  flagSource,
+  isMain,
+  NATS_AUTH_FLAGS,
+  natsAuthFromFlags,
+  NatsLink,
+  parseFlags,
+  usage,
+  type Flag,
+} from '@cascade/service';
+import { getSettings, listFleet, removeSettings, setSettings } from './fleet.js';
+import { formatFleet } from './format.js';
+
+const FLAGS = {
+  nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s) (default nats://127.0.0.1:4222)' },
+  ...NATS_AUTH_FLAGS,
+  json: { type: 'boolean', help: 'print JSON instead of a table' },
+  help: { type: 'boolean', help: 'show this help' },
+} as const satisfies Record<string, Flag>;
+
+const COMMANDS = `commands:
+  cascade fleet                          the edges in the registry: model, operating point, offload rate,
+                                         agreement with the last exit, estimated loss, controller, last seen
+  cascade config get [EDGE|default]      the stored settings of an edge, or of the whole fleet (default)
+  cascade config set EDGE|default NAME=VALUE ...
+                                         change settings (an empty VALUE removes one); edges apply them live
+  cascade config rm EDGE|default         remove an edge's (or the fleet's) settings
+settings: ${EDGE_SETTINGS.join(', ')}
+`;
+const USAGE = `${usage('cascade COMMAND [ARGS] [options]', FLAGS)}${COMMANDS}`;
+
+/** Splits the command line into words (command and arguments) and flags. */
+export function splitArgs(argv: string[]): { words: string[]; flags: string[] } {
+  const words: string[] = [];
+  const flags: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      words.push(a);
+      continue;
+    }
+    flags.push(a);
+    const name = a.slice(2);
+    if (!a.includes('=') && (FLAGS as Record<string, Flag>)[name]?.type === 'string' && i + 1 < argv.length)
+      flags.push(argv[++i]!);
+  }
+  return { words, flags };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const { words, flags } = splitArgs(argv);
+  let f: ReturnType<typeof parseFlags<typeof FLAGS>>;
+  try {
+    f = parseFlags(FLAGS, flags);
+    if (!f.help) check(words);
+  } catch (err) {
+    process.stderr.write(`cascade: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (f.help || words.length === 0) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let link: NatsLink;
+  try {
+    link = await NatsLink.open({
+      servers: f.nats ?? 'nats://127.0.0.1:4222',
+      via: flagSource(FLAGS, 'nats', flags),
+      name: 'cascade',
+      auth: { inboxPrefix: '_INBOX_monitor', ...natsAuthFromFlags(f) },
+      log: () => undefined,
+      firstConnect: 'now',
+    });
+  } catch (err) {
+    process.stderr.write(`cascade: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const nc = link.nc!;
+  const out = (v: unknown, text: string) => process.stdout.write(f.json ? `${JSON.stringify(v)}\n` : text);
+  try {
+    const [cmd, sub, target, ...rest] = words;
+    if (cmd === 'fleet') {
+      const edges = await listFleet(nc);
+      out(edges, formatFleet(edges));
+    } else if (sub === 'get') {
+      const s = await getSettings(nc, target ?? 'default');
+      out(s, `${s.key} (revision ${s.revision}): ${JSON.stringify(s.settings)}\n`);
+    } else if (sub === 'set') {
+      const s = await setSettings(nc, target!, rest);
+      out(s, `${s.key} (revision ${s.revision}): ${JSON.stringify(s.settings)}\n`);
+    } else {
+      const key = await removeSettings(nc, target!);
+      out({ key, removed: true }, `${key} removed\n`);
+    }
+  } catch (err) {
+    process.stderr.write(`cascade: ${(err as Error).message}\n`);
+    await link.close();
+    process.exit(exitStatus(err));
+  }
+  await link.close();
+}
+
+/** Throws a FlagError when the words are not a command. */
+function check(words: string[]): void {
+  const [cmd, sub, target, ...rest] = words;
+  if (cmd === undefined) return;
+  if (cmd === 'fleet' && words.length === 1) return;
+  if (cmd === 'config') {
+    if (sub === 'get' && words.length <= 3) return;
+    if (sub === 'set' && target && rest.length > 0) return;
+    if (sub === 'rm' && target && rest.length === 0) return;
+  }
+  throw new FlagError(`not a command: cascade ${words.join(' ')}`);
+}
+
+if (isMain(import.meta.url)) void main();

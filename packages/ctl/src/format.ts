@@ -1,0 +1,40 @@
+import type { EdgeHeartbeat } from '@cascade/proto';
+
+const pct = (v: number | null, digits = 1) =>
+  v === null || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(digits)} %`;
+
+/** The fleet as a table: one row per edge, `now` for the age of each heartbeat. */
+export function formatFleet(edges: EdgeHeartbeat[], now = Date.now()): string {
+  if (edges.length === 0) return 'no edges in the registry (none has sent a heartbeat in the last 30 s)\n';
+  const head = [
+    'edge',
+    'model',
+    'operating point',
+    'offload',
+    'agreement',
+    'est. loss',
+    'controller',
+    'frames',
+    'seen',
+    'config',
+  ];
+  const rows = edges.map((e) => [
+    e.id,
+    `${e.model}@${e.model_version.slice(0, 8)}`,
+    e.operating_point,
+    pct(e.offload_rate),
+    pct(e.agreement),
+    pct(e.estimated_loss, 2),
+    e.controller ? `on (${e.binding})` : 'off',
+    String(e.frames),
+    `${Math.max(0, Math.round((now - e.sent_unix_ms) / 1000))} s ago`,
+    e.config_error ? `rev ${e.config_revision}, refused: ${e.config_error}` : `rev ${e.config_revision}`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return `${[line(head), ...rows.map(line)].join('\n')}\n`;
+}

@@ -1,0 +1,109 @@
+// The fleet's configuration and registry in NATS key-value buckets: the contract between edges, workers and the
+// `cascade` operator command.
+import { ConfigError } from './errors.js';
+
+export const FLEET = {
+  /** Settings: `edges.default` for the whole fleet, `edges.<edge-id>` for one edge; JSON `EdgeSettings`. */
+  configBucket: 'cascade-config',
+  /** Registry: one key per edge id, a JSON `EdgeHeartbeat`; a key not refreshed within `edgeTtlMs` goes away. */
+  edgesBucket: 'cascade-edges',
+  heartbeatMs: 5000,
+  edgeTtlMs: 30_000,
+  /** Revisions of a setting kept (for `cascade config history`). */
+  configHistory: 10,
+} as const;
+
+/**
+ * An edge id: one NATS subject token (`cam-1`), or several joined by dots (`site-a.cam-1`) so that one permission
+ * such as `cascade.v1.results.site-a.>` covers every camera of a site.
+ */
+export const EDGE_ID = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+export const configKey = {
+  default: 'edges.default',
+  edge: (id: string): string => `edges.${id}`,
+};
+
+/** What an operator may set for an edge (or the fleet): every field optional, a missing one keeps the edge's own. */
+export interface EdgeSettings {
+  /** An operating point of the edge's model. */
+  operating_point?: string;
+  /** One per exit; overrides the operating point. */
+  thresholds?: number[];
+  /** Share of frames shadow-sampled, 0 to 1. */
+  shadow_rate?: number;
+  /** The threshold controller on or off. */
+  controller?: boolean;
+  /** Accuracy the controller may give up against the last exit, 0 to 1 (0.005 = 0.5 points). */
+  accuracy_budget?: number;
+  /** Offload p95 above which the controller sheds load; 0: not watched. */
+  latency_target_ms?: number;
+  /** Offload bytes per second the controller keeps under; 0: no limit. */
+  bandwidth_bytes_per_s?: number;
+}
+
+const FIELDS: Record<keyof EdgeSettings, (v: unknown) => string | undefined> = {
+  operating_point: (v) => (typeof v === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(v) ? undefined : 'a name'),
+  thresholds: (v) =>
+    Array.isArray(v) && v.length > 0 && v.length <= 64 && v.every((x) => typeof x === 'number' && Number.isFinite(x))
+      ? undefined
+      : 'a list of numbers, one per exit',
+  shadow_rate: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'a number from 0 to 1'),
+  controller: (v) => (typeof v === 'boolean' ? undefined : 'true or false'),
+  accuracy_budget: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'a number from 0 to 1'),
+  latency_target_ms: (v) => (typeof v === 'number' && v >= 0 && v <= 3_600_000 ? undefined : 'milliseconds >= 0'),
+  bandwidth_bytes_per_s: (v) =>
+    typeof v === 'number' && v >= 0 && Number.isFinite(v) ? undefined : 'bytes per second >= 0',
+};
+
+/** The setting names, in the order they are documented. */
+export const EDGE_SETTINGS = Object.keys(FIELDS) as (keyof EdgeSettings)[];
+
+/** Parses and checks one key's value; a ConfigError names the key, the field and what it must be. */
+export function parseEdgeSettings(text: string, key: string): EdgeSettings {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${key}: not JSON: ${(err as Error).message}`);
+  }
+  return checkEdgeSettings(v, key);
+}
+
+/** Checks a parsed value; unknown fields are refused, so a misspelt setting is not silently ignored. */
+export function checkEdgeSettings(v: unknown, key: string): EdgeSettings {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${key}: must be a JSON object`);
+  for (const [name, value] of Object.entries(v)) {
+    const check = FIELDS[name as keyof EdgeSettings];
+    if (!check)
+      throw new ConfigError(`${key}: unknown setting "${name}"; the settings are ${EDGE_SETTINGS.join(', ')}`);
+    const want = check(value);
+    if (want) throw new ConfigError(`${key}: ${name} must be ${want}, got ${JSON.stringify(value)}`);
+  }
+  return v as EdgeSettings;
+}
+
+/** An edge's entry in the registry, refreshed every `FLEET.heartbeatMs`. */
+export interface EdgeHeartbeat {
+  id: string;
+  run: string;
+  model: string;
+  model_version: string;
+  /** The operating point in force ('custom' for thresholds). */
+  operating_point: string;
+  thresholds: number[];
+  controller: boolean;
+  binding: string;
+  shadow_rate: number;
+  frames: number;
+  /** Share of the last window's frames offloaded. */
+  offload_rate: number;
+  /** Estimated accuracy loss against the last exit (null without shadow records). */
+  estimated_loss: number | null;
+  /** Share of shadow records whose answer is the last exit's (null without records). */
+  agreement: number | null;
+  /** The settings revision applied, and the last one refused with why. */
+  config_revision: number;
+  config_error?: string;
+  sent_unix_ms: number;
+}
