@@ -10,7 +10,7 @@ export type JobReply =
       confidence: number;
       exit: number;
       probabilities?: number[];
-      /** With all_exits: what every exit computed said, the last one with its probabilities. */
+      /** With all_exits: what every exit computed said, with its probabilities. */
       exits?: ExitView[];
       queueMs: number;
       computeMs: number;
@@ -209,7 +209,7 @@ export class Batcher {
             if (job.req.allExits) {
               const list = views.get(j) ?? [];
               views.set(j, list);
-              list.push({ exit: e, ...d, ...(last ? { probabilities: Array.from(softmax(row)) } : {}) });
+              list.push({ exit: e, ...d, probabilities: Array.from(softmax(row)) });
             }
             if (!answers.has(j) && exitsHere(e, d.confidence, job.req.thresholds))
               answers.set(j, { exit: e, ...d, row: row.slice() });

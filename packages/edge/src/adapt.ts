@@ -144,22 +144,24 @@ export class Adaptation {
   /** Records what every exit said: the edge's own exits from `views`, the rest from the cloud's `exits`. */
   record(views: EdgeViews, exits: ExitView[]): void {
     const n = this.manifest.exits.length;
+    const k = this.manifest.classes.length;
     const classes = new Array<number>(n).fill(NaN);
     const confidences = new Array<number>(n).fill(NaN);
+    const probabilities: ArrayLike<number>[] = new Array<ArrayLike<number>>(n);
     views.forEach((v, e) => {
-      if (v) [classes[e], confidences[e]] = [v.classIndex, v.confidence];
+      if (v) [classes[e], confidences[e], probabilities[e]] = [v.classIndex, v.confidence, v.probabilities];
     });
-    let lastProbabilities: number[] = [];
     for (const v of exits) {
       if (v.exit < 0 || v.exit >= n) continue;
-      [classes[v.exit], confidences[v.exit]] = [v.classIndex, v.confidence];
-      if (v.exit === n - 1) lastProbabilities = v.probabilities;
+      [classes[v.exit], confidences[v.exit], probabilities[v.exit]] = [v.classIndex, v.confidence, v.probabilities];
     }
-    if (classes.some((c) => Number.isNaN(c)) || lastProbabilities.length !== this.manifest.classes.length) {
+    if (classes.some((c) => Number.isNaN(c)) || [...probabilities].some((p) => p?.length !== k)) {
       this.metrics.shadowRequests.inc({ result: 'failed' });
       return;
     }
-    const r: ShadowRecord = { classes, confidences, lastProbabilities };
+    const teacher = new Array<number>(k).fill(0);
+    for (const p of probabilities) for (let c = 0; c < k; c++) teacher[c]! += p[c]! / n;
+    const r: ShadowRecord = { classes, confidences, teacher };
     this.shadows.add(r);
     this.metrics.shadowRequests.inc({ result: 'recorded' });
   }

@@ -31,8 +31,8 @@ function frames(n: number, seed: number, honesty = 1): ShadowRecord[] {
     const truth = Math.floor(r() * 10);
     const conf = [0.3 + 0.7 * r(), 0.4 + 0.6 * r(), 1];
     const classes = conf.map((c, e) => (e === 2 || r() < c * honesty ? truth : (truth + 1 + Math.floor(r() * 9)) % 10));
-    const lastProbabilities = Array.from({ length: 10 }, (_, k) => (k === truth ? 1 : 0));
-    return { classes, confidences: conf, lastProbabilities };
+    const teacher = Array.from({ length: 10 }, (_, k) => (k === truth ? 1 : 0));
+    return { classes, confidences: conf, teacher };
   });
 }
 
@@ -73,9 +73,9 @@ describe('adaptive - estimates from shadow records', () => {
     expect(exitUnder([0.5, 0.5, 0.1], [0.8, 0.8, 0])).toBe(2);
     const w = new ShadowWindow(3);
     const p = (k: number, q = 0.9) => Array.from({ length: 3 }, (_, i) => (i === k ? q : (1 - q) / 2));
-    w.add({ classes: [1, 1, 1], confidences: [0.9, 0.9, 0.9], lastProbabilities: p(1) }); // exit 0, agrees
-    w.add({ classes: [2, 1, 1], confidences: [0.95, 0.9, 0.9], lastProbabilities: p(1, 0.6) }); // exit 0, disagrees
-    w.add({ classes: [0, 0, 2], confidences: [0.1, 0.1, 0.9], lastProbabilities: p(2) }); // last exit
+    w.add({ classes: [1, 1, 1], confidences: [0.9, 0.9, 0.9], teacher: p(1) }); // exit 0, agrees
+    w.add({ classes: [2, 1, 1], confidences: [0.95, 0.9, 0.9], teacher: p(1, 0.6) }); // exit 0, disagrees
+    w.add({ classes: [0, 0, 2], confidences: [0.1, 0.1, 0.9], teacher: p(2) }); // last exit
     const e = w.estimate([0.8, 0.8, 0]);
     expect(e.records).toBe(3);
     expect(e.leaving).toEqual([2, 0, 1]);
@@ -85,7 +85,11 @@ describe('adaptive - estimates from shadow records', () => {
     expect(e.disagreement).toBeCloseTo(1 / 3);
     expect(e.loss).toBeCloseTo((0.6 - 0.2) / 3);
     expect(w.estimate([2, 2, 0]).loss).toBe(0); // everything to the last exit gives nothing up
-    w.add({ classes: [1, 1, 1], confidences: [0.9, 0.9, 0.9], lastProbabilities: p(1) }); // the ring drops the first
+    // Where the teacher (every exit's mean) believes the early answer more than the last exit's, the loss is negative.
+    const w2 = new ShadowWindow(1);
+    w2.add({ classes: [2, 2, 1], confidences: [0.9, 0.9, 0.5], teacher: [0.1, 0.3, 0.6] });
+    expect(w2.estimate([0.8, 0.8, 0]).loss).toBeCloseTo(-0.3);
+    w.add({ classes: [1, 1, 1], confidences: [0.9, 0.9, 0.9], teacher: p(1) }); // the ring drops the first
     expect(w.size).toBe(3);
     expect(w.estimate([0.8, 0.8, 0]).leaving).toEqual([2, 0, 1]);
   });

@@ -1,6 +1,13 @@
 // What happens to a frame: the edge stages until an exit is confident; otherwise an offload to the cloud, and on any
 // failure of it the best local exit (a fallback). Every path ends in one EdgeResult, built from the frame's context.
-import { decide, exitsHere, type Feeds, type ModelDir, type StageExecutor } from '@cascade/runtime';
+import {
+  decideProbabilities,
+  exitsHere,
+  softmax,
+  type Feeds,
+  type ModelDir,
+  type StageExecutor,
+} from '@cascade/runtime';
 import { type Log } from '@cascade/service';
 import type { EdgeMetrics } from './metrics.js';
 import type { ExitView, FallbackReason, LocalAnswer, Offloader } from './offload.js';
@@ -39,8 +46,8 @@ export interface FrameContext {
   started: number;
 }
 
-/** Class and confidence of each edge exit a frame reached (the others undefined). */
-export type EdgeViews = ({ classIndex: number; confidence: number } | undefined)[];
+/** Class, confidence and probabilities of each edge exit a frame reached (the others undefined). */
+export type EdgeViews = ({ classIndex: number; confidence: number; probabilities: Float64Array } | undefined)[];
 
 /**
  * After the edge stages: the exit that ended the frame, or the best local answer and the state to offload; with
@@ -75,8 +82,9 @@ export class FramePath {
       const { outputs, computeMs } = await this.runner.run(s, feeds);
       this.metrics.stageSeconds.observe({ stage: String(s) }, computeMs / 1000);
       for (const e of stage.exits) {
-        const d = decide(outputs[m.exits[e]!.output]!.data as Float32Array);
-        views[e] = d;
+        const probabilities = softmax(outputs[m.exits[e]!.output]!.data as Float32Array);
+        const d = decideProbabilities(probabilities);
+        views[e] = { ...d, probabilities };
         if (exited) continue;
         best = { ...d, exit: e };
         if (exitsHere(e, best.confidence, this.thresholds)) exited = best;

@@ -12,7 +12,7 @@ export {
   type StageSpec,
   type TensorSpec,
 } from './manifest.js';
-export { decide, exitsHere, softmax, type ExitDecision } from './policy.js';
+export { decide, decideProbabilities, exitsHere, softmax, type ExitDecision } from './policy.js';
 export { InferenceError, StageRunner, type StageResult } from './runner.js';
 export {
   createExecutor,

@@ -21,7 +21,11 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
 
 /** Class and max-softmax confidence of one row. */
 export function decide(logits: ArrayLike<number>): ExitDecision {
-  const p = softmax(logits);
+  return decideProbabilities(softmax(logits));
+}
+
+/** Class and confidence of one row of probabilities. */
+export function decideProbabilities(p: ArrayLike<number>): ExitDecision {
   let best = 0;
   for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
   return { classIndex: best, confidence: p[best]! };
