@@ -1,4 +1,5 @@
-"""Plots of benchmark results (python bench/plot.py [latest.json | soak.json]); PNGs go beside the JSON."""
+"""Plots of benchmark results (python bench/plot.py [latest.json | soak.json | scenarios.json]); PNGs go beside the
+JSON."""
 
 from __future__ import annotations
 
@@ -33,11 +34,101 @@ def soak(r: dict, out: Path) -> None:
     print(f"wrote {out / 'soak-rss.png'}")
 
 
+RUN_STYLE = {"fixed": ("tab:grey", "fixed thresholds"), "controller": ("tab:blue", "controller")}
+
+
+def scenarios(r: dict, out: Path) -> None:
+    """Fixed thresholds against the controller over time (scenarios.json -> scenario-*.png)."""
+    machine = f"{r['machine']['cpu']}, {r['machine']['cores']} cores; {r['fps']} frames/s, shadow rate {r['shadow_rate']}"
+    wrote = []
+    if "drift" in r:
+        d = r["drift"]
+        n = d["frames_per_segment"]
+        fig, (a, b, c) = plt.subplots(3, 1, figsize=(10, 9.5), gridspec_kw={"height_ratios": [1.2, 1, 1]})
+        for name, run in d["runs"].items():
+            color, label = RUN_STYLE[name]
+            a.plot([x["frame"] for x in run["bins"]], [x["offload_rate"] * 100 for x in run["bins"]], color=color,
+                   label=label)
+            c.plot([t["frame"] for t in run["ticks"]], [t["estimated_loss"] * 100 if t["estimated_loss"] is not None
+                                                       else float("nan") for t in run["ticks"]], color=color,
+                   label=f"{label}: estimated loss at the thresholds in force")
+            segs = run["segments"]
+            c.step([i * n for i in range(len(segs) + 1)], [s["true_loss"] for s in segs] + [segs[-1]["true_loss"]],
+                   where="post", color=color, linestyle="--", label=f"{label}: true loss (labels)")
+        ctl = d["runs"].get("controller")
+        if ctl:
+            ticks = ctl["ticks"]
+            for e in range(len(ticks[0]["thresholds"])):
+                b.plot([t["frame"] for t in ticks], [t["thresholds"][e] for t in ticks], label=f"exit {e} threshold")
+        budget = r["operating_point"].get("max_drop")
+        if budget is not None:
+            c.axhline(budget * 100, color="tab:red", linewidth=0.8, label=f"budget ({budget * 100:.1f} points)")
+        for ax in (a, b, c):
+            for i, seg in enumerate(d["segments"]):
+                ax.axvline(i * n, color="black", linewidth=0.5, alpha=0.4)
+                if ax is a:
+                    ax.annotate(seg, (i * n + n / 2, 1.0), xycoords=("data", "axes fraction"), ha="center",
+                                va="bottom", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        a.set(ylabel="offloaded, % (100-frame bins)")
+        b.set(ylabel="edge thresholds (controller)")
+        c.set(xlabel="frame", ylabel="accuracy given up\nagainst the last exit (points)")
+        fig.suptitle(f"drift: clean, then corrupted frames ({r['operating_point']['name']})\n{machine}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "scenario-drift.png", dpi=110)
+        plt.close(fig)
+        wrote.append("scenario-drift.png")
+    if "pressure" in r:
+        p = r["pressure"]
+        fig, (a, b) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+        for name, run in p["runs"].items():
+            color, label = RUN_STYLE[name]
+            frames = [x["frame"] for x in run["bins"]]
+            a.plot(frames, [x["offload_rate"] * 100 for x in run["bins"]], color=color, label=f"{label}: offloaded %")
+            a.bar(frames, [x["fallbacks"] for x in run["bins"]], width=60, color=color, alpha=0.5,
+                  label=f"{label}: fallbacks per 100 frames")
+            b.plot(frames, [x["p99_ms"] for x in run["bins"]], color=color, label=f"{label}: p99 per 100 frames")
+        for ax in (a, b):
+            ax.axvline(p["halved_at_frame"], color="tab:red", linewidth=0.8, label="worker CPU halved")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        b.axhline(p["timeout_ms"], color="black", linestyle=":", linewidth=0.8, label="offload deadline")
+        a.set(ylabel="offloaded % / fallbacks")
+        b.set(xlabel="frame", ylabel="frame latency p99 (ms)")
+        fig.suptitle(f"pressure: two workers at {p['worker_cores_before']} cores each, halved mid-run\n{machine}",
+                     fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "scenario-pressure.png", dpi=110)
+        plt.close(fig)
+        wrote.append("scenario-pressure.png")
+    if "link" in r:
+        k = r["link"]
+        fig, ax = plt.subplots(figsize=(10, 3.8))
+        for name, run in k["runs"].items():
+            color, label = RUN_STYLE[name]
+            ax.plot([x["frame"] for x in run["bins"]], [x["bytes_per_s"] / 1000 for x in run["bins"]], color=color,
+                    label=label)
+        ax.axhline(k["budget_bytes_per_s"] / 1000, color="tab:red", linewidth=0.8, label="bandwidth budget")
+        ax.set(xlabel="frame", ylabel="offload kB/s (100-frame bins)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.suptitle(f"narrow link: a budget of half what the operating point sends\n{machine}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "scenario-link.png", dpi=110)
+        plt.close(fig)
+        wrote.append("scenario-link.png")
+    print(f"wrote {', '.join(str(out / w) for w in wrote)}")
+
+
 def main(path: Path) -> None:
     r = json.loads(path.read_text())
     out = path.parent
     if "samples" in r:
         soak(r, out)
+        return
+    if "drift" in r or "pressure" in r or "link" in r:
+        scenarios(r, out)
         return
     machine = f"{r['machine']['cpu']}, {r['machine']['cores']} cores"
 

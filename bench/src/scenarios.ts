@@ -437,7 +437,7 @@ async function main(): Promise<void> {
     }
     if (limit) {
       // Workers limited to a CPU quota that serves the offered offloads comfortably, then half of it.
-      const quota = 0.3;
+      const quota = 0.5;
       limit.set(quota);
       for (const w of workers) limit.add(w.process.pid!);
       const frames = driftSegments(samples)
@@ -452,9 +452,14 @@ async function main(): Promise<void> {
       ] as const) {
         limit.set(quota);
         await sleep(500);
-        const run = await runEdge(nats.url, model, frames, fps, { ...common, controller, timeoutMs: 300 }, [
-          { at: halfAt, what: async () => limit.set(quota / 2) },
-        ]);
+        const run = await runEdge(
+          nats.url,
+          model,
+          frames,
+          fps,
+          { ...common, controller, timeoutMs: 300, latencyTargetMs: 150 },
+          [{ at: halfAt, what: async () => limit.set(quota / 2) }],
+        );
         const after = run.results.slice(halfAt);
         const fallbacks: Record<string, number> = {};
         for (const r of after)
@@ -462,7 +467,10 @@ async function main(): Promise<void> {
         // Reaction: from the halving to the last timeout fallback.
         const lastTimeout = after.filter((r) => r.fallback_reason === 'timeout').at(-1);
         const halvedAt = run.results[halfAt]!.t_s;
+        const windows = new Array<number>(Math.ceil((after.at(-1)!.t_s - halvedAt) / 5)).fill(0);
+        for (const r of after) if (r.fallback_reason === 'timeout') windows[Math.floor((r.t_s - halvedAt) / 5)]!++;
         runs[name] = {
+          timeouts_per_5s_after_halving: windows,
           fallbacks_after_halving: fallbacks,
           last_timeout_after_s: lastTimeout ? Math.round((lastTimeout.t_s - halvedAt) * 10) / 10 : null,
           p99_ms_before: Math.round(
@@ -484,7 +492,7 @@ async function main(): Promise<void> {
         };
         log(`pressure ${name}: ${JSON.stringify({ ...(runs[name] as object), bins: undefined, ticks: undefined })}`);
       }
-      out.pressure = { worker_cores_before: quota, worker_cores_after: quota / 2, halved_at_frame: halfAt, timeout_ms: 300, runs }; // prettier-ignore
+      out.pressure = { worker_cores_before: quota, worker_cores_after: quota / 2, halved_at_frame: halfAt, timeout_ms: 300, latency_target_ms: 150, runs }; // prettier-ignore
     }
   } finally {
     for (const w of workers) await w.stop();

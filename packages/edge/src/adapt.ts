@@ -101,7 +101,7 @@ export class Adaptation {
         step: settings.step,
         minRecords: settings.minRecords,
         holdTicks: 5,
-        floor: new Array<number>(this.edgeExits).fill(0),
+        floor: [],
       });
     }
     this.metrics.controllerEnabled.set(settings.controller ? 1 : 0);

@@ -172,4 +172,25 @@ describe('adaptive - the controller', () => {
     expect(end.estimatedOffloadRate * 100 * 10_000).toBeLessThanOrEqual(150_000);
     expect(end.estimatedOffloadRate * 100 * 10_000).toBeGreaterThan(0.8 * 150_000);
   });
+
+  it('moves a cloud exit threshold when the loss comes from frames that leave in the cloud', () => {
+    // Two edge exits that never fire, a cloud exit (2) that is wrong below 0.9 confidence, and the last exit.
+    const r = rng(7);
+    const records = Array.from({ length: 1000 }, () => {
+      const truth = Math.floor(r() * 10);
+      const c2 = 0.5 + 0.5 * r();
+      const classes = [truth, truth, c2 < 0.9 ? (truth + 1) % 10 : truth, truth];
+      return { classes, confidences: [0.1, 0.1, c2, 1], teacher: Array.from({ length: 10 }, (_, k) => +(k === truth)) };
+    });
+    const shadows = new ShadowWindow(1000);
+    const window = new FrameWindow(2, 1000);
+    for (const x of records) (shadows.add(x), window.add([0.1, 0.1]));
+    const c = new Controller([0.6, 0.6, 0.6, 0], 2, { ...SETTINGS, budget: 0.01, step: 0.05 });
+    const inputs = { seconds: 1, frames: 100, offloads: 100, offloadBytes: 1e6, pressureFallbacks: 0 };
+    let d = c.tick(inputs, shadows, window);
+    for (let i = 0; i < 20; i++) d = c.tick(inputs, shadows, window);
+    expect(d.thresholds[2]).toBeGreaterThanOrEqual(0.9);
+    expect(d.estimatedLoss).toBeLessThanOrEqual(0.01);
+    expect(d.thresholds[3]).toBe(0); // the last exit never moves
+  });
 });

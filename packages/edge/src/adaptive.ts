@@ -167,7 +167,7 @@ export interface ControlSettings {
   minRecords: number;
   /** Ticks without pressure before the offload cap is raised again. */
   holdTicks: number;
-  /** Thresholds never go below these (one per edge exit); lower means more frames leave at the edge. */
+  /** Thresholds never go below these (one per exit; missing: 0); lower means more frames leave early. */
   floor: number[];
 }
 
@@ -185,7 +185,7 @@ export interface TickInputs {
 }
 
 export interface Decision {
-  /** Thresholds of every exit (edge exits moved, cloud exits as given). */
+  /** Thresholds of every exit. */
   thresholds: number[];
   binding: Binding;
   /** Estimated accuracy loss against the last exit under the new thresholds (NaN without records). */
@@ -205,12 +205,15 @@ const NEVER = 1.0001;
 /**
  * Keeps the estimated loss within budget at the lowest offload rate, sheds load when the cloud is under pressure
  * (multiplicative decrease of an offload cap, raised again after `holdTicks` quiet ticks), and keeps offload bytes
- * under the bandwidth budget. Each tick moves each edge threshold by at most `step`.
+ * under the bandwidth budget. Each tick moves each threshold by at most `step`: the edge exits' set how much is
+ * offloaded, the cloud exits' (sent with every request) how much accuracy the offloaded frames give up.
  */
 export class Controller {
   private thresholds: number[];
   private pressureCap = 1;
   private quietTicks = 0;
+  /** Ticks since the cap was last cut: failures of offloads sent before a cut do not cut it again. */
+  private sinceCut = Infinity;
   private bytesPerOffload = 0;
 
   constructor(
@@ -229,8 +232,12 @@ export class Controller {
     const s = this.settings;
     const rate = t.frames > 0 ? t.offloads / t.frames : 0;
     const pressure = t.pressureFallbacks > 0 || (s.latencyTargetMs > 0 && (t.offloadP95Ms ?? 0) > s.latencyTargetMs);
+    this.sinceCut++;
     if (pressure) {
-      this.pressureCap = Math.min(this.pressureCap, rate) * 0.7;
+      if (this.sinceCut > 2) {
+        this.pressureCap = Math.min(this.pressureCap, rate) * 0.7;
+        this.sinceCut = 0;
+      }
       this.quietTicks = 0;
     } else if (++this.quietTicks > s.holdTicks) {
       this.pressureCap = Math.min(1, this.pressureCap * 1.2 + 0.01);
@@ -297,22 +304,23 @@ export class Controller {
     };
   }
 
-  /** Every combination of moves of the edge thresholds within one step, cloud thresholds unchanged. */
+  /**
+   * The thresholds in force, each exit's threshold moved alone (the edge's decide the offload rate, the cloud's the
+   * loss of offloaded frames: workers apply the thresholds a request carries), and every edge threshold moved
+   * together; each by at most one step. The last exit takes everything and never moves.
+   */
   private candidates(): number[][] {
     const s = this.settings;
-    let out: number[][] = [[...this.thresholds]];
-    for (let e = 0; e < this.edgeExits; e++) {
-      const next: number[][] = [];
-      const seen = new Set<number>();
-      for (const m of MOVES) {
-        const v = clamp(this.thresholds[e]! + m * s.step, s.floor[e] ?? 0, NEVER);
-        if (seen.has(v)) continue;
-        seen.add(v);
-        for (const th of out) next.push(th.map((x, i) => (i === e ? v : x)));
-      }
-      out = next;
+    const th0 = this.thresholds;
+    const move = (e: number, m: number) => clamp(th0[e]! + m * s.step, s.floor[e] ?? 0, NEVER);
+    const out = new Map<string, number[]>([[th0.join(), [...th0]]]);
+    const add = (th: number[]) => out.has(th.join()) || out.set(th.join(), th);
+    for (const m of MOVES) {
+      if (m === 0) continue;
+      for (let e = 0; e < th0.length - 1; e++) add(th0.map((x, i) => (i === e ? move(e, m) : x)));
+      add(th0.map((x, i) => (i < this.edgeExits ? move(i, m) : x)));
     }
-    return out;
+    return [...out.values()];
   }
 }
 
