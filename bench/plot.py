@@ -39,7 +39,8 @@ RUN_STYLE = {"fixed": ("tab:grey", "fixed thresholds"), "controller": ("tab:blue
 
 def scenarios(r: dict, out: Path) -> None:
     """Fixed thresholds against the controller over time (scenarios.json -> scenario-*.png)."""
-    machine = f"{r['machine']['cpu']}, {r['machine']['cores']} cores; {r['fps']} frames/s, shadow rate {r['shadow_rate']}"
+    machine = (f"{r['machine']['cpu']}, {r['machine']['cores']} cores; {r['fps']} frames/s, "
+               f"shadow rate {r['shadow_rate']}")
     wrote = []
     if "drift" in r:
         d = r["drift"]
@@ -113,7 +114,7 @@ def scenarios(r: dict, out: Path) -> None:
         ax.set(xlabel="frame", ylabel="offload kB/s (100-frame bins)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        fig.suptitle(f"narrow link: a budget of half what the operating point sends\n{machine}", fontsize=9)
+        fig.suptitle(f"narrow link: a budget of a quarter of what the operating point sends\n{machine}", fontsize=9)
         fig.tight_layout()
         fig.savefig(out / "scenario-link.png", dpi=110)
         plt.close(fig)

@@ -21,6 +21,7 @@ const FLAGS = {
   fps: { type: 'string', help: 'frames per second offered to the edge (default 100)' },
   'shadow-rate': { type: 'string', help: 'share of frames shadow-sampled in every run (default 0.25)' },
   frames: { type: 'string', help: 'sample images per segment (default 1000)' },
+  out: { type: 'string', help: 'results folder (default bench/results)' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 const log = (m: string) => process.stderr.write(`[scenarios] ${m}\n`);
@@ -403,13 +404,13 @@ async function main(): Promise<void> {
       out.drift = { segments: segments.map((s) => s.name), frames_per_segment: n, runs };
     }
     if (!only || only === 'link') {
-      // What the operating point sends on clean frames, then a budget of half of it.
+      // What the operating point sends on clean frames, then a budget of a quarter of it.
       const frames = [...samples, ...samples];
       log('link: measuring what balanced sends');
       const free = await runEdge(nats.url, model, frames, fps, { ...common, controller: false });
       const seconds = free.results.at(-1)!.t_s - free.results[0]!.t_s;
       const needed = free.results.reduce((a, r) => a + r.offload_bytes, 0) / seconds;
-      const budget = Math.round(needed / 2);
+      const budget = Math.round(needed / 4);
       log(`link: balanced sends ${Math.round(needed)} B/s; budget ${budget} B/s`);
       const runs: Record<string, unknown> = {};
       for (const [name, controller] of [
@@ -499,10 +500,11 @@ async function main(): Promise<void> {
     await nats.stop();
     limit?.remove();
   }
-  mkdirSync(`${REPO}bench/results`, { recursive: true });
+  const dir = f.out ?? `${REPO}bench/results`;
+  mkdirSync(dir, { recursive: true });
   const name = only ? `scenarios-${only}` : 'scenarios';
-  writeFileSync(`${REPO}bench/results/${name}.json`, `${JSON.stringify(out, null, 1)}\n`);
-  log(`wrote bench/results/${name}.json`);
+  writeFileSync(`${dir}/${name}.json`, `${JSON.stringify(out, null, 1)}\n`);
+  log(`wrote ${dir}/${name}.json`);
 }
 
 main().then(

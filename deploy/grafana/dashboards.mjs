@@ -98,6 +98,56 @@ const dashboards = {
       ],
     ],
   },
+  'cascade-adaptive': {
+    title: 'Cascade / Adaptive control',
+    vars: [['edge', 'cascade_edge_threshold']],
+    panels: [
+      [
+        'Estimated accuracy loss against the last exit, and its budget',
+        'percentunit',
+        [
+          [`cascade_edge_estimated_accuracy_loss{${EDGE}}`, 'estimated {{edge}}'],
+          [`cascade_edge_accuracy_budget{${EDGE}}`, 'budget {{edge}}'],
+        ],
+      ],
+      ['Constraint holding the controller', 'short', [[`cascade_edge_controller_binding{${EDGE}} == 1`, '{{edge}}: {{constraint}}']]], // prettier-ignore
+      ['Thresholds in force', 'percentunit', [[`cascade_edge_threshold{${EDGE}}`, 'exit {{exit}} {{edge}}']]],
+      [
+        'Agreement with the last exit, by the exit frames leave at',
+        'percentunit',
+        [[`cascade_edge_exit_agreement_ratio{${EDGE}}`, 'exit {{exit}} {{edge}}']],
+      ],
+      [
+        'Offload rate and the cap pressure and bandwidth allow',
+        'percentunit',
+        [
+          [offloadRate(' by (edge) ', EDGE), 'offloaded {{edge}}'],
+          [`cascade_edge_offload_cap{${EDGE}}`, 'cap {{edge}}'],
+        ],
+      ],
+      [
+        'Offload bytes per second',
+        'Bps',
+        [[`sum by (edge) (rate(cascade_offload_bytes_sum{${EDGE}}[${R}]))`, '{{edge}}']],
+      ],
+      [
+        'Shadow samples by result, and records in the estimate',
+        'short',
+        [
+          [`sum by (result) (rate(cascade_edge_shadow_requests_total{${EDGE}}[${R}]))`, '{{result}} /s'],
+          [`cascade_edge_shadow_records{${EDGE}}`, 'records {{edge}}'],
+        ],
+      ],
+      [
+        'Shadow requests at the workers, and fleet configuration changes taken',
+        'short',
+        [
+          [`sum by (status) (rate(cascade_worker_shadow_requests_total[${R}]))`, 'worker {{status}} /s'],
+          [`sum by (edge, result) (increase(cascade_edge_config_updates_total{${EDGE}}[${R}]))`, 'config {{result}} {{edge}}'], // prettier-ignore
+        ],
+      ],
+    ],
+  },
   'cascade-workers': {
     title: 'Cascade / Cloud workers',
     vars: [['worker', 'cascade_worker_requests_total']],

@@ -48,3 +48,31 @@ describe('bench - smoke run keeps the harness working', () => {
     for (const h of ['## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '## 6.']) expect(md).toContain(h);
   });
 });
+
+describe('bench - the adaptive scenarios run', () => {
+  it('drift: fixed thresholds and the controller over clean and corrupted frames, with true and estimated loss', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'cascade-scenarios-'));
+    await run(
+      process.execPath,
+      [join(REPO, 'bench/dist/scenarios.js'), '--only', 'drift', '--frames', '60', '--fps', '200', '--out', out],
+      { cwd: REPO, timeout: 170_000 },
+    );
+    const r = JSON.parse(readFileSync(join(out, 'scenarios-drift.json'), 'utf8'));
+    expect(r.drift.segments).toEqual(['clean', 'dark', 'blur', 'noise', 'jpeg']);
+    for (const name of ['fixed', 'controller']) {
+      const run = r.drift.runs[name];
+      expect(run.segments.map((s: { frames: number }) => s.frames)).toEqual([60, 60, 60, 60, 60]);
+      for (const s of run.segments) {
+        expect(s.accuracy).toBeGreaterThan(0);
+        expect(s.true_loss).toBeCloseTo(s.last_exit_accuracy - s.accuracy, 5);
+      }
+      expect(run.ticks.length).toBeGreaterThan(3);
+      expect(run.ticks.at(-1).records).toBeGreaterThan(0); // shadow records came back from the workers
+    }
+    // The corrupted segments are harder than the clean one for the last exit: the corruptions are applied.
+    const seg = r.drift.runs.fixed.segments;
+    expect(Math.min(...seg.slice(1).map((s: { last_exit_accuracy: number }) => s.last_exit_accuracy))).toBeLessThan(
+      seg[0].last_exit_accuracy,
+    );
+  }, 180_000);
+});

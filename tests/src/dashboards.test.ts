@@ -34,6 +34,11 @@ describe('dashboards - every panel query returns data from a real Prometheus scr
         id: 'edge-dash',
         threads: 1,
         operatingPoint: 'accurate',
+        // The controller on and a high shadow rate, so that its panels have something to show in a 10 s run.
+        controller: true,
+        shadowRate: 0.2,
+        minShadowRecords: 20,
+        controlIntervalMs: 500,
         metricsPort: 0,
         metricsHost: '127.0.0.1',
       },

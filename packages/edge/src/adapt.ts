@@ -105,6 +105,7 @@ export class Adaptation {
       });
     }
     this.metrics.controllerEnabled.set(settings.controller ? 1 : 0);
+    this.metrics.accuracyBudget.set(settings.budget);
     this.setBinding(settings.controller ? 'no_data' : 'off');
     this.publish();
   }

@@ -184,7 +184,10 @@ describe('adaptive - the controller', () => {
     });
     const shadows = new ShadowWindow(1000);
     const window = new FrameWindow(2, 1000);
-    for (const x of records) (shadows.add(x), window.add([0.1, 0.1]));
+    for (const x of records) {
+      shadows.add(x);
+      window.add([0.1, 0.1]);
+    }
     const c = new Controller([0.6, 0.6, 0.6, 0], 2, { ...SETTINGS, budget: 0.01, step: 0.05 });
     const inputs = { seconds: 1, frames: 100, offloads: 100, offloadBytes: 1e6, pressureFallbacks: 0 };
     let d = c.tick(inputs, shadows, window);

@@ -82,7 +82,8 @@ export class EdgeAgent {
       throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
     }
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
-    metrics.expectedOffloadRate.set(op?.test && split === (m.default_split ?? 1) ? 1 - op.test.edge_exit_rate : -1);
+    const promised = op?.test && split === (m.default_split ?? 1) && !o.controller;
+    metrics.expectedOffloadRate.set(promised ? 1 - op.test!.edge_exit_rate : -1);
     const {
       executor: runner,
       thread,
@@ -236,7 +237,9 @@ export class EdgeAgent {
     this.adapt.apply(settings, base);
     this.operatingPointName = op?.name ?? 'custom';
     const atDefaultSplit = this.split === (m.default_split ?? 1);
-    this.metrics.expectedOffloadRate.set(op?.test && atDefaultSplit ? 1 - op.test.edge_exit_rate : -1);
+    // With the controller on, the thresholds are its own: no promise to alert on (the rate is watched on its panel).
+    const promised = op?.test && atDefaultSplit && !settings.controller;
+    this.metrics.expectedOffloadRate.set(promised ? 1 - op.test!.edge_exit_rate : -1);
   }
 
   /** This edge's entry in the fleet registry. */

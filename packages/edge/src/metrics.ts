@@ -21,6 +21,7 @@ export class EdgeMetrics {
   readonly threshold: Gauge<'exit'>;
   readonly agreement: Gauge<'exit'>;
   readonly estimatedLoss: Gauge;
+  readonly accuracyBudget: Gauge;
   readonly shadowRecords: Gauge;
   readonly shadowRequests: Counter<'result'>;
   readonly controllerEnabled: Gauge;
@@ -126,7 +127,7 @@ export class EdgeMetrics {
     for (const reason of ['full', 'expired']) this.resultsDropped.inc({ reason }, 0);
     this.expectedOffloadRate = new Gauge({
       name: 'cascade_edge_expected_offload_rate',
-      help: 'Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom.',
+      help: 'Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom or the controller moves them.',
       registers,
     });
     for (const outcome of ['exited', 'offloaded', 'fallback', 'error']) this.frames.inc({ outcome }, 0);
@@ -148,6 +149,11 @@ export class EdgeMetrics {
       registers,
     });
     this.estimatedLoss.set(NaN);
+    this.accuracyBudget = new Gauge({
+      name: 'cascade_edge_accuracy_budget',
+      help: 'Accuracy the controller may give up against the last exit (the operating point max_drop, or as configured).',
+      registers,
+    });
     this.shadowRecords = new Gauge({
       name: 'cascade_edge_shadow_records',
       help: 'Shadow records (frames finished to the last exit) the accuracy estimate rests on.',
