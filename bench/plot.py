@@ -34,7 +34,11 @@ def soak(r: dict, out: Path) -> None:
     print(f"wrote {out / 'soak-rss.png'}")
 
 
-RUN_STYLE = {"fixed": ("tab:grey", "fixed thresholds"), "controller": ("tab:blue", "controller")}
+RUN_STYLE = {
+    "fixed": ("tab:grey", "fixed thresholds"),
+    "controller": ("tab:blue", "controller"),
+    "controller, auto mode": ("tab:green", "controller, --mode auto"),
+}
 
 
 def scenarios(r: dict, out: Path) -> None:

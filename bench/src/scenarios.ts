@@ -413,12 +413,13 @@ async function main(): Promise<void> {
       const budget = Math.round(needed / 4);
       log(`link: balanced sends ${Math.round(needed)} B/s; budget ${budget} B/s`);
       const runs: Record<string, unknown> = {};
-      for (const [name, controller] of [
-        ['fixed', false],
-        ['controller', true],
+      for (const [name, mode] of [
+        ['fixed', 'state'],
+        ['controller', 'state'],
+        ['controller, auto mode', 'auto'],
       ] as const) {
         const run =
-          name === 'fixed' ? free : await runEdge(nats.url, model, frames, fps, { ...common, controller, bandwidthBytesPerS: budget }); // prettier-ignore
+          name === 'fixed' ? free : await runEdge(nats.url, model, frames, fps, { ...common, controller: true, mode, bandwidthBytesPerS: budget }); // prettier-ignore
         const secondHalf = run.results.slice(frames.length / 2);
         const s = secondHalf.at(-1)!.t_s - secondHalf[0]!.t_s;
         const bytesPerS = secondHalf.reduce((a, r) => a + r.offload_bytes, 0) / s;

@@ -4,15 +4,18 @@ import type { Manifest } from '@cascade/runtime';
 import type { Log } from '@cascade/service';
 import {
   BINDINGS,
+  chooseMode,
   Controller,
   FrameWindow,
   ShadowWindow,
   type Binding,
   type Decision,
+  type ModeCosts,
+  type ModeWeights,
   type ShadowRecord,
   type TickInputs,
 } from './adaptive.js';
-import type { EdgeResult, EdgeViews } from './frame.js';
+import type { EdgeResult, EdgeViews, ModeChooser } from './frame.js';
 import type { EdgeMetrics } from './metrics.js';
 import type { ExitView, OffloadOutcome } from './offload.js';
 
@@ -45,6 +48,10 @@ export class Adaptation {
   private binding: Binding = 'off';
   /** The last decision (undefined before the first tick with the controller on). */
   last: Decision | undefined;
+  /** Bytes per offload in each mode (a moving average), for `--mode auto`. */
+  private readonly modeBytes = { state: 0, image: 0 };
+  /** `--mode auto`: the mode chooser handed to the frame path (undefined for a fixed mode). */
+  modes: ModeChooser | undefined;
   /** Frames and offloads since the start. */
   readonly totals = { frames: 0, offloads: 0 };
   private readonly recent = { at: { frames: 0, offloads: 0 } };
@@ -68,6 +75,19 @@ export class Adaptation {
     this.shadows = new ShadowWindow(windowSize);
     this.frames = new FrameWindow(edgeExits);
     this.apply(settings, base);
+  }
+
+  /**
+   * Turns on the per-frame mode choice: `macs` is what the cloud computes per offload in each mode (to the last
+   * exit), `weights` the cost model's.
+   */
+  chooseModes(macs: ModeCosts['macs'], weights: ModeWeights): void {
+    const b = this.modeBytes;
+    this.modes = {
+      choose: () => chooseMode({ bytes: b, macs }, weights, this.binding),
+      note: (mode, bytes) => (b[mode] = b[mode] ? 0.9 * b[mode] + 0.1 * bytes : bytes),
+      seen: (mode) => b[mode] > 0,
+    };
   }
 
   /** Ticks every `intervalMs` until stop(). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  chooseMode,
   Controller,
   exitUnder,
   FrameWindow,
@@ -195,5 +196,21 @@ describe('adaptive - the controller', () => {
     expect(d.thresholds[2]).toBeGreaterThanOrEqual(0.9);
     expect(d.estimatedLoss).toBeLessThanOrEqual(0.01);
     expect(d.thresholds[3]).toBe(0); // the last exit never moves
+  });
+});
+
+describe('adaptive - the offload mode of a frame', () => {
+  // The default model: state 12.7 KB and 63.6 MMACs in the cloud, image 2.5 KB and 94.9 MMACs.
+  const costs = { bytes: { state: 12_700, image: 2_500 }, macs: { state: 63.6e6, image: 94.9e6 } };
+
+  it('picks the cheaper mode under the weights', () => {
+    expect(chooseMode(costs, { bytesPerKB: 1, perMMAC: 0.1 }, 'none')).toBe('image'); // 11.99 against 19.06
+    expect(chooseMode(costs, { bytesPerKB: 1, perMMAC: 1 }, 'none')).toBe('state'); // 97.4 against 76.3
+    expect(chooseMode(costs, { bytesPerKB: 0, perMMAC: 1 }, 'accuracy')).toBe('state');
+  });
+
+  it('takes the fewer bytes while bandwidth binds, the less cloud compute while the cloud is under pressure', () => {
+    expect(chooseMode(costs, { bytesPerKB: 0, perMMAC: 1 }, 'bandwidth')).toBe('image');
+    expect(chooseMode(costs, { bytesPerKB: 1, perMMAC: 0 }, 'cloud_pressure')).toBe('state');
   });
 });

@@ -198,7 +198,7 @@ export interface Decision {
 }
 
 /** Candidate moves of one threshold, as shares of the step. */
-const MOVES = [-1, -0.5, 0, 0.5, 1];
+const MOVES = [-1, -0.5, -0.25, 0, 0.25, 0.5, 1];
 /** Highest a threshold goes: above every confidence, so the exit never fires. */
 const NEVER = 1.0001;
 
@@ -326,4 +326,27 @@ export class Controller {
 
 function clamp(v: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, v));
+}
+
+/** What one offload costs in each mode: bytes on the link, and MACs the cloud computes to the last exit. */
+export interface ModeCosts {
+  bytes: { state: number; image: number };
+  macs: { state: number; image: number };
+}
+
+/** Weights of the cost model: cost = bytesPerKB x kilobytes + perMMAC x cloud MMACs. */
+export interface ModeWeights {
+  bytesPerKB: number;
+  perMMAC: number;
+}
+
+/**
+ * The offload mode of a frame: the cheaper under the weights; while the bandwidth budget binds, the one with fewer
+ * bytes; while the cloud is under pressure, the one with less cloud compute.
+ */
+export function chooseMode(c: ModeCosts, w: ModeWeights, binding: Binding): 'state' | 'image' {
+  if (binding === 'bandwidth') return c.bytes.image < c.bytes.state ? 'image' : 'state';
+  if (binding === 'cloud_pressure') return c.macs.image < c.macs.state ? 'image' : 'state';
+  const cost = (m: 'state' | 'image') => (w.bytesPerKB * c.bytes[m]) / 1000 + (w.perMMAC * c.macs[m]) / 1e6;
+  return cost('image') < cost('state') ? 'image' : 'state';
 }

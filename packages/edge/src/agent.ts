@@ -7,7 +7,7 @@ import { liveRoutes } from './live.js';
 import { Adaptation, type AdaptSettings } from './adapt.js';
 import { FleetClient } from './fleet.js';
 import { EdgeMetrics } from './metrics.js';
-import { Offloader } from './offload.js';
+import { Offloader, type ExitView } from './offload.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
 import { ResultsPublisher, toFrameResult } from './results.js';
@@ -68,6 +68,14 @@ export class EdgeAgent {
       ? 'custom'
       : operatingPoint(model.manifest, options.operatingPoint).name;
     this.adapt = new Adaptation(model.manifest, edgeExits, thresholds, [...thresholds], adaptSettings(options, budget), options.shadowWindow, metrics, log, sendShadow); // prettier-ignore
+    if (options.mode === 'auto') {
+      const stages = model.manifest.stages;
+      const cloud = (first: number) => stages.slice(first).reduce((n, s) => n + s.macs, 0);
+      this.adapt.chooseModes(
+        { state: cloud(split), image: cloud(0) },
+        { bytesPerKB: options.bytesWeight, perMMAC: options.computeWeight },
+      );
+    }
   }
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
@@ -192,8 +200,9 @@ export class EdgeAgent {
             return;
           }
           await this.acquireSlot();
+          const record = (exits: ExitView[]) => this.adapt.record(out.views, exits);
           const offload = this.path
-            .offload(ctx, out.best, out.state, setReachable, sampled, (exits) => this.adapt.record(out.views, exits))
+            .offload(ctx, out.best, out.state, setReachable, sampled, record, this.adapt.modes)
             .then(
               (r) => emit(ctx, r),
               (err: Error) => emit(ctx, this.path.errorResult(ctx, err)),

@@ -43,7 +43,21 @@ const FLAGS = {
     env: 'CASCADE_THRESHOLDS',
     help: 'comma-separated thresholds, one per exit (overrides the operating point)',
   },
-  mode: { type: 'string', env: 'CASCADE_OFFLOAD_MODE', help: `offload mode: state or image (default ${D.mode})` },
+  mode: {
+    type: 'string',
+    env: 'CASCADE_OFFLOAD_MODE',
+    help: `offload mode: state, image, or auto (per frame, the cheaper: bytes against cloud compute) (default ${D.mode})`,
+  },
+  'bytes-weight': {
+    type: 'string',
+    env: 'CASCADE_BYTES_WEIGHT',
+    help: `--mode auto: cost of a kilobyte offloaded (default ${D.bytesWeight})`,
+  },
+  'compute-weight': {
+    type: 'string',
+    env: 'CASCADE_COMPUTE_WEIGHT',
+    help: `--mode auto: cost of a million MACs in the cloud (default ${D.computeWeight})`,
+  },
   encoding: {
     type: 'string',
     env: 'CASCADE_ENCODING',
@@ -185,6 +199,8 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   num('latency-target-ms', (v) => (o.latencyTargetMs = v));
   num('bandwidth-budget', (v) => (o.bandwidthBytesPerS = v));
   num('control-interval-ms', (v) => (o.controlIntervalMs = v));
+  num('bytes-weight', (v) => (o.bytesWeight = v));
+  num('compute-weight', (v) => (o.computeWeight = v));
   if (f.controller !== undefined) {
     if (f.controller !== 'on' && f.controller !== 'off')
       throw new FlagError(`--controller must be on or off, got ${f.controller}`);

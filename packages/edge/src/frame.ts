@@ -39,6 +39,13 @@ export interface EdgeResult {
   model_version: string;
 }
 
+/** `--mode auto`: picks each offload's mode and learns what each costs in bytes. */
+export interface ModeChooser {
+  choose(): 'state' | 'image';
+  note(mode: 'state' | 'image', bytes: number): void;
+  seen(mode: 'state' | 'image'): boolean;
+}
+
 /** One frame on its way through the agent. */
 export interface FrameContext {
   frame: Frame;
@@ -103,8 +110,17 @@ export class FramePath {
     reachable: (up: boolean) => void,
     allExits = false,
     onExits?: (exits: ExitView[]) => void,
+    modes?: ModeChooser,
   ): Promise<EdgeResult> {
-    const { request, bytes } = this.offloader.build(ctx.frame.pixels, state, { allExits });
+    const mode = modes?.choose();
+    const { request, bytes } = this.offloader.build(ctx.frame.pixels, state, { allExits, ...(mode ? { mode } : {}) });
+    if (mode) {
+      this.metrics.offloadModes.inc({ mode });
+      modes!.note(mode, bytes);
+      // Until both modes have been seen, the other is built too, only to learn its size.
+      const other = mode === 'state' ? 'image' : 'state';
+      if (!modes!.seen(other)) modes!.note(other, this.offloader.build(ctx.frame.pixels, state, { mode: other }).bytes);
+    }
     this.metrics.inflight.inc();
     const sent = performance.now();
     const out = await this.offloader.send(request, bytes).finally(() => this.metrics.inflight.dec());

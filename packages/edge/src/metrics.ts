@@ -28,6 +28,7 @@ export class EdgeMetrics {
   readonly controllerBinding: Gauge<'constraint'>;
   readonly offloadCap: Gauge;
   readonly configUpdates: Counter<'result'>;
+  readonly offloadModes: Counter<'mode'>;
   /** Read when /metrics is scraped. */
   readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
 
@@ -190,5 +191,11 @@ export class EdgeMetrics {
       registers,
     });
     for (const result of ['applied', 'refused']) this.configUpdates.inc({ result }, 0);
+    this.offloadModes = new Counter({
+      name: 'cascade_edge_offload_mode_total',
+      help: 'Offloads by the mode --mode auto chose for them: state or image.',
+      labelNames: ['mode'],
+      registers,
+    });
   }
 }

@@ -64,13 +64,13 @@ export class Offloader {
   build(
     pixels: Uint8Array,
     carried: Feeds,
-    how: { allExits?: boolean; shadow?: boolean } = {},
+    how: { allExits?: boolean; shadow?: boolean; mode?: 'state' | 'image' } = {},
   ): { request: Uint8Array; bytes: number } {
     const m = this.manifest;
     const pack = this.options.compression === 'brotli' ? compressTensor : (t: TensorMessage) => t;
     const state: TensorMessage[] = [];
     // A shadow request carries the image alone: the frame may have left before the state the split carries.
-    const mode = how.shadow ? 'image' : this.options.mode;
+    const mode = how.shadow ? 'image' : (how.mode ?? (this.options.mode === 'image' ? 'image' : 'state'));
     if (mode === 'state') {
       for (const spec of carriedOutputs(m, this.split - 1)) {
         const t = carried[spec.name]!;

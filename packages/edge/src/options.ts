@@ -5,8 +5,11 @@ import { type NatsAuth } from '@cascade/service';
 import { hostname } from 'node:os';
 import { DEFAULT_OUTBOX, type OutboxOptions } from './outbox.js';
 
-/** How hard frames travel: image + carried state (`state`), or the image alone with the cloud redoing the edge stages. */
-export const OFFLOAD_MODES = ['state', 'image'] as const;
+/**
+ * How hard frames travel: image + carried state (`state`), the image alone with the cloud redoing the edge stages
+ * (`image`), or per frame, whichever costs less (`auto`: bytes against cloud compute, see `bytesWeight`).
+ */
+export const OFFLOAD_MODES = ['state', 'image', 'auto'] as const;
 export type OffloadMode = (typeof OFFLOAD_MODES)[number];
 
 /** Options of an edge agent. */
@@ -25,6 +28,10 @@ export interface EdgeOptions {
   thresholds?: number[];
   /** @default 'state' */
   mode?: OffloadMode;
+  /** `auto` mode: cost of a kilobyte on the link, against `computeWeight`. @default 1 */
+  bytesWeight?: number;
+  /** `auto` mode: cost of a million MACs in the cloud. @default 0.1 */
+  computeWeight?: number;
   /** Encoding of the carried state. @default 'int8' */
   encoding?: Encoding;
   /**
@@ -137,6 +144,8 @@ export const DEFAULT_EDGE_OPTIONS = {
   controlStep: 0.02,
   minShadowRecords: 100,
   fleet: true,
+  bytesWeight: 1,
+  computeWeight: 0.1,
 } as const;
 
 export { EDGE_ID };
@@ -225,6 +234,8 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     controlStep: share('controlStep', o.controlStep ?? D.controlStep),
     minShadowRecords: int('minShadowRecords', o.minShadowRecords ?? D.minShadowRecords, 1),
     fleet: o.fleet ?? D.fleet,
+    bytesWeight: nonNegative('bytesWeight', o.bytesWeight ?? D.bytesWeight),
+    computeWeight: nonNegative('computeWeight', o.computeWeight ?? D.computeWeight),
     ...(o.accuracyBudget !== undefined ? { accuracyBudget: share('accuracyBudget', o.accuracyBudget) } : {}),
   };
 }
