@@ -22,6 +22,7 @@ const FLAGS = {
   'shadow-rate': { type: 'string', help: 'share of frames shadow-sampled in every run (default 0.25)' },
   frames: { type: 'string', help: 'sample images per segment (default 1000)' },
   out: { type: 'string', help: 'results folder (default bench/results)' },
+  report: { type: 'string', help: 'only write the Markdown tables of an earlier run (its JSON file)' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 const log = (m: string) => process.stderr.write(`[scenarios] ${m}\n`);
@@ -359,6 +360,12 @@ class CpuLimit {
 async function main(): Promise<void> {
   const f = parseFlags(FLAGS, process.argv.slice(2));
   if (f.help) return void process.stdout.write(usage('node bench/dist/scenarios.js [--only drift]', FLAGS));
+  if (f.report) {
+    const md = f.report.replace(/\.json$/, '.md');
+    writeFileSync(md, report(JSON.parse(readFileSync(f.report, 'utf8')) as Record<string, unknown>));
+    log(`wrote ${md}`);
+    return;
+  }
   const fps = Number(f.fps ?? 100);
   const shadowRate = Number(f['shadow-rate'] ?? 0.25);
   const n = Number(f.frames ?? 1000);
@@ -505,7 +512,54 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const name = only ? `scenarios-${only}` : 'scenarios';
   writeFileSync(`${dir}/${name}.json`, `${JSON.stringify(out, null, 1)}\n`);
-  log(`wrote ${dir}/${name}.json`);
+  writeFileSync(`${dir}/${name}.md`, report(out));
+  log(`wrote ${dir}/${name}.json and .md`);
+}
+
+/** The tables of a run, as Markdown. */
+function report(r: Record<string, unknown>): string {
+  const m = r.machine as { cpu: string; cores: number };
+  const op = r.operating_point as { name: string; max_drop?: number };
+  const lines = [
+    `# Adaptive cascade scenarios (${String(r.date).slice(0, 10)}, ${m.cpu}, ${m.cores} cores)`,
+    '',
+    `Model ${(r.model as { name: string }).name}@${(r.model as { version: string }).version}, operating point ${op.name} ` +
+      `(budget ${((op.max_drop ?? 0) * 100).toFixed(1)} points), ${r.fps} frames/s, shadow rate ${r.shadow_rate} in ` +
+      'every run; a local nats-server and two workers (1 thread each) share the machine with the edge.',
+    '',
+  ];
+  const fmt = (v: number | null) => (v === null ? '-' : v.toFixed(2));
+  const drift = r.drift as { runs: Record<string, { segments: SegmentRow[] }> } | undefined;
+  if (drift) {
+    lines.push('## Drift', '', '| frames | run | accuracy % | last exit % | true loss (points) | estimated loss | offloaded % |');
+    lines.push('|---|---|---|---|---|---|---|');
+    const names = Object.keys(drift.runs);
+    drift.runs[names[0]!]!.segments.forEach((_, i) => {
+      for (const name of names) {
+        const s = drift.runs[name]!.segments[i]!;
+        lines.push(`| ${s.segment} | ${name} | ${s.accuracy} | ${s.last_exit_accuracy} | ${fmt(s.true_loss)} | ${fmt(s.estimated_loss)} | ${s.offload_rate} |`); // prettier-ignore
+      }
+    });
+    lines.push('');
+  }
+  const pressure = r.pressure as { worker_cores_before: number; runs: Record<string, Record<string, unknown>> } | undefined; // prettier-ignore
+  if (pressure) {
+    lines.push('## Pressure', '', `Workers at ${pressure.worker_cores_before} cores each, halved mid-run; 300 ms offload deadline, 150 ms latency target.`, ''); // prettier-ignore
+    lines.push('| run | timeouts per 5 s after halving | last timeout after | offloaded before / after % | p99 before / after (ms) | accuracy after % |'); // prettier-ignore
+    lines.push('|---|---|---|---|---|---|');
+    for (const [name, x] of Object.entries(pressure.runs))
+      lines.push(`| ${name} | ${(x.timeouts_per_5s_after_halving as number[]).join(', ')} | ${x.last_timeout_after_s ?? '-'} s | ${x.offload_rate_before} / ${x.offload_rate_after} | ${x.p99_ms_before} / ${x.p99_ms_after} | ${x.accuracy_after} |`); // prettier-ignore
+    lines.push('');
+  }
+  const link = r.link as { needed_bytes_per_s: number; budget_bytes_per_s: number; runs: Record<string, Record<string, unknown>> } | undefined; // prettier-ignore
+  if (link) {
+    lines.push('## Narrow link', '', `The operating point sends ${link.needed_bytes_per_s} B/s; budget ${link.budget_bytes_per_s} B/s. Second half of the run:`, ''); // prettier-ignore
+    lines.push('| run | bytes/s | against the budget | offloaded % | accuracy % |', '|---|---|---|---|---|');
+    for (const [name, x] of Object.entries(link.runs))
+      lines.push(`| ${name} | ${x.bytes_per_s_second_half} | ${Number(x.over_budget) > 0 ? '+' : ''}${x.over_budget} % | ${x.offload_rate_second_half} | ${x.accuracy_second_half} |`); // prettier-ignore
+    lines.push('');
+  }
+  return `${lines.join('\n')}`;
 }
 
 main().then(
