@@ -531,7 +531,11 @@ function report(r: Record<string, unknown>): string {
   const fmt = (v: number | null) => (v === null ? '-' : v.toFixed(2));
   const drift = r.drift as { runs: Record<string, { segments: SegmentRow[] }> } | undefined;
   if (drift) {
-    lines.push('## Drift', '', '| frames | run | accuracy % | last exit % | true loss (points) | estimated loss | offloaded % |');
+    lines.push(
+      '## Drift',
+      '',
+      '| frames | run | accuracy % | last exit % | true loss (points) | estimated loss | offloaded % |',
+    );
     lines.push('|---|---|---|---|---|---|---|');
     const names = Object.keys(drift.runs);
     drift.runs[names[0]!]!.segments.forEach((_, i) => {
