@@ -15,7 +15,16 @@ import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
 
 const FLAGS = {
-  model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
+  model: {
+    type: 'string',
+    env: 'CASCADE_MODEL',
+    help: 'model directory, or NAME@VERSION from the model registry in NATS (required)',
+  },
+  'model-cache': {
+    type: 'string',
+    env: 'CASCADE_MODEL_CACHE',
+    help: 'cache of registry models (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
+  },
   nats: { type: 'string', env: 'NATS_URL', help: `NATS server URL(s), comma-separated (default ${D.nats})` },
   ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_WORKER_ID', help: 'worker id (default <hostname>-<pid>)' },
@@ -75,6 +84,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const f = parseFlags(FLAGS, argv, env);
   if (f.help) return 'help';
   const o: WorkerOptions = { model: f.model ?? '' };
+  if (f['model-cache']) o.modelCache = f['model-cache'];
   if (f.nats) o.nats = f.nats;
   o.natsVia = flagSource(FLAGS, 'nats', argv, env);
   o.natsAuth = natsAuthFromFlags(f);

@@ -5,8 +5,13 @@ import { ConfigError } from '@cascade/proto';
 
 /** Options of a cloud worker. */
 export interface WorkerOptions {
-  /** Model directory. */
+  /**
+   * Model directory, or `NAME@VERSION` from the model registry in NATS (cached in `modelCache`; the cache serves
+   * when NATS cannot be reached).
+   */
   model: string;
+  /** Where registry models are cached. @default $XDG_CACHE_HOME/cascade/models, else ~/.cache/cascade/models */
+  modelCache?: string;
   /** NATS server URL(s). @default 'nats://127.0.0.1:4222' */
   nats?: string;
   /** Worker name in replies, service info and logs. @default `<hostname>-<pid>` */
@@ -43,8 +48,8 @@ export interface WorkerOptions {
   resultsReplicas?: number;
 }
 
-export type CompiledWorkerOptions = Required<Omit<WorkerOptions, 'resultsReplicas'>> &
-  Pick<WorkerOptions, 'resultsReplicas'>;
+export type CompiledWorkerOptions = Required<Omit<WorkerOptions, 'resultsReplicas' | 'modelCache'>> &
+  Pick<WorkerOptions, 'resultsReplicas' | 'modelCache'>;
 
 /** The largest batch a worker forms. */
 export const MAX_BATCH = 1024;
@@ -97,6 +102,7 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
   if (batchesInFlight > 8) throw new ConfigError(`batchesInFlight must be at most 8, got ${batchesInFlight}`);
   return {
     model: o.model,
+    ...(o.modelCache ? { modelCache: o.modelCache } : {}),
     nats: o.nats ?? DEFAULT_WORKER_OPTIONS.nats,
     id: o.id ?? `${hostname()}-${process.pid}`,
     maxBatch,

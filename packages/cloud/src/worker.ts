@@ -11,6 +11,7 @@ import {
 import { checkAgainstCpu, loadModelDir, StageRunner, warmUp, type ModelDir, type ParityReport } from '@cascade/runtime';
 import {
   ensureFleetBuckets,
+  resolveModel,
   ensureResultsStream,
   NatsLink,
   serveMetrics,
@@ -64,7 +65,8 @@ export class CloudWorker {
 
   static async create(options: WorkerOptions, log: Log = stderrLog): Promise<CloudWorker> {
     const o = compileWorkerOptions(options);
-    const model = await loadModelDir(o.model);
+    const dir = await resolveModel(o.model, { servers: o.nats, auth: o.natsAuth, ...(o.modelCache ? { cache: o.modelCache } : {}), log }); // prettier-ignore
+    const model = await loadModelDir(dir);
     const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
     // A provider that cannot run the graphs fails here, with what is missing, not on the first request.
     // A GPU provider must also compute what the CPU provider computes: one that miscomputes a kernel fails here.

@@ -14,11 +14,17 @@ import {
 } from '@cascade/service';
 import { getSettings, listFleet, removeSettings, setSettings } from './fleet.js';
 import { formatFleet } from './format.js';
+import { modelCommand } from './models.js';
 
 const FLAGS = {
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s) (default nats://127.0.0.1:4222)' },
   ...NATS_AUTH_FLAGS,
   json: { type: 'boolean', help: 'print JSON instead of a table' },
+  cache: {
+    type: 'string',
+    env: 'CASCADE_MODEL_CACHE',
+    help: 'model cache of cascade model fetch (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
+  },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -29,6 +35,11 @@ const COMMANDS = `commands:
   cascade config set EDGE|default NAME=VALUE ...
                                          change settings (an empty VALUE removes one); edges apply them live
   cascade config rm EDGE|default         remove an edge's (or the fleet's) settings
+  cascade model push DIR                 upload a model directory (manifest and stage graphs) to the registry
+  cascade model ls                       the model versions in the registry
+  cascade model rm NAME@VERSION          delete a model version from the registry
+  cascade model fetch NAME@VERSION [--cache DIR]
+                                         download a version into the local cache, every file checked
 settings: ${EDGE_SETTINGS.join(', ')}
 `;
 const USAGE = `${usage('cascade COMMAND [ARGS] [options]', FLAGS)}${COMMANDS}`;
@@ -87,6 +98,8 @@ async function main(): Promise<void> {
     if (cmd === 'fleet') {
       const edges = await listFleet(nc);
       out(edges, formatFleet(edges));
+    } else if (cmd === 'model') {
+      await modelCommand(nc, sub!, target, f, out);
     } else if (sub === 'get') {
       const s = await getSettings(nc, target ?? 'default');
       out(s, `${s.key} (revision ${s.revision}): ${JSON.stringify(s.settings)}\n`);
@@ -110,6 +123,10 @@ function check(words: string[]): void {
   const [cmd, sub, target, ...rest] = words;
   if (cmd === undefined) return;
   if (cmd === 'fleet' && words.length === 1) return;
+  if (cmd === 'model') {
+    if (sub === 'ls' && words.length === 2) return;
+    if ((sub === 'push' || sub === 'rm' || sub === 'fetch') && target && rest.length === 0) return;
+  }
   if (cmd === 'config') {
     if (sub === 'get' && words.length <= 3) return;
     if (sub === 'set' && target && rest.length > 0) return;

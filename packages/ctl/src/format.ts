@@ -1,4 +1,5 @@
 import type { EdgeHeartbeat } from '@cascade/proto';
+import type { RegistryEntry } from '@cascade/service';
 
 const pct = (v: number | null, digits = 1) =>
   v === null || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(digits)} %`;
@@ -37,4 +38,20 @@ export function formatFleet(edges: EdgeHeartbeat[], now = Date.now()): string {
       .join('  ')
       .trimEnd();
   return `${[line(head), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** The registry as a table: one row per model version. */
+export function formatModels(models: RegistryEntry[]): string {
+  if (models.length === 0) return 'no models in the registry (cascade model push DIR adds one)\n';
+  const rows = models.map((m) => [m.name, m.version, String(m.files), `${(m.bytes / 1e6).toFixed(1)} MB`, m.pushed]);
+  const head = ['model', 'version', 'files', 'size', 'pushed'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return `${[head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
 }

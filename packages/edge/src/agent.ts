@@ -1,6 +1,6 @@
 import { CascadeError, ConfigError, ERROR_CODES, type EdgeHeartbeat, type EdgeSettings } from '@cascade/proto';
 import { createExecutor, loadModelDir, operatingPoint, type ModelDir, type StageExecutor } from '@cascade/runtime';
-import { NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
+import { NatsLink, resolveModel, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
 import { liveRoutes } from './live.js';
@@ -80,7 +80,8 @@ export class EdgeAgent {
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
     const o = compileEdgeOptions(options);
-    const model = await loadModelDir(o.model);
+    const dir = await resolveModel(o.model, { ...(o.nats ? { servers: o.nats } : {}), auth: o.natsAuth, ...(o.modelCache ? { cache: o.modelCache } : {}), log }); // prettier-ignore
+    const model = await loadModelDir(dir);
     const m = model.manifest;
     const split = o.split ?? m.default_split ?? 1;
     if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);

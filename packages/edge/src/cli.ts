@@ -23,7 +23,16 @@ import type { Frame } from './sources.js';
 import { formatSummary, SummaryBuilder } from './summary.js';
 
 const FLAGS = {
-  model: { type: 'string', env: 'CASCADE_MODEL', help: 'model directory (required)' },
+  model: {
+    type: 'string',
+    env: 'CASCADE_MODEL',
+    help: 'model directory, or NAME@VERSION from the model registry in NATS (required)',
+  },
+  'model-cache': {
+    type: 'string',
+    env: 'CASCADE_MODEL_CACHE',
+    help: 'cache of registry models (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
+  },
   source: {
     type: 'string',
     env: 'CASCADE_SOURCE',
@@ -164,6 +173,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (f.help) return 'help' as const;
   if (!f.source) throw new FlagError('--source is required');
   const o: EdgeOptions = { model: f.model ?? '' };
+  if (f['model-cache']) o.modelCache = f['model-cache'];
   if (f.nats) {
     o.nats = f.nats;
     o.natsVia = flagSource(FLAGS, 'nats', argv, env);

@@ -14,8 +14,13 @@ export type OffloadMode = (typeof OFFLOAD_MODES)[number];
 
 /** Options of an edge agent. */
 export interface EdgeOptions {
-  /** Model directory. */
+  /**
+   * Model directory, or `NAME@VERSION` from the model registry in NATS (cached in `modelCache`; the cache serves
+   * when NATS cannot be reached).
+   */
   model: string;
+  /** Where registry models are cached. @default $XDG_CACHE_HOME/cascade/models, else ~/.cache/cascade/models */
+  modelCache?: string;
   /** NATS server URL(s); without it every hard frame falls back to its best local exit. */
   nats?: string;
   /** Edge id: results subject cascade.v1.results.<id>. @default `<hostname>` */
@@ -108,8 +113,12 @@ export interface EdgeOptions {
 }
 
 export interface CompiledEdgeOptions extends Required<
-  Omit<EdgeOptions, 'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox' | 'accuracyBudget'>
+  Omit<
+    EdgeOptions,
+    'nats' | 'split' | 'operatingPoint' | 'thresholds' | 'natsAuth' | 'outbox' | 'accuracyBudget' | 'modelCache'
+  >
 > {
+  modelCache?: string;
   accuracyBudget?: number;
   natsAuth: NatsAuth;
   outbox: OutboxOptions & { maxCount: number; maxAgeMs: number };
@@ -198,6 +207,7 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     );
   return {
     model: o.model,
+    ...(o.modelCache ? { modelCache: o.modelCache } : {}),
     ...(o.nats ? { nats: o.nats } : {}),
     id,
     natsAuth: { inboxPrefix: `_INBOX.${id}`, ...o.natsAuth },

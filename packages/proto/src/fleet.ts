@@ -7,6 +7,8 @@ export const FLEET = {
   configBucket: 'cascade-config',
   /** Registry: one key per edge id, a JSON `EdgeHeartbeat`; a key not refreshed within `edgeTtlMs` goes away. */
   edgesBucket: 'cascade-edges',
+  /** Model registry (an object store): `<name>/<version>/<file>`, the manifest and its stage graphs. */
+  modelsBucket: 'cascade-models',
   heartbeatMs: 5000,
   edgeTtlMs: 30_000,
   /** Revisions of a setting kept (for `cascade config history`). */

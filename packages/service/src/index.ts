@@ -6,3 +6,16 @@ export { ensureResultsStream, type ResultsStreamOptions, type ResultsStreamState
 export { LinkError, NatsLink, RECONNECT_JITTER_MS, RECONNECT_WAIT_MS, type LinkOptions, type Log } from './link.js';
 export { stderrLog } from './log.js';
 export { ensureFleetBuckets, openBucket, type FleetBuckets } from './fleet.js';
+export {
+  cachedModelDir,
+  defaultModelCache,
+  fetchModel,
+  listModels,
+  MODEL_REF,
+  pushModel,
+  RegistryError,
+  removeModel,
+  resolveModel,
+  type PushResult,
+  type RegistryEntry,
+} from './registry.js';
