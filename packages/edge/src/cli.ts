@@ -146,6 +146,11 @@ const FLAGS = {
     env: 'CASCADE_BANDWIDTH_BUDGET',
     help: 'offload bytes per second the controller keeps under; 0: no limit (default 0)',
   },
+  fleet: {
+    type: 'string',
+    env: 'CASCADE_FLEET',
+    help: 'on: watch the fleet settings in NATS and keep an entry in its registry; off: only flags (default on)',
+  },
   'control-interval-ms': {
     type: 'string',
     env: 'CASCADE_CONTROL_INTERVAL_MS',
@@ -211,6 +216,10 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   num('control-interval-ms', (v) => (o.controlIntervalMs = v));
   num('bytes-weight', (v) => (o.bytesWeight = v));
   num('compute-weight', (v) => (o.computeWeight = v));
+  if (f.fleet !== undefined) {
+    if (f.fleet !== 'on' && f.fleet !== 'off') throw new FlagError(`--fleet must be on or off, got ${f.fleet}`);
+    o.fleet = f.fleet === 'on';
+  }
   if (f.controller !== undefined) {
     if (f.controller !== 'on' && f.controller !== 'off')
       throw new FlagError(`--controller must be on or off, got ${f.controller}`);

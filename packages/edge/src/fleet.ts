@@ -18,6 +18,12 @@ export interface FleetCounters {
 
 /** Wait before trying the buckets again after a failure (missing bucket, NATS away). */
 const RETRY_MS = 3000;
+/**
+ * Wait after a permissions violation (an edge whose login does not cover the fleet's buckets, such as a camera behind
+ * a site leaf node): it is not going to change soon, and each try costs a line in the server's and the edge's logs.
+ */
+const DENIED_RETRY_MS = 300_000;
+const denied = (err: Error) => /permission/i.test(err.message);
 
 export class FleetClient {
   private readonly values = new Map<string, { text: string; revision: number }>();
@@ -27,6 +33,8 @@ export class FleetClient {
   private readonly stops: (() => void)[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private complained = new Set<string>();
+  /** No heartbeat before this time (after a permissions violation). */
+  private heartbeatPausedUntil = 0;
   /** Resolves after each applied or refused change (for tests and the first application at start). */
   private changed: (() => void)[] = [];
 
@@ -64,6 +72,7 @@ export class FleetClient {
 
   private async watchLoop(): Promise<void> {
     while (!this.closed) {
+      let wait = RETRY_MS;
       const nc = this.link.nc;
       if (!nc || !this.link.connected) {
         await sleep(RETRY_MS);
@@ -79,16 +88,17 @@ export class FleetClient {
         for (const w of watchers) this.stops.push(() => w.stop());
         await Promise.all(watchers.map((w) => this.consume(w)));
       } catch (err) {
+        wait = denied(err as Error) ? DENIED_RETRY_MS : RETRY_MS;
         if (!this.complained.has('watch')) {
           this.complained.add('watch');
           this.log('fleet_config_unavailable', {
             bucket: FLEET.configBucket,
             error: clip((err as Error).message, 200),
-            retry_ms: RETRY_MS,
+            retry_ms: wait,
           });
         }
       }
-      if (!this.closed) await sleep(RETRY_MS);
+      if (!this.closed) await sleep(wait);
     }
   }
 
@@ -124,7 +134,7 @@ export class FleetClient {
 
   private async beat(): Promise<void> {
     const nc = this.link.nc;
-    if (this.closed || !nc || !this.link.connected) return;
+    if (this.closed || !nc || !this.link.connected || Date.now() < this.heartbeatPausedUntil) return;
     const hb: EdgeHeartbeat = {
       ...this.target.heartbeat(),
       config_revision: this.revision,
@@ -136,6 +146,7 @@ export class FleetClient {
       await kv.put(this.id, JSON.stringify(hb));
       this.complained.delete('heartbeat');
     } catch (err) {
+      if (denied(err as Error)) this.heartbeatPausedUntil = Date.now() + DENIED_RETRY_MS;
       if (!this.complained.has('heartbeat')) {
         this.complained.add('heartbeat');
         this.log('fleet_heartbeat_failed', { bucket: FLEET.edgesBucket, error: clip((err as Error).message, 200) });
