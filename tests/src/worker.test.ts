@@ -1,4 +1,8 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
+import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Svcm } from '@nats-io/services';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects } from '@cascade/proto';
@@ -10,6 +14,7 @@ import {
   MODEL,
   model,
   natsForTests,
+  SAMPLES,
   validRequest,
   type TestNats,
 } from './harness.js';
@@ -101,10 +106,11 @@ describe('worker - bad requests get coded errors and the worker keeps serving', 
     expect(pings.map((p) => p.metadata?.worker)).toContain('wbad');
     const infos = [];
     for await (const i of await client.info('cascade-worker')) infos.push(i);
-    expect(infos.find((i) => i.metadata?.worker === 'wbad')?.endpoints[0]?.subject).toBe(subject);
+    const endpoints = infos.find((i) => i.metadata?.worker === 'wbad')?.endpoints.map((e) => e.subject);
+    expect(endpoints).toEqual([`${subject}.${m.manifest.version}`, subject]);
     const stats = [];
     for await (const st of await client.stats('cascade-worker')) stats.push(st);
-    expect(stats.find((st) => st.metadata?.worker === 'wbad')?.endpoints?.[0]?.num_requests).toBeGreaterThan(0);
+    expect(stats.find((st) => st.metadata?.worker === 'wbad')?.endpoints?.[1]?.num_requests).toBeGreaterThan(0);
     const base = `http://127.0.0.1:${worker.metricsPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
@@ -173,5 +179,50 @@ describe('worker - load and shutdown', () => {
     expect(await exit).toBe(0);
     expect(w.log()).toMatch(/"worker_draining"/);
     await expect(nc.request(subject, encodeRequest(validRequest(m)), { timeout: 2000 })).rejects.toThrow();
+  });
+});
+
+describe('worker - versioned subjects', () => {
+  let worker: WorkerProcess;
+  beforeAll(async () => {
+    worker = await startWorker({ model: MODEL, nats: nats.url, id: 'wver', extra: ['--threads', '1'] });
+  });
+  afterAll(async () => {
+    expect(await worker.stop()).toBe(0);
+  });
+
+  it("the version's own subject is served, beside the model's subject of older clients", async () => {
+    const versioned = subjects.infer(m.manifest.name, m.manifest.version);
+    expect(versioned).toBe(`${subject}.${m.manifest.version}`);
+    const r = decodeReply((await nc.request(versioned, encodeRequest(validRequest(m)), { timeout: 10_000 })).data);
+    expect(r.prediction).toBeTruthy();
+    await expect(
+      nc.request(subjects.infer(m.manifest.name, '0000000000000000'), encodeRequest(validRequest(m)), {
+        timeout: 5000,
+      }),
+    ).rejects.toThrow(/no responders/i);
+  });
+
+  it("an edge on a version no worker serves gets MODEL_MISMATCH from the model's subject, not silence", async () => {
+    // A copy of the model that claims another version: its offloads find no worker on their own subject, ask on the
+    // model's, and are refused there with a coded error that each result names.
+    const dir = mkdtempSync(join(tmpdir(), 'cascade-other-version-'));
+    const manifest = { ...m.manifest, version: '0000000000000000' };
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
+    for (const s of m.manifest.stages) copyFileSync(join(MODEL, s.file), join(dir, s.file));
+    const agent = await EdgeAgent.create(
+      { model: dir, nats: nats.url, id: 'cam-old', threads: 1, metricsPort: -1, operatingPoint: 'accurate', fleet: false, shadowRate: 0 }, // prettier-ignore
+      () => undefined,
+    );
+    const results: EdgeResult[] = [];
+    try {
+      await agent.run(await openSource(SAMPLES, { size: 32, limit: 60 }), (x) => results.push(x));
+    } finally {
+      await agent.close();
+    }
+    const hard = results.filter((x) => x.outcome !== 'exited');
+    expect(hard.length).toBeGreaterThan(0);
+    expect(new Set(hard.map((x) => x.fallback_reason))).toEqual(new Set(['MODEL_MISMATCH']));
+    expect(hard[0]!.error).toMatch(/this worker serves ranet-cifar10@/);
   });
 });

@@ -156,13 +156,13 @@ export class CloudWorker {
       },
       queue: this.options.queue,
     });
-    this.service.addEndpoint('infer', {
-      subject: subjects.infer(m.name),
-      handler: (err, msg) => {
-        if (err) this.log('endpoint_error', { error: err.message });
-        else this.handle(msg);
-      },
-    });
+    // The version's own subject, and the model's subject of clients from before versioned subjects.
+    const handler = (err: Error | null, msg: ServiceMsg) => {
+      if (err) this.log('endpoint_error', { error: err.message });
+      else this.handle(msg);
+    };
+    this.service.addEndpoint('infer', { subject: subjects.infer(m.name, m.version), handler });
+    this.service.addEndpoint('infer-unversioned', { subject: subjects.infer(m.name), handler });
     await this.nc.flush(); // the server has the subscription before we say we are serving
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
@@ -213,7 +213,7 @@ export class CloudWorker {
       ep: this.options.executionProvider,
       model: m.name,
       version: m.version,
-      subject: subjects.infer(m.name),
+      subjects: [subjects.infer(m.name, m.version), subjects.infer(m.name)],
       metrics_port: this.metricsServer?.port ?? null,
     });
     await this.stopped;

@@ -109,10 +109,19 @@ export class Offloader {
       };
     }
     let data: Uint8Array;
+    const m = this.manifest;
     try {
-      data = (await nc.request(subjects.infer(this.manifest.name), request, { timeout: timeoutMs })).data;
+      data = (await nc.request(subjects.infer(m.name, m.version), request, { timeout: timeoutMs })).data;
     } catch (err) {
-      return { kind: 'fallback', reason: requestFailure(err as Error), bytes, detail: (err as Error).message };
+      const reason = requestFailure(err as Error);
+      if (reason !== 'no_responders') return { kind: 'fallback', reason, bytes, detail: (err as Error).message };
+      // No worker serves this version's subject: workers from before versioned subjects serve the model's subject
+      // (and refuse another version there with MODEL_MISMATCH, which says more than no responders).
+      try {
+        data = (await nc.request(subjects.infer(m.name), request, { timeout: timeoutMs })).data;
+      } catch (err2) {
+        return { kind: 'fallback', reason: requestFailure(err2 as Error), bytes, detail: (err2 as Error).message };
+      }
     }
     let reply: InferReply;
     try {

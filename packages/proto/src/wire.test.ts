@@ -39,6 +39,7 @@ describe('wire - requests', () => {
 
   it('subjects follow cascade.v1', () => {
     expect(subjects.infer('ranet-cifar10')).toBe('cascade.v1.infer.ranet-cifar10');
+    expect(subjects.infer('ranet-cifar10', 'df13cbb76cdb991c')).toBe('cascade.v1.infer.ranet-cifar10.df13cbb76cdb991c');
     expect(subjects.results('cam-7')).toBe('cascade.v1.results.cam-7');
   });
 });

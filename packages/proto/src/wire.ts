@@ -30,7 +30,13 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** NATS subjects of cascade.v1. */
 export const subjects = {
-  infer: (model: string): string => `cascade.v1.infer.${model}`,
+  /**
+   * Inference for a model: `cascade.v1.infer.<model>.<version>` with a version (what edges send to: only workers
+   * serving that version answer), `cascade.v1.infer.<model>` without (the subject before versions; workers keep
+   * serving it, and refuse another version there with MODEL_MISMATCH).
+   */
+  infer: (model: string, version?: string): string =>
+    version ? `cascade.v1.infer.${model}.${version}` : `cascade.v1.infer.${model}`,
   results: (edgeId: string): string => `cascade.v1.results.${edgeId}`,
   allResults: 'cascade.v1.results.>',
 };
