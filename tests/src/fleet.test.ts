@@ -8,26 +8,13 @@ import { loadModelDir, operatingPoint } from '@cascade/runtime';
 import { ensureFleetBuckets } from '@cascade/service';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, REPO, SAMPLES } from './harness.js';
+import { cascadeCommand, MODEL, SAMPLES } from './harness.js';
 import { MONITOR_LOGIN, PASSWORDS, startShippedNats, type NatsNode } from './topology.js';
 
-const run = promisify(execFile);
-const CTL = `${REPO}packages/ctl/dist/cli.js`;
 const m = (await loadModelDir(MODEL)).manifest;
 
-/** Runs the `cascade` command; resolves with its exit status and output. */
-async function cascade(url: string, args: string[], env: Record<string, string> = {}) {
-  try {
-    const { stdout, stderr } = await run('node', [CTL, ...args, '--nats', url], { env: { ...process.env, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cascade = cascadeCommand;
 
 /** The sample images, round and round at about `fps`, until `stop` is set. */
 async function* endless(stop: { now: boolean }, fps: number): AsyncGenerator<Frame> {

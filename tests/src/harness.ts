@@ -120,3 +120,16 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** Runs the `cascade` operator command against `url`; resolves with its exit status and output. */
+export async function cascadeCommand(url: string, args: string[]) {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  try {
+    const { stdout, stderr } = await promisify(execFile)('node', [`${REPO}packages/ctl/dist/cli.js`, ...args, '--nats', url]); // prettier-ignore
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}

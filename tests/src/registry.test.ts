@@ -7,31 +7,19 @@ import { loadModelDir } from '@cascade/runtime';
 import { pushModel, resolveModel } from '@cascade/service';
 import { Objm } from '@nats-io/obj';
 import { connect } from '@nats-io/transport-node';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, REPO, SAMPLES } from './harness.js';
+import { cascadeCommand, MODEL, REPO, SAMPLES } from './harness.js';
 import { MONITOR_LOGIN, PASSWORDS, startShippedNats, WORKER_LOGIN, type NatsNode } from './topology.js';
 
-const run = promisify(execFile);
-const CTL = `${REPO}packages/ctl/dist/cli.js`;
 const big = (await loadModelDir(MODEL)).manifest;
 const small = (await loadModelDir(`${REPO}models/ranet-cifar10-small`)).manifest;
 const BIG = `${big.name}@${big.version}`;
 const SMALL = `${small.name}@${small.version}`;
 
-async function cascade(url: string, args: string[]) {
-  try {
-    const { stdout, stderr } = await run('node', [CTL, ...args, '--nats', url]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cascade = cascadeCommand;
 
 describe('model registry - a JetStream object store of model directories', () => {
   let nats: LocalNats;

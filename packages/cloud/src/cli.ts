@@ -3,6 +3,7 @@
 import {
   flagSource,
   isMain,
+  MODEL_FLAGS,
   NATS_AUTH_FLAGS,
   natsAuthFromFlags,
   numberFlag,
@@ -15,16 +16,7 @@ import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
 
 const FLAGS = {
-  model: {
-    type: 'string',
-    env: 'CASCADE_MODEL',
-    help: 'model directory, or NAME@VERSION from the model registry in NATS (required)',
-  },
-  'model-cache': {
-    type: 'string',
-    env: 'CASCADE_MODEL_CACHE',
-    help: 'cache of registry models (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
-  },
+  ...MODEL_FLAGS,
   nats: { type: 'string', env: 'NATS_URL', help: `NATS server URL(s), comma-separated (default ${D.nats})` },
   ...NATS_AUTH_FLAGS,
   id: { type: 'string', env: 'CASCADE_WORKER_ID', help: 'worker id (default <hostname>-<pid>)' },

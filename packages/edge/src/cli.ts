@@ -4,6 +4,7 @@ import {
   FlagError,
   flagSource,
   isMain,
+  MODEL_FLAGS,
   NATS_AUTH_FLAGS,
   natsAuthFromFlags,
   numberFlag,
@@ -23,16 +24,7 @@ import type { Frame } from './sources.js';
 import { formatSummary, SummaryBuilder } from './summary.js';
 
 const FLAGS = {
-  model: {
-    type: 'string',
-    env: 'CASCADE_MODEL',
-    help: 'model directory, or NAME@VERSION from the model registry in NATS (required)',
-  },
-  'model-cache': {
-    type: 'string',
-    env: 'CASCADE_MODEL_CACHE',
-    help: 'cache of registry models (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
-  },
+  ...MODEL_FLAGS,
   source: {
     type: 'string',
     env: 'CASCADE_SOURCE',

@@ -11,6 +11,7 @@ export {
   defaultModelCache,
   fetchModel,
   listModels,
+  MODEL_FLAGS,
   MODEL_REF,
   pushModel,
   RegistryError,

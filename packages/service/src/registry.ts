@@ -13,6 +13,20 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** The model flags of the commands that load a model (cascade-edge, cascade-cloud). */
+export const MODEL_FLAGS = {
+  model: {
+    type: 'string',
+    env: 'CASCADE_MODEL',
+    help: 'model directory, or NAME@VERSION from the model registry in NATS (required)',
+  },
+  'model-cache': {
+    type: 'string',
+    env: 'CASCADE_MODEL_CACHE',
+    help: 'cache of registry models (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
+  },
+} as const;
+
 /** A model reference: `<name>@<version>`. */
 export const MODEL_REF = /^([A-Za-z0-9_-]+)@([A-Za-z0-9_-]+)$/;
 
