@@ -16,6 +16,9 @@ const mean = (metric, by, sel = '') =>
   `sum by (${by}) (rate(${metric}_sum${sel ? `{${sel}}` : ''}[${R}])) / sum by (${by}) (rate(${metric}_count${sel ? `{${sel}}` : ''}[${R}]))`;
 
 const EDGE = 'edge=~"$edge"';
+/** Per-edge series summed by the model version each edge runs (from its build info), to compare a canary. */
+const byVersion = (expr) =>
+  `sum by (model, model_version) (${expr} * on (edge) group_left (model, model_version) max by (edge, model, model_version) (cascade_build_info{component="edge"}))`;
 const WORKER = 'worker=~"$worker"';
 
 const dashboards = {
@@ -44,6 +47,49 @@ const dashboards = {
         'Bytes per offload',
         'bytes',
         [[`sum(rate(cascade_offload_bytes_sum[${R}])) / sum(rate(cascade_offload_bytes_count[${R}]))`, 'mean']],
+      ],
+      [
+        'Frames per second by model version',
+        'ops',
+        [[byVersion(`sum by (edge) (${frames()})`), '{{model}}@{{model_version}}']],
+      ],
+      [
+        'Offload and fallback rate by model version',
+        'percentunit',
+        [
+          [
+            `${byVersion(`sum by (edge) (${frames('{outcome!="exited"}')})`)} / ${byVersion(`sum by (edge) (${frames()})`)}`,
+            'offloaded {{model}}@{{model_version}}',
+          ],
+          [
+            `${byVersion(`sum by (edge) (${frames('{outcome="fallback"}')})`)} / ${byVersion(`sum by (edge) (${frames()})`)}`,
+            'fell back {{model}}@{{model_version}}',
+          ],
+        ],
+      ],
+      [
+        'Agreement with the last exit and estimated loss by model version (mean over edges)',
+        'percentunit',
+        [
+          [
+            `avg by (model_version) (cascade_edge_estimated_accuracy_loss * on (edge) group_left (model_version) max by (edge, model_version) (cascade_build_info{component="edge"}))`,
+            'estimated loss @{{model_version}}',
+          ],
+          [
+            `avg by (model_version) (avg by (edge) (cascade_edge_exit_agreement_ratio) * on (edge) group_left (model_version) max by (edge, model_version) (cascade_build_info{component="edge"}))`,
+            'agreement @{{model_version}}',
+          ],
+        ],
+      ],
+      [
+        'Worker replies by model version and status',
+        'ops',
+        [
+          [
+            `sum by (model_version, status) (rate(cascade_worker_requests_total[${R}]) * on (worker) group_left (model_version) max by (worker, model_version) (cascade_build_info{component="cloud"}))`,
+            '@{{model_version}} {{status}}',
+          ],
+        ],
       ],
     ],
   },
