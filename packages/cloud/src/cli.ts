@@ -69,7 +69,7 @@ const FLAGS = {
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
-const USAGE = usage('cascade-cloud --model DIR [options]', FLAGS);
+const USAGE = usage('cascade-cloud --model DIR|NAME@VERSION [options]', FLAGS);
 
 /** Worker options from flags and environment, or 'help'. */
 export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): WorkerOptions | 'help' {

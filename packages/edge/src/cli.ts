@@ -163,7 +163,7 @@ const FLAGS = {
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
-const USAGE = usage('cascade-edge --model DIR --source SPEC [options]', FLAGS);
+const USAGE = usage('cascade-edge --model DIR|NAME@VERSION --source SPEC [options]', FLAGS);
 
 export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
   const f = parseFlags(FLAGS, argv, env);
