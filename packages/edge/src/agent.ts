@@ -1,5 +1,12 @@
 import { CascadeError, ConfigError, ERROR_CODES, type EdgeHeartbeat, type EdgeSettings } from '@cascade/proto';
-import { createExecutor, loadModelDir, operatingPoint, type ModelDir, type StageExecutor } from '@cascade/runtime';
+import {
+  createExecutor,
+  loadModelDir,
+  operatingPoint,
+  type Manifest,
+  type ModelDir,
+  type StageExecutor,
+} from '@cascade/runtime';
 import { NatsLink, resolveModel, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
@@ -53,7 +60,6 @@ export class EdgeAgent {
     private readonly publisher: ResultsPublisher | undefined,
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
-    budget: number,
   ) {
     const offloader = new Offloader(model.manifest, split, thresholds, options, link);
     this.path = new FramePath(options.id, model, split, thresholds, runner, offloader, metrics, log);
@@ -64,9 +70,8 @@ export class EdgeAgent {
         }
       : undefined;
     const edgeExits = model.manifest.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
-    this.operatingPointName = options.thresholds
-      ? 'custom'
-      : operatingPoint(model.manifest, options.operatingPoint).name;
+    const { op, budget } = pointOf(model.manifest, options);
+    this.operatingPointName = op?.name ?? 'custom';
     this.adapt = new Adaptation(model.manifest, edgeExits, thresholds, [...thresholds], adaptSettings(options, budget), options.shadowWindow, metrics, log, sendShadow); // prettier-ignore
     if (options.mode === 'auto') {
       const stages = model.manifest.stages;
@@ -85,14 +90,9 @@ export class EdgeAgent {
     const m = model.manifest;
     const split = o.split ?? m.default_split ?? 1;
     if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
-    const op = o.thresholds ? undefined : operatingPoint(m, o.operatingPoint);
-    const thresholds = [...(o.thresholds ?? op!.thresholds)]; // the controller moves these, in place
-    if (thresholds.length !== m.exits.length) {
-      throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${thresholds.length}`);
-    }
+    const thresholds = [...pointOf(m, o).base]; // the controller moves these, in place
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
-    const promised = op?.test && split === (m.default_split ?? 1) && !o.controller;
-    metrics.expectedOffloadRate.set(promised ? 1 - op.test!.edge_exit_rate : -1);
+    metrics.expectedOffloadRate.set(promisedOffloadRate(m, o, split, {}));
     const {
       executor: runner,
       thread,
@@ -134,8 +134,7 @@ export class EdgeAgent {
       publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
       metrics.probe.pending = () => publisher!.pending;
     }
-    const budget = o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET;
-    const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics, budget);
+    const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics);
     agent.adapt.start(o.controlIntervalMs);
     if (link && o.fleet) {
       agent.fleet = new FleetClient(link, o.id, agent, {
@@ -233,12 +232,7 @@ export class EdgeAgent {
   apply(s: EdgeSettings): void {
     const m = this.model.manifest;
     const o = this.options;
-    const custom = s.thresholds ?? (s.operating_point ? undefined : o.thresholds);
-    const op = custom ? undefined : operatingPoint(m, s.operating_point ?? o.operatingPoint);
-    const base = custom ?? op!.thresholds;
-    if (base.length !== m.exits.length)
-      throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${base.length}`);
-    const budget = s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET;
+    const { op, base, budget } = pointOf(m, o, s);
     const settings = adaptSettings(o, budget);
     if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
     if (s.controller !== undefined) settings.controller = s.controller;
@@ -246,10 +240,7 @@ export class EdgeAgent {
     if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
     this.adapt.apply(settings, base);
     this.operatingPointName = op?.name ?? 'custom';
-    const atDefaultSplit = this.split === (m.default_split ?? 1);
-    // With the controller on, the thresholds are its own: no promise to alert on (the rate is watched on its panel).
-    const promised = op?.test && atDefaultSplit && !settings.controller;
-    this.metrics.expectedOffloadRate.set(promised ? 1 - op.test!.edge_exit_rate : -1);
+    this.metrics.expectedOffloadRate.set(promisedOffloadRate(m, o, this.split, s));
   }
 
   /** This edge's entry in the fleet registry. */
@@ -335,6 +326,29 @@ export class EdgeAgent {
 
 /** Accuracy the controller may give up when neither the options nor the operating point say. */
 const DEFAULT_BUDGET = 0.005;
+
+/**
+ * The operating point (none for thresholds), its thresholds and the controller's budget, from the fleet settings `s`
+ * over the command's options. Throws a ConfigError when the point is not the model's or the thresholds do not fit.
+ */
+function pointOf(m: Manifest, o: CompiledEdgeOptions, s: EdgeSettings = {}) {
+  const custom = s.thresholds ?? (s.operating_point ? undefined : o.thresholds);
+  const op = custom ? undefined : operatingPoint(m, s.operating_point ?? o.operatingPoint);
+  const base = custom ?? op!.thresholds;
+  if (base.length !== m.exits.length)
+    throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${base.length}`);
+  return { op, base, budget: s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET };
+}
+
+/**
+ * The offload rate the operating point promised on the test set, the centre of the alerting band; -1 for custom
+ * thresholds, another split, or the controller on (the thresholds are then its own; its panel watches the rate).
+ */
+function promisedOffloadRate(m: Manifest, o: CompiledEdgeOptions, split: number, s: EdgeSettings): number {
+  const { op } = pointOf(m, o, s);
+  const controller = s.controller ?? o.controller;
+  return op?.test && split === (m.default_split ?? 1) && !controller ? 1 - op.test.edge_exit_rate : -1;
+}
 
 /** The live settings of the adaptation, from the agent's options. */
 export function adaptSettings(o: CompiledEdgeOptions, budget: number): AdaptSettings {

@@ -3,7 +3,7 @@
 // the registry fresh.
 import { clip, configKey, FLEET, parseEdgeSettings, type EdgeHeartbeat, type EdgeSettings } from '@cascade/proto';
 import { openBucket, type Log, type NatsLink } from '@cascade/service';
-import type { KvWatchEntry } from '@nats-io/kv';
+import type { KV, KvWatchEntry } from '@nats-io/kv';
 
 /** How the agent takes settings: throws a ConfigError (naming what is wrong) to refuse them. */
 export interface FleetTarget {
@@ -35,6 +35,8 @@ export class FleetClient {
   private complained = new Set<string>();
   /** No heartbeat before this time (after a permissions violation). */
   private heartbeatPausedUntil = 0;
+  /** The registry bucket, opened once (the connection outlives reconnects); dropped after a failure. */
+  private registry: Promise<KV> | undefined;
   /** Resolves after each applied or refused change (for tests and the first application at start). */
   private changed: (() => void)[] = [];
 
@@ -85,7 +87,7 @@ export class FleetClient {
         const watchers = await Promise.all(keys.map((key) => kv.watch({ key })));
         this.complained.delete('watch');
         this.log('fleet_config_watching', { bucket: FLEET.configBucket, keys });
-        for (const w of watchers) this.stops.push(() => w.stop());
+        this.stops.splice(0, this.stops.length, ...watchers.map((w) => () => w.stop()));
         await Promise.all(watchers.map((w) => this.consume(w)));
       } catch (err) {
         wait = denied(err as Error) ? DENIED_RETRY_MS : RETRY_MS;
@@ -142,10 +144,11 @@ export class FleetClient {
       sent_unix_ms: Date.now(),
     };
     try {
-      const kv = await openBucket(nc, FLEET.edgesBucket);
-      await kv.put(this.id, JSON.stringify(hb));
+      this.registry ??= openBucket(nc, FLEET.edgesBucket);
+      await (await this.registry).put(this.id, JSON.stringify(hb));
       this.complained.delete('heartbeat');
     } catch (err) {
+      this.registry = undefined;
       if (denied(err as Error)) this.heartbeatPausedUntil = Date.now() + DENIED_RETRY_MS;
       if (!this.complained.has('heartbeat')) {
         this.complained.add('heartbeat');

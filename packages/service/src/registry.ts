@@ -85,10 +85,11 @@ export async function pushModel(nc: NatsConnection, dir: string): Promise<PushRe
   const m = parseManifest(manifestText, dir);
   const os = await store(nc, true);
   const files: PushResult['files'] = [];
-  const put = async (file: string, data: Uint8Array) => {
+  // `hex`: the file's SHA-256, computed once; the object store names digests in base64url.
+  const put = async (file: string, data: Uint8Array, hex = sha256(data)) => {
     const name = objectName(m.name, m.version, file);
     const info = await os.info(name);
-    const digest = `SHA-256=${Buffer.from(createHash('sha256').update(data).digest()).toString('base64url')}`;
+    const digest = `SHA-256=${Buffer.from(hex, 'hex').toString('base64url')}`;
     const same = info && !info.deleted && info.size === data.byteLength && info.digest.replace(/=+$/, '') === digest.replace(/=+$/, ''); // prettier-ignore
     if (!same) await os.putBlob({ name }, data);
     files.push({ file, bytes: data.byteLength, uploaded: !same });
@@ -97,7 +98,7 @@ export async function pushModel(nc: NatsConnection, dir: string): Promise<PushRe
     const data = await readFile(join(dir, s.file));
     if (sha256(data) !== s.sha256)
       throw new RegistryError(`${join(dir, s.file)} does not match its sha256 in the manifest: not pushed`);
-    await put(s.file, data);
+    await put(s.file, data, s.sha256);
   }
   await put('manifest.json', Buffer.from(manifestText)); // last: a version is listed once all its stages are there
   return { name: m.name, version: m.version, files };
