@@ -246,7 +246,9 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     ).rejects.toThrow(/Authorization/i);
     const mon = await monitor(c.urls);
     const seen: string[] = [];
-    const spy = mon.subscribe('cascade.v1.results.>', { callback: (_e, m) => void seen.push(m.subject) });
+    const spy = mon.subscribe('cascade.v1.results.>', {
+      callback: (_e, m) => void seen.push(`${m.subject} ${m.string()}`),
+    });
     cleanup.push(async () => spy.unsubscribe());
     await mon.flush();
     const cam = await connect({
@@ -259,13 +261,23 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     // Inference requests reach the workers and their replies come back (a malformed request gets a coded error).
     const reply = await cam.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1, 2, 3]), { timeout: 5000 });
     expect(reply.data.length).toBeGreaterThan(0);
-    // Its own results leave the site; another site's or a cloud camera's subject does not.
-    for (const subject of [
-      'cascade.v1.results.site-a.cam-9',
-      'cascade.v1.results.site-b.cam-1',
-      'cascade.v1.results.cam-1',
-    ])
-      cam.publish(subject, new Uint8Array([0]));
+    // Its own results leave the site. The monitor's interest reaches the site's leaf node through the cluster some time
+    // after it subscribed, and a leaf node drops what no one is known to want, so publish until the first one arrives.
+    const own = 'cascade.v1.results.site-a.cam-9';
+    const deadline = performance.now() + 20_000;
+    for (let i = 0; !seen.some((x) => x.includes(' probe-')); i += 1) {
+      expect(performance.now(), 'the monitor never heard the site: interest did not reach its leaf node').toBeLessThan(
+        deadline,
+      );
+      cam.publish(own, `probe-${i}`);
+      await cam.flush();
+      await sleep(200);
+    }
+    // Now that the leaf node knows the monitor's interest: another site's or a cloud camera's subject does not leave,
+    // and the marker published after them arrives alone (one publisher's messages keep their order).
+    for (const subject of ['cascade.v1.results.site-b.cam-1', 'cascade.v1.results.cam-1'])
+      cam.publish(subject, 'forbidden');
+    cam.publish(own, 'marker');
     await cam.flush();
     // A camera at the site listening for a cloud camera's replies (its site login allows _INBOX.>) hears nothing: the
     // cloud sends a site only what its leaf login may subscribe to.
@@ -282,7 +294,7 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     cleanup.push(() => cloudCam.close());
     await cloudCam.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]), { timeout: 5000 });
     await sleep(500);
-    expect(seen).toEqual(['cascade.v1.results.site-a.cam-9']);
+    expect(seen.filter((x) => !x.includes(' probe-'))).toEqual([`${own} marker`]);
     expect(heard).toEqual([]);
   }, 60_000);
 });
