@@ -17,7 +17,7 @@ afterAll(() => runner.close());
 
 function request(i: number, over: Partial<ValidRequest> = {}): ValidRequest {
   return {
-    requestId: `r${i}`, edgeId: 'e', firstStage: 0, image: image(i), state: new Map(),
+    requestId: `r${i}`, modelVersion: m.version, edgeId: 'e', firstStage: 0, image: image(i), state: new Map(),
     deadlineUnixMs: Date.now() + 30_000, returnProbabilities: false, thresholds: operatingPoint(m).thresholds, shadow: false, allExits: false, ...over,
   }; // prettier-ignore
 }

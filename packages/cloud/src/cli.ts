@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
 import {
+  FlagError,
   flagSource,
   isMain,
   MODEL_FLAGS,
@@ -66,6 +67,16 @@ const FLAGS = {
     env: 'CASCADE_RESULTS_REPLICAS',
     help: 'copies of the results stream when a worker creates it in a JetStream cluster, 1-5 (default 1)',
   },
+  rollout: {
+    type: 'string',
+    env: 'CASCADE_ROLLOUT',
+    help: "on: serve the versions the model's rollout lists (cascade rollout), off: only --model (default on)",
+  },
+  'max-versions': {
+    type: 'string',
+    env: 'CASCADE_MAX_VERSIONS',
+    help: `most model versions served at once during a rollout (default ${D.maxVersions})`,
+  },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -83,6 +94,10 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (f.id) o.id = f.id;
   if (f['metrics-host']) o.metricsHost = f['metrics-host'];
   if (f.ep) o.executionProvider = f.ep as WorkerOptions['executionProvider'];
+  if (f.rollout !== undefined) {
+    if (f.rollout !== 'on' && f.rollout !== 'off') throw new FlagError(`--rollout must be on or off, got ${f.rollout}`);
+    o.rollout = f.rollout === 'on';
+  }
   const nums = {
     maxBatch: 'max-batch',
     maxDelayMs: 'max-delay-ms',
@@ -92,6 +107,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     threads: 'threads',
     metricsPort: 'metrics-port',
     resultsReplicas: 'results-replicas',
+    maxVersions: 'max-versions',
   } as const;
   for (const [key, flag] of Object.entries(nums)) {
     const n = numberFlag(flag, f[flag]);

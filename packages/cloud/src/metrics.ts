@@ -1,17 +1,19 @@
-import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/service';
+import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** A worker's Prometheus metrics (names are part of the contract; see the package README). */
 export class WorkerMetrics {
   readonly registry: Registry;
-  readonly requests: Counter<'status'>;
+  readonly requests: Counter<'status' | 'model_version'>;
   readonly queueSeconds: Histogram;
   readonly computeSeconds: Histogram<'stage'>;
   readonly requestSeconds: Histogram;
   readonly batchSize: Histogram;
   readonly repliesFailed: Counter<'status'>;
   readonly shadowRequests: Counter<'status'>;
+  readonly modelVersions: Counter<'result'>;
+  private readonly build: Record<string, string>;
 
   constructor(
     labels: { worker: string; model: string; modelVersion: string; ep: string },
@@ -19,21 +21,19 @@ export class WorkerMetrics {
     nats: () => NatsConnection | undefined,
     connected: () => boolean = () => Boolean(nats() && !nats()!.isClosed()),
   ) {
-    this.registry = createRegistry(
-      { worker: labels.worker },
-      {
-        component: 'cloud',
-        version: CASCADE_VERSION,
-        model: labels.model,
-        model_version: labels.modelVersion,
-        ep: labels.ep,
-      },
-    );
+    this.build = {
+      component: 'cloud',
+      version: CASCADE_VERSION,
+      model: labels.model,
+      model_version: labels.modelVersion,
+      ep: labels.ep,
+    };
+    this.registry = createRegistry({ worker: labels.worker }, this.build);
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'cascade_worker_requests_total',
-      help: 'Replies sent, by status (ok or error code).',
-      labelNames: ['status'],
+      help: 'Replies sent, by status (ok or error code) and the model version that answered (empty when none did).',
+      labelNames: ['status', 'model_version'],
       registers,
     });
     this.queueSeconds = new Histogram({
@@ -82,7 +82,22 @@ export class WorkerMetrics {
       registers,
     });
     for (const status of ['ok', 'OVERLOADED']) this.shadowRequests.inc({ status }, 0);
+    this.modelVersions = new Counter({
+      name: 'cascade_worker_model_versions_total',
+      help: "Model versions the worker was asked to serve or drop by the model's rollout, by result: added, dropped, refused (it could not load one).",
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['added', 'dropped', 'refused']) this.modelVersions.inc({ result }, 0);
     natsStats(this.registry, nats, connected);
+  }
+
+  /** The model versions served now: one cascade_build_info series each. */
+  setVersions(versions: string[]): void {
+    setBuildInfo(
+      this.registry,
+      versions.map((v) => ({ ...this.build, model_version: v })),
+    );
   }
 }
 

@@ -46,6 +46,13 @@ export interface WorkerOptions {
    * @default 1
    */
   resultsReplicas?: number;
+  /**
+   * Follow the model's rollout in the fleet's settings bucket (`models.<name>`): serve the versions it lists, fetched
+   * from the model registry, and drop the others. @default true
+   */
+  rollout?: boolean;
+  /** Most model versions served at once (each holds its stages in memory). @default 3 */
+  maxVersions?: number;
 }
 
 export type CompiledWorkerOptions = Required<Omit<WorkerOptions, 'resultsReplicas' | 'modelCache'>> &
@@ -76,6 +83,8 @@ export const DEFAULT_WORKER_OPTIONS = {
   metricsPort: 9464,
   metricsHost: '0.0.0.0',
   natsVia: 'the nats option',
+  rollout: true,
+  maxVersions: 3,
 } as const;
 
 function positiveInt(name: string, v: number, min = 1): number {
@@ -118,5 +127,7 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     natsAuth: { inboxPrefix: '_INBOX_worker', ...o.natsAuth },
     natsVia: o.natsVia ?? DEFAULT_WORKER_OPTIONS.natsVia,
     ...(o.resultsReplicas !== undefined ? { resultsReplicas: o.resultsReplicas } : {}),
+    rollout: o.rollout ?? DEFAULT_WORKER_OPTIONS.rollout,
+    maxVersions: positiveInt('maxVersions', o.maxVersions ?? DEFAULT_WORKER_OPTIONS.maxVersions),
   };
 }

@@ -20,6 +20,8 @@ export const MAX_REQUEST_ID = 128;
 /** A request that matches the model: ready to batch. */
 export interface ValidRequest {
   requestId: string;
+  /** The version of the model it is for (one the worker serves). */
+  modelVersion: string;
   edgeId: string;
   firstStage: number;
   image: Uint8Array;
@@ -80,8 +82,17 @@ export function peekRequestId(data: Uint8Array): string {
   return '';
 }
 
-/** Decodes and checks a request against the manifest; throws RequestError with a stable code and a short message. */
-export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number, now = Date.now()): ValidRequest {
+/**
+ * Decodes and checks a request against the manifest of the model version it is for, among those `serves` (a worker
+ * may serve several); throws RequestError with a stable code and a short message.
+ */
+export function validateRequest(
+  data: Uint8Array,
+  serves: Manifest | readonly Manifest[],
+  maxBytes: number,
+  now = Date.now(),
+): ValidRequest {
+  const served: readonly Manifest[] = Array.isArray(serves) ? serves : [serves as Manifest];
   if (data.byteLength > maxBytes) {
     throw new RequestError(ErrorCode.TOO_LARGE, `request of ${data.byteLength} bytes exceeds the limit of ${maxBytes}`);
   }
@@ -101,10 +112,11 @@ export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number,
       `request_id of ${req.requestId.length} chars exceeds ${MAX_REQUEST_ID}`,
     );
   }
-  if (req.model !== m.name || req.modelVersion !== m.version) {
+  const m = served.find((x) => x.name === req.model && x.version === req.modelVersion);
+  if (!m) {
     throw new RequestError(
       ErrorCode.MODEL_MISMATCH,
-      `request is for ${clip(req.model)}@${clip(req.modelVersion)}, this worker serves ${m.name}@${m.version}`,
+      `request is for ${clip(req.model)}@${clip(req.modelVersion)}, this worker serves ${served.map((x) => `${x.name}@${x.version}`).join(', ')}`,
     );
   }
   const deadline = Number(req.deadlineUnixMs);
@@ -153,6 +165,7 @@ export function validateRequest(data: Uint8Array, m: Manifest, maxBytes: number,
     }
     return {
       requestId: req.requestId,
+      modelVersion: m.version,
       edgeId: req.edgeId,
       firstStage: first,
       image,

@@ -1,8 +1,11 @@
 import {
   CascadeError,
   clip,
+  configKey,
   ERROR_CODES,
   ErrorCode,
+  FLEET,
+  parseModelRollout,
   RESULTS_STREAM,
   subjects,
   v1,
@@ -10,7 +13,10 @@ import {
 } from '@cascade/proto';
 import { checkAgainstCpu, loadModelDir, StageRunner, warmUp, type ModelDir, type ParityReport } from '@cascade/runtime';
 import {
+  defaultModelCache,
   ensureFleetBuckets,
+  fetchModel,
+  KeyWatch,
   resolveModel,
   ensureResultsStream,
   NatsLink,
@@ -35,31 +41,50 @@ export type WorkerCounts = Record<string, number>;
 /** Longest error message a reply carries. */
 const MAX_ERROR_MESSAGE = 300;
 
+/** One model version a worker serves: its stages, its batcher, and a service instance with its endpoints. */
+interface Served {
+  model: ModelDir;
+  runner: StageRunner;
+  batcher: Batcher;
+  service?: Service;
+  /** Dropped by a rollout: takes no new requests, finishes what it has. */
+  draining: boolean;
+}
+
 /**
- * A cloud worker: a NATS service endpoint on cascade.v1.infer.<model> in a queue group. `create()` loads the model
- * and connects; `run()` serves until `shutdown()` (or SIGTERM in the CLI), then drains: it stops taking requests,
- * answers everything queued, and resolves.
+ * A cloud worker: NATS service endpoints on cascade.v1.infer.<model>.<version> (and the unversioned subject of older
+ * clients) in a queue group, for each version of its model it serves. `create()` loads the model and connects;
+ * `run()` serves until `shutdown()` (or SIGTERM in the CLI), then drains: it stops taking requests, answers everything
+ * queued, and resolves. While it runs it follows the model's rollout (`models.<name>` in the fleet's settings bucket):
+ * it adds the versions the rollout lists (from the model registry) and drops the others, finishing their requests.
  */
 export class CloudWorker {
   state: WorkerState = 'created';
   readonly counts: WorkerCounts = {};
-  private service: Service | undefined;
+  /** The versions loaded, in the order they were added. */
+  private readonly versions = new Map<string, Served>();
   private stopped!: Promise<void>;
   private resolveStopped!: () => void;
   private shuttingDown: Promise<void> | undefined;
   private metricsServer: MetricsServer | undefined;
   private failure: Error | undefined;
+  private rollout: KeyWatch | undefined;
+  /** The versions the rollout asks for (undefined: no rollout), and the reconciliation under way. */
+  private wanted: string[] | undefined;
+  private reconciling: Promise<void> | undefined;
+  /** Versions that failed to load, not tried again until the rollout changes. */
+  private refused = new Map<string, string>();
+  private readonly drops = new Set<Promise<void>>();
 
   private constructor(
     readonly options: CompiledWorkerOptions,
-    readonly model: ModelDir,
+    first: Served,
     private readonly link: NatsLink,
     private readonly nc: NatsConnection,
-    private readonly runner: StageRunner,
-    private readonly batcher: Batcher,
     private readonly log: Log,
     readonly metrics: WorkerMetrics,
   ) {
+    this.versions.set(first.model.manifest.version, first);
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
   }
 
@@ -67,24 +92,17 @@ export class CloudWorker {
     const o = compileWorkerOptions(options);
     const dir = await resolveModel(o.model, { servers: o.nats, auth: o.natsAuth, ...(o.modelCache ? { cache: o.modelCache } : {}), log }); // prettier-ignore
     const model = await loadModelDir(dir);
-    const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
-    // A provider that cannot run the graphs fails here, with what is missing, not on the first request.
-    // A GPU provider must also compute what the CPU provider computes: one that miscomputes a kernel fails here.
-    const warm = performance.now();
-    let parity: ParityReport;
-    try {
-      await warmUp(runner, model, o.executionProvider);
-      parity = await checkAgainstCpu(runner, model, o.executionProvider);
-    } catch (err) {
-      await runner.close();
-      throw err;
-    }
-    log('worker_warmed_up', {
-      ep: o.executionProvider,
-      ms: Math.round(performance.now() - warm),
-      ...(parity.images ? { cpu_parity_max_relative_diff: Number(parity.maxRelativeDiff.toPrecision(3)) } : {}),
-    });
-    let link: NatsLink;
+    const m = model.manifest;
+    // eslint-disable-next-line prefer-const -- assigned below, after the metrics that read it at scrape time
+    let worker: CloudWorker | undefined;
+    const metrics = new WorkerMetrics(
+      { worker: o.id, model: m.name, modelVersion: m.version, ep: o.executionProvider },
+      () => worker?.queueDepth ?? 0,
+      () => link?.nc,
+      () => link?.connected ?? false,
+    );
+    const first = await loadVersion(model, o, metrics, log);
+    let link: NatsLink | undefined;
     try {
       link = await NatsLink.open({
         servers: o.nats,
@@ -95,30 +113,23 @@ export class CloudWorker {
         firstConnect: 'now',
       });
     } catch (err) {
-      await runner.close();
+      await first.runner.close();
       throw err;
     }
-    const nc = link.nc!;
-    const m = model.manifest;
-    // eslint-disable-next-line prefer-const -- assigned below, after the metrics that read it at scrape time
-    let batcher: Batcher | undefined;
-    const metrics = new WorkerMetrics(
-      { worker: o.id, model: m.name, modelVersion: m.version, ep: o.executionProvider },
-      () => batcher?.depth ?? 0,
-      () => nc,
-      () => link.connected,
-    );
-    batcher = new Batcher(runner, m, o, {
-      batch: (size, queued) => {
-        metrics.batchSize.observe(size);
-        for (const q of queued) metrics.queueSeconds.observe(q);
-      },
-      stage: (stage, seconds) => metrics.computeSeconds.observe({ stage: String(stage) }, seconds),
-    });
-    const worker = new CloudWorker(o, model, link, nc, runner, batcher, log, metrics);
+    worker = new CloudWorker(o, first, link, link.nc!, log, metrics);
     // Closed for good (not by shutdown): stop, so that the CLI exits non-zero and an orchestrator restarts it.
     void link.lost.then((err) => worker.fail(err));
     return worker;
+  }
+
+  /** The model version served first (the oldest still served). */
+  get model(): ModelDir {
+    return [...this.versions.values()][0]!.model;
+  }
+
+  /** The model versions served now, oldest first (not those being dropped). */
+  get servedVersions(): string[] {
+    return [...this.versions].filter(([, s]) => !s.draining).map(([v]) => v);
   }
 
   /** Why the worker stopped on its own (its NATS connection was lost for good), if it did. */
@@ -136,34 +147,18 @@ export class CloudWorker {
     return this.metricsServer?.port;
   }
 
+  /** Regular requests waiting, over every version. */
   get queueDepth(): number {
-    return this.batcher.depth;
+    let n = 0;
+    for (const s of this.versions.values()) n += s.batcher.depth;
+    return n;
   }
 
   /** Starts serving; resolves when the worker has drained and stopped. */
   async run(): Promise<void> {
     if (this.state !== 'created') throw new CascadeError(ERROR_CODES.STATE, `run() called in state ${this.state}`);
     const m = this.model.manifest;
-    this.service = await new Svcm(this.nc).add({
-      name: 'cascade-worker',
-      version: '0.1.0',
-      description: `finishes ${m.name} frames from stage 1 on`,
-      metadata: {
-        model: m.name,
-        model_version: m.version,
-        worker: this.options.id,
-        ep: this.options.executionProvider,
-      },
-      queue: this.options.queue,
-    });
-    // The version's own subject, and the model's subject of clients from before versioned subjects.
-    const handler = (err: Error | null, msg: ServiceMsg) => {
-      if (err) this.log('endpoint_error', { error: err.message });
-      else this.handle(msg);
-    };
-    this.service.addEndpoint('infer', { subject: subjects.infer(m.name, m.version), handler });
-    this.service.addEndpoint('infer-unversioned', { subject: subjects.infer(m.name), handler });
-    await this.nc.flush(); // the server has the subscription before we say we are serving
+    await this.serve(this.versions.get(m.version)!);
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
     ensureResultsStream(this.nc, replicas === undefined ? {} : { replicas }).then(
@@ -216,21 +211,143 @@ export class CloudWorker {
       subjects: [subjects.infer(m.name, m.version), subjects.infer(m.name)],
       metrics_port: this.metricsServer?.port ?? null,
     });
+    if (this.options.rollout) {
+      const key = configKey.model(m.name);
+      this.rollout = new KeyWatch(this.link, FLEET.configBucket, [key], (e) => {
+        if (e.operation !== 'PUT') return; // a deleted rollout leaves the worker serving what it serves
+        try {
+          this.wanted = parseModelRollout(e.string(), e.key).workers;
+        } catch (err) {
+          this.log('model_rollout_refused', { key, revision: e.revision, error: clip((err as Error).message, 300) });
+          return;
+        }
+        this.refused.clear();
+        this.reconciling ??= this.reconcile();
+      }, this.log, 'model_rollout'); // prettier-ignore
+      this.rollout.start();
+    }
     await this.stopped;
   }
 
-  private handle(msg: ServiceMsg): void {
+  /** Starts a version's service instance: its own subject and the unversioned one, in the queue group. */
+  private async serve(s: Served): Promise<void> {
+    const m = s.model.manifest;
+    s.service = await new Svcm(this.nc).add({
+      name: 'cascade-worker',
+      version: '0.1.0',
+      description: `finishes ${m.name}@${m.version} frames from stage 1 on`,
+      metadata: {
+        model: m.name,
+        model_version: m.version,
+        worker: this.options.id,
+        ep: this.options.executionProvider,
+      },
+      queue: this.options.queue,
+    });
+    const handler = (legacy: boolean) => (err: Error | null, msg: ServiceMsg) => {
+      if (err) this.log('endpoint_error', { error: err.message });
+      else this.handle(msg, s, legacy);
+    };
+    s.service.addEndpoint('infer', { subject: subjects.infer(m.name, m.version), handler: handler(false) });
+    s.service.addEndpoint('infer-unversioned', { subject: subjects.infer(m.name), handler: handler(true) });
+    await this.nc.flush(); // the server has the subscriptions before the version counts as served
+  }
+
+  /**
+   * Brings the versions served to what the rollout wants, until it stops changing: first adds the missing ones
+   * (fetched from the registry, checked, warmed up, served), then drops the others, but never the last version that
+   * serves: a rollout none of whose versions loads leaves the worker as it was.
+   */
+  private async reconcile(): Promise<void> {
+    let done: string | undefined;
+    while (this.state === 'running' && this.wanted && this.wanted.join() !== done) {
+      const wanted = this.wanted;
+      done = wanted.join();
+      for (const version of wanted) {
+        if (this.state !== 'running' || this.versions.has(version) || this.refused.has(version)) continue;
+        await this.add(version);
+      }
+      const serving = this.servedVersions;
+      if (!wanted.some((v) => serving.includes(v))) {
+        this.log('model_rollout_unserved', { wanted, serving, hint: 'none of the versions wanted loaded: the worker keeps serving what it serves' }); // prettier-ignore
+        continue;
+      }
+      for (const version of serving) if (!wanted.includes(version)) this.drop(version);
+    }
+    this.reconciling = undefined;
+  }
+
+  private async add(version: string): Promise<void> {
+    const name = this.model.manifest.name;
+    const o = this.options;
+    if (this.servedVersions.length >= o.maxVersions) {
+      this.refuse(version, `the worker serves ${o.maxVersions} versions already (--max-versions)`);
+      return;
+    }
+    const started = performance.now();
+    let s: Served | undefined;
+    try {
+      const { dir, from } = await fetchModel(this.nc, name, version, o.modelCache ?? defaultModelCache());
+      const model = await loadModelDir(dir);
+      if (model.manifest.name !== name || model.manifest.version !== version)
+        throw new CascadeError(ERROR_CODES.MODEL_DIR, `${dir} holds ${model.manifest.name}@${model.manifest.version}`);
+      s = await loadVersion(model, o, this.metrics, this.log);
+      if (this.state !== 'running') throw new CascadeError(ERROR_CODES.STATE, `the worker is ${this.state}`);
+      this.versions.set(version, s);
+      await this.serve(s);
+      this.metrics.setVersions(this.servedVersions);
+      this.metrics.modelVersions.inc({ result: 'added' });
+      this.log('model_version_added', { model: name, version, from, ms: Math.round(performance.now() - started), serving: this.servedVersions }); // prettier-ignore
+    } catch (err) {
+      if (s) {
+        this.versions.delete(version);
+        await s.service?.stop().catch(() => undefined);
+        await s.runner.close();
+      }
+      this.refuse(version, (err as Error).message);
+    }
+  }
+
+  private refuse(version: string, why: string): void {
+    this.refused.set(version, why);
+    this.metrics.modelVersions.inc({ result: 'refused' });
+    this.log('model_version_refused', { model: this.model.manifest.name, version, error: clip(why, 300), serving: this.servedVersions, hint: 'the worker keeps serving the versions it has' }); // prettier-ignore
+  }
+
+  /** Stops a version's endpoints, answers what it has queued, then closes its stages. */
+  private drop(version: string): void {
+    const s = this.versions.get(version);
+    if (!s || s.draining) return;
+    s.draining = true;
+    this.metrics.setVersions(this.servedVersions);
+    const dropped = (async () => {
+      await s.service?.stop().catch(() => undefined);
+      await s.batcher.idle();
+      await s.runner.close();
+      this.versions.delete(version);
+      this.metrics.modelVersions.inc({ result: 'dropped' });
+      this.log('model_version_dropped', { model: this.model.manifest.name, version, serving: this.servedVersions });
+    })();
+    this.drops.add(dropped);
+    void dropped.finally(() => this.drops.delete(dropped));
+  }
+
+  /**
+   * Answers one request that came to version `s`'s endpoints: on its own subject it is for `s`; on the unversioned
+   * one it goes to the version it names, if served.
+   */
+  private handle(msg: ServiceMsg, s: Served, legacy: boolean): void {
     const enqueuedAt = performance.now();
     let replied = false;
+    let answering: Served | undefined;
     const reply = (o: JobReply, requestId: string, shadow = false) => {
       if (replied) return;
       replied = true;
       const status = o.kind === 'prediction' ? 'ok' : o.code;
       let sent: boolean;
       try {
-        sent = msg.respond(
-          v1.InferReply.encode(toReply(o, requestId, this.options.id, this.model.manifest.classes)).finish(),
-        );
+        const classes = (answering ?? s).model.manifest.classes;
+        sent = msg.respond(v1.InferReply.encode(toReply(o, requestId, this.options.id, classes)).finish());
       } catch (err) {
         sent = false;
         this.log('reply_failed', { status, error: clip((err as Error).message, 200) });
@@ -246,7 +363,7 @@ export class CloudWorker {
         return;
       }
       this.counts[status] = (this.counts[status] ?? 0) + 1;
-      this.metrics.requests.inc({ status });
+      this.metrics.requests.inc({ status, model_version: answering?.model.manifest.version ?? '' });
       this.metrics.requestSeconds.observe((performance.now() - enqueuedAt) / 1000);
     };
     // Refusals that need no decoding come first, so a flood is shed at the cost of reading one field.
@@ -254,7 +371,7 @@ export class CloudWorker {
       reply({ kind: 'error', code: ErrorCode.DRAINING, message: 'worker is shutting down' }, peekRequestId(msg.data));
       return;
     }
-    if (this.batcher.depth >= this.options.queueLimit) {
+    if (s.batcher.depth >= this.options.queueLimit) {
       reply(
         { kind: 'error', code: ErrorCode.OVERLOADED, message: `queue full (${this.options.queueLimit})` },
         peekRequestId(msg.data),
@@ -262,8 +379,12 @@ export class CloudWorker {
       return;
     }
     try {
-      const req = validateRequest(msg.data, this.model.manifest, this.options.maxRequestBytes);
-      this.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId, req.shadow) });
+      const serves = legacy
+        ? [...this.versions.values()].filter((v) => !v.draining || v === s).map((v) => v.model.manifest)
+        : s.model.manifest;
+      const req = validateRequest(msg.data, serves, this.options.maxRequestBytes);
+      answering = this.versions.get(req.modelVersion)!;
+      answering.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId, req.shadow) });
     } catch (err) {
       const e = err instanceof RequestError ? err : new RequestError(ErrorCode.INTERNAL, (err as Error).message);
       if (e.code === ErrorCode.INTERNAL) this.log('request_failed', { error: e.message });
@@ -274,14 +395,20 @@ export class CloudWorker {
   /** Stops taking work, answers what is queued, closes NATS and the stage runner. Idempotent. */
   shutdown(): Promise<void> {
     this.shuttingDown ??= (async () => {
+      this.rollout?.close();
       if (this.state === 'running') {
         this.state = 'draining';
-        this.log('worker_draining', { queued: this.batcher.depth });
-        await this.service?.stop().catch(() => undefined);
-        await this.batcher.idle();
+        this.log('worker_draining', { queued: this.queueDepth });
+        await this.reconciling;
+        const stopping = [...this.versions.values()].map(
+          async (s) => void (await s.service?.stop().catch(() => undefined)),
+        );
+        await Promise.all(stopping);
+        await Promise.all([...this.versions.values()].map((s) => s.batcher.idle()));
       }
+      await Promise.all(this.drops);
       await this.link.close();
-      await this.runner.close();
+      for (const s of this.versions.values()) await s.runner.close();
       await this.metricsServer?.close();
       this.state = 'stopped';
       this.log('worker_stopped', { counts: this.counts, ...(this.failure ? { error: this.failure.message } : {}) });
@@ -289,6 +416,42 @@ export class CloudWorker {
     })();
     return this.shuttingDown;
   }
+}
+
+/**
+ * Loads a model version's stages on the worker's provider, warms them up and checks them against the CPU provider
+ * (a provider that cannot run the graphs, or miscomputes a kernel, fails here, not on the first request).
+ */
+async function loadVersion(
+  model: ModelDir,
+  o: CompiledWorkerOptions,
+  metrics: WorkerMetrics,
+  log: Log,
+): Promise<Served> {
+  const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
+  const warm = performance.now();
+  let parity: ParityReport;
+  try {
+    await warmUp(runner, model, o.executionProvider);
+    parity = await checkAgainstCpu(runner, model, o.executionProvider);
+  } catch (err) {
+    await runner.close();
+    throw err;
+  }
+  log('worker_warmed_up', {
+    version: model.manifest.version,
+    ep: o.executionProvider,
+    ms: Math.round(performance.now() - warm),
+    ...(parity.images ? { cpu_parity_max_relative_diff: Number(parity.maxRelativeDiff.toPrecision(3)) } : {}),
+  });
+  const batcher = new Batcher(runner, model.manifest, o, {
+    batch: (size, queued) => {
+      metrics.batchSize.observe(size);
+      for (const q of queued) metrics.queueSeconds.observe(q);
+    },
+    stage: (stage, seconds) => metrics.computeSeconds.observe({ stage: String(stage) }, seconds),
+  });
+  return { model, runner, batcher, draining: false };
 }
 
 function toReply(o: JobReply, requestId: string, workerId: string, classes: string[]): InferReplyMessage {

@@ -7,7 +7,16 @@ import {
   type ModelDir,
   type StageExecutor,
 } from '@cascade/runtime';
-import { NatsLink, resolveModel, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
+import {
+  defaultModelCache,
+  fetchModel,
+  NatsLink,
+  resolveModel,
+  serveMetrics,
+  stderrLog,
+  type Log,
+  type MetricsServer,
+} from '@cascade/service';
 import { randomBytes } from 'node:crypto';
 import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
 import { liveRoutes } from './live.js';
@@ -42,45 +51,50 @@ export class EdgeAgent {
   private metricsServer: MetricsServer | undefined;
   /** 1 after a reply from a worker, 0 after a timeout, no responders or a disconnection. */
   private reachable = 0;
-  private readonly path: FramePath;
-  /** Shadow sampling, the accuracy estimate and the threshold controller. */
-  readonly adapt: Adaptation;
   /** The fleet configuration and registry (with NATS). */
   fleet: FleetClient | undefined;
-  /** The operating point in force ('custom' for thresholds). */
-  operatingPointName: string;
+  /** A model switch under way (switches are serialised by the fleet client). */
+  private retiring = new Set<Promise<void>>();
 
   private constructor(
     readonly options: CompiledEdgeOptions,
-    readonly model: ModelDir,
-    readonly split: number,
-    readonly thresholds: number[],
-    private readonly runner: StageExecutor,
+    /** The model version the agent runs; replaced between frames by switchModel(). */
+    private current: EdgeModel,
     private readonly link: NatsLink | undefined,
     private readonly publisher: ResultsPublisher | undefined,
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
-  ) {
-    const offloader = new Offloader(model.manifest, split, thresholds, options, link);
-    this.path = new FramePath(options.id, model, split, thresholds, runner, offloader, metrics, log);
-    const sendShadow = link
-      ? (pixels: Uint8Array) => {
-          const { request, bytes } = offloader.build(pixels, {}, { shadow: true });
-          return offloader.send(request, bytes, options.shadowTimeoutMs);
-        }
-      : undefined;
-    const edgeExits = model.manifest.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
-    const { op, budget } = pointOf(model.manifest, options);
-    this.operatingPointName = op?.name ?? 'custom';
-    this.adapt = new Adaptation(model.manifest, edgeExits, thresholds, [...thresholds], adaptSettings(options, budget), options.shadowWindow, metrics, log, sendShadow); // prettier-ignore
-    if (options.mode === 'auto') {
-      const stages = model.manifest.stages;
-      const cloud = (first: number) => stages.slice(first).reduce((n, s) => n + s.macs, 0);
-      this.adapt.chooseModes(
-        { state: cloud(split), image: cloud(0) },
-        { bytesPerKB: options.bytesWeight, perMMAC: options.computeWeight },
-      );
-    }
+  ) {}
+
+  get model(): ModelDir {
+    return this.current.model;
+  }
+
+  get split(): number {
+    return this.current.split;
+  }
+
+  /** The thresholds in force (the controller moves them in place). */
+  get thresholds(): number[] {
+    return this.current.thresholds;
+  }
+
+  /** Shadow sampling, the accuracy estimate and the threshold controller of the running model. */
+  get adapt(): Adaptation {
+    return this.current.adapt;
+  }
+
+  /** The operating point in force ('custom' for thresholds). */
+  get operatingPointName(): string {
+    return this.current.operatingPointName;
+  }
+
+  get modelName(): string {
+    return this.current.model.manifest.name;
+  }
+
+  get modelVersion(): string {
+    return this.current.model.manifest.version;
   }
 
   static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
@@ -88,24 +102,7 @@ export class EdgeAgent {
     const dir = await resolveModel(o.model, { ...(o.nats ? { servers: o.nats } : {}), auth: o.natsAuth, ...(o.modelCache ? { cache: o.modelCache } : {}), log }); // prettier-ignore
     const model = await loadModelDir(dir);
     const m = model.manifest;
-    const split = o.split ?? m.default_split ?? 1;
-    if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
-    const thresholds = [...pointOf(m, o).base]; // the controller moves these, in place
     const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
-    metrics.expectedOffloadRate.set(promisedOffloadRate(m, o, split, {}));
-    const {
-      executor: runner,
-      thread,
-      medianMs,
-    } = await createExecutor(model, {
-      last: split - 1,
-      threads: o.threads,
-      backend: o.backend,
-      thread: o.inferenceThread,
-      probe: () => ({
-        image: { data: new Uint8Array(m.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...m.input.shape] },
-      }),
-    });
     let link: NatsLink | undefined;
     let publisher: ResultsPublisher | undefined;
     if (o.nats) {
@@ -134,12 +131,21 @@ export class EdgeAgent {
       publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
       metrics.probe.pending = () => publisher!.pending;
     }
-    const agent = new EdgeAgent(o, model, split, thresholds, runner, link, publisher, log, metrics);
-    agent.adapt.start(o.controlIntervalMs);
+    let current: EdgeModel;
+    try {
+      current = await EdgeModel.load(model, o, {}, metrics, log, link);
+    } catch (err) {
+      publisher?.close();
+      await link?.close();
+      throw err;
+    }
+    const agent = new EdgeAgent(o, current, link, publisher, log, metrics);
+    current.start();
     if (link && o.fleet) {
       agent.fleet = new FleetClient(link, o.id, agent, {
         applied: () => metrics.configUpdates.inc({ result: 'applied' }),
         refused: () => metrics.configUpdates.inc({ result: 'refused' }),
+        model: (result) => metrics.modelSwitches.inc({ result }),
       }, log); // prettier-ignore
       agent.fleet.start();
     }
@@ -161,9 +167,9 @@ export class EdgeAgent {
       }
     }
     log('edge_started', {
-      id: o.id, run: agent.runId, model: m.name, version: m.version, split, mode: o.mode, encoding: o.encoding,
+      id: o.id, run: agent.runId, model: m.name, version: m.version, split: current.split, mode: o.mode, encoding: o.encoding,
       backend: o.backend, nats: o.nats ?? null, outbox: o.outbox.dir ?? 'memory', metrics_port: agent.metricsServer?.port ?? null,
-      inference_thread: thread, ...(medianMs !== undefined ? { edge_stages_ms: Math.round(medianMs * 1000) / 1000 } : {}),
+      inference_thread: current.thread, ...(current.medianMs !== undefined ? { edge_stages_ms: Math.round(current.medianMs * 1000) / 1000 } : {}),
     }); // prettier-ignore
     return agent;
   }
@@ -176,9 +182,9 @@ export class EdgeAgent {
     if (this.state !== 'running')
       throw new CascadeError(ERROR_CODES.STATE, `run() on an edge agent that is ${this.state}`);
     let count = 0;
-    const emit = (ctx: FrameContext, r: EdgeResult) => {
-      this.path.observe(r);
-      this.adapt.observe(r);
+    const emit = (cur: EdgeModel, ctx: FrameContext, r: EdgeResult) => {
+      cur.path.observe(r);
+      cur.adapt.observe(r);
       onResult(r);
       if (this.publisher) {
         const { id, subject, data } = toFrameResult(r, this.runId, ctx.frame.capturedUnixMs);
@@ -190,33 +196,41 @@ export class EdgeAgent {
     for await (const frame of frames) {
       count++;
       const ctx: FrameContext = { frame, sequence: ++this.sequence, started: performance.now() };
-      const job = this.path.local(frame).then(
+      // The model version at the frame's start finishes it, even when another one takes over meanwhile.
+      const cur = this.current;
+      cur.active++;
+      const job = cur.path.local(frame).then(
         async (out) => {
-          this.adapt.frame(out.views);
-          const sampled = this.adapt.sample();
+          cur.adapt.frame(out.views);
+          const sampled = cur.adapt.sample();
           if ('exited' in out) {
-            emit(ctx, this.path.result(ctx, out.exited, 'edge', 'exited'));
-            if (sampled) this.adapt.shadow(frame.pixels);
+            emit(cur, ctx, cur.path.result(ctx, out.exited, 'edge', 'exited'));
+            if (sampled) cur.adapt.shadow(frame.pixels);
             return;
           }
           await this.acquireSlot();
-          const record = (exits: ExitView[]) => this.adapt.record(out.views, exits);
-          const offload = this.path
-            .offload(ctx, out.best, out.state, setReachable, sampled, record, this.adapt.modes)
+          const record = (exits: ExitView[]) => cur.adapt.record(out.views, exits);
+          cur.active++;
+          const offload = cur.path
+            .offload(ctx, out.best, out.state, setReachable, sampled, record, cur.adapt.modes)
             .then(
-              (r) => emit(ctx, r),
-              (err: Error) => emit(ctx, this.path.errorResult(ctx, err)),
+              (r) => emit(cur, ctx, r),
+              (err: Error) => emit(cur, ctx, cur.path.errorResult(ctx, err)),
             )
             .finally(() => {
               this.releaseSlot();
               this.pending.delete(offload);
+              cur.done();
             });
           this.pending.add(offload);
         },
-        (err: Error) => emit(ctx, this.path.errorResult(ctx, err)),
+        (err: Error) => emit(cur, ctx, cur.path.errorResult(ctx, err)),
       );
       local.add(job);
-      void job.finally(() => local.delete(job));
+      void job.finally(() => {
+        local.delete(job);
+        cur.done();
+      });
       if (local.size >= this.options.pipeline) await Promise.race(local);
     }
     await Promise.all(local);
@@ -230,17 +244,35 @@ export class EdgeAgent {
    * when they do not fit the model.
    */
   apply(s: EdgeSettings): void {
-    const m = this.model.manifest;
+    this.current.apply(s);
+  }
+
+  /**
+   * Loads `version` of the running model (from the registry, or its cache), with `settings` applied, starts its
+   * stages, and makes it the model of the frames that start from then on; frames under way finish on the version
+   * they started with, whose stages close after them. Throws (the agent keeps its version) when the version cannot
+   * be fetched, fails its checksums, or does not fit the settings or options.
+   */
+  async switchModel(version: string, settings: EdgeSettings = {}): Promise<void> {
+    if (this.state !== 'running') throw new CascadeError(ERROR_CODES.STATE, `switchModel() on an edge agent that is ${this.state}`); // prettier-ignore
     const o = this.options;
-    const { op, base, budget } = pointOf(m, o, s);
-    const settings = adaptSettings(o, budget);
-    if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
-    if (s.controller !== undefined) settings.controller = s.controller;
-    if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
-    if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
-    this.adapt.apply(settings, base);
-    this.operatingPointName = op?.name ?? 'custom';
-    this.metrics.expectedOffloadRate.set(promisedOffloadRate(m, o, this.split, s));
+    const name = this.modelName;
+    const { dir } = await fetchModel(this.link?.nc, name, version, o.modelCache ?? defaultModelCache());
+    const model = await loadModelDir(dir);
+    if (model.manifest.name !== name) throw new ConfigError(`${dir} holds ${model.manifest.name}, not ${name}`);
+    const next = await EdgeModel.load(model, o, settings, this.metrics, this.log, this.link);
+    if (this.state !== 'running') {
+      await next.close();
+      throw new CascadeError(ERROR_CODES.STATE, 'the edge agent closed during the switch');
+    }
+    const old = this.current;
+    this.current = next;
+    old.adapt.stop();
+    this.metrics.setModel(name, version);
+    next.start();
+    const retired = old.drained().then(() => old.close());
+    this.retiring.add(retired);
+    void retired.finally(() => this.retiring.delete(retired));
   }
 
   /** This edge's entry in the fleet registry. */
@@ -306,8 +338,8 @@ export class EdgeAgent {
   async close(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'closing';
+    await this.fleet?.close(); // and a model switch under way
     this.adapt.stop();
-    await this.fleet?.close();
     await Promise.all(this.pending);
     if (this.publisher) {
       const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
@@ -318,9 +350,120 @@ export class EdgeAgent {
       this.publisher.close();
     }
     await this.link?.close();
-    await this.runner.close();
+    await Promise.all(this.retiring);
+    await this.current.close();
     await this.metricsServer?.close();
     this.state = 'closed';
+  }
+}
+
+/**
+ * One model version as an edge runs it: its edge stages (in their own inference thread), the operating point, the
+ * path of a frame and the adaptation. The agent replaces it between frames to switch versions.
+ */
+class EdgeModel {
+  readonly path: FramePath;
+  readonly adapt: Adaptation;
+  operatingPointName: string;
+  /** Frames (and their offloads) under way on this version. */
+  active = 0;
+  private drainWaiters: (() => void)[] = [];
+
+  private constructor(
+    readonly model: ModelDir,
+    readonly split: number,
+    readonly thresholds: number[],
+    private readonly runner: StageExecutor,
+    readonly thread: 'inline' | 'worker',
+    readonly medianMs: number | undefined,
+    private readonly o: CompiledEdgeOptions,
+    settings: EdgeSettings,
+    private readonly metrics: EdgeMetrics,
+    log: Log,
+    link: NatsLink | undefined,
+  ) {
+    const m = model.manifest;
+    const offloader = new Offloader(m, split, thresholds, o, link);
+    this.path = new FramePath(o.id, model, split, thresholds, runner, offloader, metrics, log);
+    const sendShadow = link
+      ? (pixels: Uint8Array) => {
+          const { request, bytes } = offloader.build(pixels, {}, { shadow: true });
+          return offloader.send(request, bytes, o.shadowTimeoutMs);
+        }
+      : undefined;
+    const edgeExits = m.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
+    const { op, budget } = pointOf(m, o, settings);
+    this.operatingPointName = op?.name ?? 'custom';
+    this.adapt = new Adaptation(m, edgeExits, thresholds, [...thresholds], adaptSettings(o, budget), o.shadowWindow, metrics, log, sendShadow); // prettier-ignore
+    if (o.mode === 'auto') {
+      const cloud = (first: number) => m.stages.slice(first).reduce((n, s) => n + s.macs, 0);
+      this.adapt.chooseModes({ state: cloud(split), image: cloud(0) }, { bytesPerKB: o.bytesWeight, perMMAC: o.computeWeight }); // prettier-ignore
+    }
+    this.apply(settings);
+  }
+
+  /** Starts the model's edge stages and checks the options and `settings` against it. */
+  static async load(
+    model: ModelDir,
+    o: CompiledEdgeOptions,
+    settings: EdgeSettings,
+    metrics: EdgeMetrics,
+    log: Log,
+    link: NatsLink | undefined,
+  ): Promise<EdgeModel> {
+    const m = model.manifest;
+    const split = o.split ?? m.default_split ?? 1;
+    if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
+    const thresholds = [...pointOf(m, o, settings).base]; // the controller moves these, in place
+    const { executor, thread, medianMs } = await createExecutor(model, {
+      last: split - 1,
+      threads: o.threads,
+      backend: o.backend,
+      thread: o.inferenceThread,
+      probe: () => ({
+        image: { data: new Uint8Array(m.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...m.input.shape] },
+      }),
+    });
+    try {
+      return new EdgeModel(model, split, thresholds, executor, thread, medianMs, o, settings, metrics, log, link);
+    } catch (err) {
+      await executor.close();
+      throw err;
+    }
+  }
+
+  /** Applies fleet settings over the options; throws a ConfigError, changing nothing, when they do not fit. */
+  apply(s: EdgeSettings): void {
+    const o = this.o;
+    const m = this.model.manifest;
+    const { op, base, budget } = pointOf(m, o, s);
+    const settings = adaptSettings(o, budget);
+    if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
+    if (s.controller !== undefined) settings.controller = s.controller;
+    if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
+    if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
+    this.adapt.apply(settings, base);
+    this.operatingPointName = op?.name ?? 'custom';
+    this.metrics.expectedOffloadRate.set(promisedOffloadRate(m, o, this.split, s));
+  }
+
+  start(): void {
+    this.adapt.start(this.o.controlIntervalMs);
+  }
+
+  /** A frame (or its offload) finished. */
+  done(): void {
+    if (--this.active === 0) for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  /** Resolves once no frame is under way on this version. */
+  drained(): Promise<void> {
+    return this.active === 0 ? Promise.resolve() : new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.adapt.stop();
+    await this.runner.close();
   }
 }
 

@@ -1,36 +1,51 @@
 // The edge's side of the fleet configuration: it watches its own key and the fleet default in the settings bucket,
-// applies changes between frames (refusing invalid ones without disturbing the running edge), and keeps its entry in
-// the registry fresh.
-import { clip, configKey, FLEET, parseEdgeSettings, type EdgeHeartbeat, type EdgeSettings } from '@cascade/proto';
-import { openBucket, type Log, type NatsLink } from '@cascade/service';
+// applies changes between frames (refusing invalid ones without disturbing the running edge), follows its model's
+// rollout (switching versions between frames), and keeps its entry in the registry fresh.
+import {
+  clip,
+  configKey,
+  edgeVersion,
+  FLEET,
+  parseEdgeSettings,
+  parseModelRollout,
+  type EdgeHeartbeat,
+  type EdgeSettings,
+} from '@cascade/proto';
+import { DENIED_RETRY_MS, isPermissionError, KeyWatch, openBucket, type Log, type NatsLink } from '@cascade/service';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 
-/** How the agent takes settings: throws a ConfigError (naming what is wrong) to refuse them. */
+type Beat = Omit<EdgeHeartbeat, 'config_revision' | 'config_error' | 'model_target' | 'model_error' | 'sent_unix_ms'>;
+
+/** How the agent takes settings and models: each throws (naming what is wrong) to refuse them. */
 export interface FleetTarget {
+  /** The model's name, whose rollout (`models.<name>`) the edge follows. */
+  readonly modelName: string;
+  /** The version running now. */
+  readonly modelVersion: string;
   apply(settings: EdgeSettings): void;
-  heartbeat(): Omit<EdgeHeartbeat, 'config_revision' | 'config_error' | 'sent_unix_ms'>;
+  /** Loads another version of the model and switches to it between frames, with `settings` applied. */
+  switchModel(version: string, settings: EdgeSettings): Promise<void>;
+  heartbeat(): Beat;
 }
 
 export interface FleetCounters {
   applied(): void;
   refused(): void;
+  /** A model switch: `switched` or `refused`. */
+  model(result: 'switched' | 'refused'): void;
 }
-
-/** Wait before trying the buckets again after a failure (missing bucket, NATS away). */
-const RETRY_MS = 3000;
-/**
- * Wait after a permissions violation (an edge whose login does not cover the fleet's buckets, such as a camera behind
- * a site leaf node): it is not going to change soon, and each try costs a line in the server's and the edge's logs.
- */
-const DENIED_RETRY_MS = 300_000;
-const denied = (err: Error) => /permission/i.test(err.message);
 
 export class FleetClient {
   private readonly values = new Map<string, { text: string; revision: number }>();
   private revision = 0;
   private error: string | undefined;
   private closed = false;
-  private readonly stops: (() => void)[] = [];
+  private watch: KeyWatch | undefined;
+  /** The version the model's rollout asks this edge to run (undefined: no rollout), and why it could not. */
+  private wanted: string | undefined;
+  private modelError: string | undefined;
+  /** The switch under way, if any (switches run one at a time). */
+  private switching: Promise<void> | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private complained = new Set<string>();
   /** No heartbeat before this time (after a permissions violation). */
@@ -50,21 +65,84 @@ export class FleetClient {
 
   /** Starts watching and heartbeating in the background; never throws. */
   start(): void {
-    void this.watchLoop();
+    const keys = [configKey.default, configKey.edge(this.id), configKey.model(this.target.modelName)];
+    this.watch = new KeyWatch(this.link, FLEET.configBucket, keys, (e) => this.take(e), this.log);
+    this.watch.start();
     this.heartbeatTimer = setInterval(() => void this.beat(), FLEET.heartbeatMs);
     this.heartbeatTimer.unref();
     void this.beat();
   }
 
-  /** The settings revision last applied (0: none), and why the last one was refused. */
-  get status(): { revision: number; error?: string } {
-    return { revision: this.revision, ...(this.error ? { error: this.error } : {}) };
+  /** The settings revision last applied (0: none), why the last one was refused, and the rollout's version. */
+  get status(): { revision: number; error?: string; model?: string; modelError?: string } {
+    return {
+      revision: this.revision,
+      ...(this.error ? { error: this.error } : {}),
+      ...(this.wanted ? { model: this.wanted } : {}),
+      ...(this.modelError ? { modelError: this.modelError } : {}),
+    };
   }
 
+  /** Stops watching; waits for a model switch under way. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.heartbeatTimer);
-    for (const stop of this.stops.splice(0)) stop();
+    this.watch?.close();
+    await this.switching;
+  }
+
+  private take(e: KvWatchEntry): void {
+    if (e.key === configKey.model(this.target.modelName)) {
+      if (e.operation !== 'PUT') return; // a deleted rollout leaves the edge on the version it runs
+      try {
+        this.wanted = edgeVersion(parseModelRollout(e.string(), e.key), this.id);
+      } catch (err) {
+        this.modelError = clip((err as Error).message, 300);
+        this.counters.model('refused');
+        this.log('model_rollout_refused', { key: e.key, revision: e.revision, error: this.modelError });
+        void this.beat();
+        return;
+      }
+      this.switching ??= this.follow();
+      return;
+    }
+    if (e.operation === 'PUT') this.values.set(e.key, { text: e.string(), revision: e.revision });
+    else this.values.delete(e.key);
+    this.reapply(e.revision);
+  }
+
+  /** Switches to the wanted version until the edge runs it (or it is refused), one switch at a time. */
+  private async follow(): Promise<void> {
+    let failed: string | undefined;
+    while (!this.closed && this.wanted && this.wanted !== this.target.modelVersion && this.wanted !== failed) {
+      const version = this.wanted;
+      const from = this.target.modelVersion;
+      try {
+        await this.target.switchModel(version, this.merged());
+        this.modelError = undefined;
+        this.counters.model('switched');
+        this.log('model_switched', { model: this.target.modelName, from, to: version });
+      } catch (err) {
+        failed = version;
+        this.modelError = `${this.target.modelName}@${version}: ${clip((err as Error).message, 300)}`;
+        this.counters.model('refused');
+        this.log('model_switch_refused', { model: this.target.modelName, version, running: from, error: this.modelError, hint: 'the edge keeps running its current version' }); // prettier-ignore
+      }
+      void this.beat();
+      for (const w of this.changed.splice(0)) w();
+    }
+    if (this.wanted === this.target.modelVersion) this.modelError = undefined;
+    this.switching = undefined;
+  }
+
+  /** The fleet default and the edge's own key merged (its fields win); throws on an invalid value. */
+  private merged(): EdgeSettings {
+    const merged: EdgeSettings = {};
+    for (const key of [configKey.default, configKey.edge(this.id)]) {
+      const v = this.values.get(key);
+      if (v) Object.assign(merged, parseEdgeSettings(v.text, key));
+    }
+    return merged;
   }
 
   /** Resolves at the next applied or refused change. */
@@ -72,54 +150,10 @@ export class FleetClient {
     return new Promise((resolve) => this.changed.push(resolve));
   }
 
-  private async watchLoop(): Promise<void> {
-    while (!this.closed) {
-      let wait = RETRY_MS;
-      const nc = this.link.nc;
-      if (!nc || !this.link.connected) {
-        await sleep(RETRY_MS);
-        continue;
-      }
-      try {
-        const kv = await openBucket(nc, FLEET.configBucket);
-        await kv.status(); // fails here when the bucket is missing or unreadable
-        const keys = [configKey.default, configKey.edge(this.id)];
-        const watchers = await Promise.all(keys.map((key) => kv.watch({ key })));
-        this.complained.delete('watch');
-        this.log('fleet_config_watching', { bucket: FLEET.configBucket, keys });
-        this.stops.splice(0, this.stops.length, ...watchers.map((w) => () => w.stop()));
-        await Promise.all(watchers.map((w) => this.consume(w)));
-      } catch (err) {
-        wait = denied(err as Error) ? DENIED_RETRY_MS : RETRY_MS;
-        if (!this.complained.has('watch')) {
-          this.complained.add('watch');
-          this.log('fleet_config_unavailable', {
-            bucket: FLEET.configBucket,
-            error: clip((err as Error).message, 200),
-            retry_ms: wait,
-          });
-        }
-      }
-      if (!this.closed) await sleep(wait);
-    }
-  }
-
-  private async consume(entries: AsyncIterable<KvWatchEntry>): Promise<void> {
-    for await (const e of entries) {
-      if (e.operation === 'PUT') this.values.set(e.key, { text: e.string(), revision: e.revision });
-      else this.values.delete(e.key);
-      this.reapply(e.revision);
-    }
-  }
-
   /** Merges the fleet default and the edge's own key (its fields win) and applies them, or refuses the change. */
   private reapply(revision: number): void {
-    const merged: EdgeSettings = {};
     try {
-      for (const key of [configKey.default, configKey.edge(this.id)]) {
-        const v = this.values.get(key);
-        if (v) Object.assign(merged, parseEdgeSettings(v.text, key));
-      }
+      const merged = this.merged();
       this.target.apply(merged);
       this.revision = Math.max(this.revision, revision);
       this.error = undefined;
@@ -141,6 +175,8 @@ export class FleetClient {
       ...this.target.heartbeat(),
       config_revision: this.revision,
       ...(this.error ? { config_error: this.error } : {}),
+      ...(this.wanted ? { model_target: this.wanted } : {}),
+      ...(this.modelError ? { model_error: this.modelError } : {}),
       sent_unix_ms: Date.now(),
     };
     try {
@@ -149,15 +185,11 @@ export class FleetClient {
       this.complained.delete('heartbeat');
     } catch (err) {
       this.registry = undefined;
-      if (denied(err as Error)) this.heartbeatPausedUntil = Date.now() + DENIED_RETRY_MS;
+      if (isPermissionError(err as Error)) this.heartbeatPausedUntil = Date.now() + DENIED_RETRY_MS;
       if (!this.complained.has('heartbeat')) {
         this.complained.add('heartbeat');
         this.log('fleet_heartbeat_failed', { bucket: FLEET.edgesBucket, error: clip((err as Error).message, 200) });
       }
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

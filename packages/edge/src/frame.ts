@@ -172,7 +172,7 @@ export class FramePath {
 
   /** Counts a result in the metrics. */
   observe(r: EdgeResult): void {
-    this.metrics.frames.inc({ outcome: r.outcome });
+    this.metrics.frames.inc({ outcome: r.outcome, model_version: r.model_version });
     this.metrics.frameSeconds.observe({ outcome: r.outcome }, r.latency_ms / 1000);
     if (r.fallback_reason) this.metrics.fallbacks.inc({ reason: r.fallback_reason });
     if (r.exit >= 0) {

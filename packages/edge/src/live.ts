@@ -43,7 +43,10 @@ export function liveRoutes(registry: Registry, edge: string): Record<string, Rou
     const metrics = (await registry.getMetricsAsJSON()) as unknown as MetricJson[];
     const get = (name: string) => metrics.find((m) => m.name === name)?.values ?? [];
     const outcomes: Record<string, number> = {};
-    for (const v of get('cascade_edge_frames_total')) outcomes[String(v.labels.outcome)] = v.value;
+    for (const v of get('cascade_edge_frames_total')) {
+      const outcome = String(v.labels.outcome);
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + v.value; // summed over model versions
+    }
     const frames = Object.values(outcomes).reduce((a, b) => a + b, 0);
     const now = Date.now();
     history.push({ t: now, frames });

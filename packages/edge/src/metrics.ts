@@ -1,10 +1,10 @@
-import { BUCKETS, CASCADE_VERSION, createRegistry } from '@cascade/service';
+import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo } from '@cascade/service';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** An edge agent's Prometheus metrics (names are part of the contract; see the package README). */
 export class EdgeMetrics {
   readonly registry: Registry;
-  readonly frames: Counter<'outcome'>;
+  readonly frames: Counter<'outcome' | 'model_version'>;
   readonly exits: Counter<'exit' | 'tier'>;
   readonly stageSeconds: Histogram<'stage'>;
   readonly offloadSeconds: Histogram<'result'>;
@@ -29,25 +29,25 @@ export class EdgeMetrics {
   readonly offloadCap: Gauge;
   readonly configUpdates: Counter<'result'>;
   readonly offloadModes: Counter<'mode'>;
+  readonly modelSwitches: Counter<'result'>;
+  private readonly build: Record<string, string>;
   /** Read when /metrics is scraped. */
   readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
 
   constructor(labels: { edge: string; model: string; modelVersion: string; backend: string }) {
-    this.registry = createRegistry(
-      { edge: labels.edge },
-      {
-        component: 'edge',
-        version: CASCADE_VERSION,
-        model: labels.model,
-        model_version: labels.modelVersion,
-        ep: labels.backend,
-      },
-    );
+    this.build = {
+      component: 'edge',
+      version: CASCADE_VERSION,
+      model: labels.model,
+      model_version: labels.modelVersion,
+      ep: labels.backend,
+    };
+    this.registry = createRegistry({ edge: labels.edge }, this.build);
     const registers = [this.registry];
     this.frames = new Counter({
       name: 'cascade_edge_frames_total',
-      help: 'Frames answered, by outcome: exited, offloaded, fallback, error.',
-      labelNames: ['outcome'],
+      help: 'Frames answered, by outcome (exited, offloaded, fallback, error) and the model version that answered.',
+      labelNames: ['outcome', 'model_version'],
       registers,
     });
     this.exits = new Counter({
@@ -131,7 +131,8 @@ export class EdgeMetrics {
       help: 'Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom or the controller moves them.',
       registers,
     });
-    for (const outcome of ['exited', 'offloaded', 'fallback', 'error']) this.frames.inc({ outcome }, 0);
+    for (const outcome of ['exited', 'offloaded', 'fallback', 'error'])
+      this.frames.inc({ outcome, model_version: labels.modelVersion }, 0);
     this.threshold = new Gauge({
       name: 'cascade_edge_threshold',
       help: 'Confidence threshold in force at each exit (moved by the controller, or set by the operating point).',
@@ -197,5 +198,19 @@ export class EdgeMetrics {
       labelNames: ['mode'],
       registers,
     });
+    this.modelSwitches = new Counter({
+      name: 'cascade_edge_model_switches_total',
+      help: "Model versions the edge was asked to run by its model's rollout, by result: switched, or refused (it kept its version).",
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['switched', 'refused']) this.modelSwitches.inc({ result }, 0);
+  }
+
+  /** The model version now running (in cascade_build_info); the exits' thresholds are the new model's. */
+  setModel(model: string, version: string): void {
+    setBuildInfo(this.registry, [{ ...this.build, model, model_version: version }]);
+    this.threshold.reset();
+    this.agreement.reset();
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
-import { configKey, parseEdgeSettings } from './fleet.js';
+import { canaryShare, configKey, edgeVersion, parseEdgeSettings, parseModelRollout } from './fleet.js';
 
 describe('fleet settings', () => {
   it('accepts every setting with a valid value', () => {
@@ -25,5 +25,46 @@ describe('fleet settings', () => {
   ])('refuses %s, naming the key and the field', (text, why) => {
     expect(() => parseEdgeSettings(text, configKey.edge('cam-1'))).toThrow(why);
     expect(() => parseEdgeSettings(text, configKey.edge('cam-1'))).toThrow(ConfigError);
+  });
+});
+
+describe('model rollouts', () => {
+  const key = configKey.model('ranet');
+  it('accepts a rollout with a canary and the one it replaced', () => {
+    const r = parseModelRollout(
+      '{"workers":["a1","b2"],"edges":"a1","canary":{"version":"b2","percent":10,"edges":["cam-1"]},' +
+        '"previous":{"workers":["a1"],"edges":"a1"}}',
+      key,
+    );
+    expect(r.canary?.version).toBe('b2');
+    expect(r.previous?.workers).toEqual(['a1']);
+  });
+
+  it.each([
+    ['{"edges":"a1"}', /models.ranet: workers must be a list of 1 to 8 versions, got undefined/],
+    ['{"workers":[],"edges":"a1"}', /workers must be a list of 1 to 8 versions/],
+    ['{"workers":["a 1"],"edges":"a1"}', /workers must be a list/],
+    ['{"workers":["a1"]}', /edges must be a version, got undefined/],
+    ['{"workers":["a1"],"edges":"a1","canary":{"version":"b2","percent":101}}', /canary.percent must be a number from 0 to 100/], // prettier-ignore
+    ['{"workers":["a1"],"edges":"a1","canary":{"percent":5}}', /canary.version must be a version/],
+    ['{"workers":["a1"],"edges":"a1","verison":"x"}', /unknown field "verison"/],
+    ['{"workers":["a1"],"edges":"a1","previous":{"workers":["a0"],"edges":"a0","previous":{}}}', /previous: unknown field "previous"/], // prettier-ignore
+  ])('refuses %s, naming the field', (text, why) => {
+    expect(() => parseModelRollout(text, key)).toThrow(why);
+  });
+
+  it('picks canary edges by their id: the same ones everywhere, more of them as the share grows', () => {
+    const ids = Array.from({ length: 2000 }, (_, i) => `cam-${i}`);
+    const at = (percent: number) =>
+      ids.filter((id) => edgeVersion({ workers: ['a', 'b'], edges: 'a', canary: { version: 'b', percent } }, id) === 'b'); // prettier-ignore
+    const ten = at(10);
+    expect(ten.length / ids.length).toBeGreaterThan(0.08);
+    expect(ten.length / ids.length).toBeLessThan(0.12);
+    expect(at(30).filter((id) => ten.includes(id))).toEqual(ten);
+    expect(at(0)).toEqual([]);
+    expect(at(100)).toEqual(ids);
+    expect(canaryShare('cam-1')).toBe(canaryShare('cam-1'));
+    expect(edgeVersion({ workers: ['a', 'b'], edges: 'a', canary: { version: 'b', edges: ['cam-7'] } }, 'cam-7')).toBe('b'); // prettier-ignore
+    expect(edgeVersion({ workers: ['a'], edges: 'a' }, 'cam-7')).toBe('a');
   });
 });

@@ -24,6 +24,8 @@ export const EDGE_ID = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 export const configKey = {
   default: 'edges.default',
   edge: (id: string): string => `edges.${id}`,
+  /** The rollout of a model (`ModelRollout`): what its workers serve and its edges run. */
+  model: (name: string): string => `models.${name}`,
 };
 
 /** What an operator may set for an edge (or the fleet): every field optional, a missing one keeps the edge's own. */
@@ -107,5 +109,89 @@ export interface EdgeHeartbeat {
   /** The settings revision applied, and the last one refused with why. */
   config_revision: number;
   config_error?: string;
+  /** The version the model's rollout asks this edge to run, and why it does not, when it could not switch. */
+  model_target?: string;
+  model_error?: string;
   sent_unix_ms: number;
+}
+
+/** A model version as the registry names it (the manifest's version). */
+const VERSION = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Which versions of one model run where, under `models.<name>` in the settings bucket; written by `cascade rollout`.
+ * A split model's halves must match, so a rollout moves in steps: workers serve the old and the new version, then
+ * the edges switch, then the workers drop the old one.
+ */
+export interface ModelRollout {
+  /** Versions every worker of the model serves (loads and answers), at least one. */
+  workers: string[];
+  /** The version edges run, unless the canary picks them. */
+  edges: string;
+  /** Some edges run another version: those named, and a share of the rest chosen by their id (`canaryShare`). */
+  canary?: { version: string; percent?: number; edges?: string[] };
+  /** The rollout this one replaced (`cascade rollout --undo` goes back to it). */
+  previous?: Omit<ModelRollout, 'previous'>;
+  /** Who wrote it and when, for `cascade rollout --status`. */
+  note?: string;
+}
+
+/** Checks a parsed `models.<name>` value; a ConfigError names the key, the field and what it must be. */
+export function checkModelRollout(v: unknown, key: string, nested = false): ModelRollout {
+  const bad = (field: string, want: string, got: unknown): never => {
+    throw new ConfigError(`${key}: ${field} must be ${want}, got ${JSON.stringify(got)}`);
+  };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${key}: must be a JSON object`);
+  const r = v as Record<string, unknown>;
+  const fields = ['workers', 'edges', 'canary', 'note', ...(nested ? [] : ['previous'])];
+  for (const name of Object.keys(r))
+    if (!fields.includes(name)) throw new ConfigError(`${key}: unknown field "${name}"; the fields are ${fields.join(', ')}`); // prettier-ignore
+  const w = r.workers;
+  if (!Array.isArray(w) || w.length === 0 || w.length > 8 || !w.every((x) => typeof x === 'string' && VERSION.test(x)))
+    bad('workers', 'a list of 1 to 8 versions', w);
+  if (typeof r.edges !== 'string' || !VERSION.test(r.edges)) bad('edges', 'a version', r.edges);
+  if (r.canary !== undefined) {
+    const c = r.canary as Record<string, unknown>;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) bad('canary', 'an object', c);
+    if (typeof c.version !== 'string' || !VERSION.test(c.version)) bad('canary.version', 'a version', c.version);
+    if (c.percent !== undefined && !(typeof c.percent === 'number' && c.percent >= 0 && c.percent <= 100))
+      bad('canary.percent', 'a number from 0 to 100', c.percent);
+    if (
+      c.edges !== undefined &&
+      !(Array.isArray(c.edges) && c.edges.every((x) => typeof x === 'string' && EDGE_ID.test(x)))
+    )
+      // prettier-ignore
+      bad('canary.edges', 'a list of edge ids', c.edges);
+  }
+  if (r.note !== undefined && typeof r.note !== 'string') bad('note', 'a string', r.note);
+  if (r.previous !== undefined) checkModelRollout(r.previous, `${key}: previous`, true);
+  return v as ModelRollout;
+}
+
+/** Parses and checks a `models.<name>` value. */
+export function parseModelRollout(text: string, key: string): ModelRollout {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${key}: not JSON: ${(err as Error).message}`);
+  }
+  return checkModelRollout(v, key);
+}
+
+/**
+ * Where an edge falls in a canary, 0 to 100: a hash of its id (FNV-1a), so the same edges are picked on every edge,
+ * by the operator's command and across restarts, and raising the share only adds edges.
+ */
+export function canaryShare(edgeId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < edgeId.length; i++) h = Math.imul(h ^ edgeId.charCodeAt(i), 0x01000193) >>> 0;
+  return (h % 10_000) / 100;
+}
+
+/** The version an edge runs under a rollout. */
+export function edgeVersion(r: Omit<ModelRollout, 'previous'>, edgeId: string): string {
+  const c = r.canary;
+  if (c && (c.edges?.includes(edgeId) || canaryShare(edgeId) < (c.percent ?? 0))) return c.version;
+  return r.edges;
 }

@@ -35,12 +35,17 @@ export {
   type TensorMessage,
 } from './wire.js';
 export {
+  canaryShare,
   checkEdgeSettings,
+  checkModelRollout,
   configKey,
+  edgeVersion,
   EDGE_ID,
   EDGE_SETTINGS,
   FLEET,
   parseEdgeSettings,
+  parseModelRollout,
   type EdgeHeartbeat,
   type EdgeSettings,
+  type ModelRollout,
 } from './fleet.js';

@@ -1,11 +1,26 @@
 /** @cascade/service: plumbing every Cascade command shares (flags, NATS, results stream, metrics and health, logs). */
 export { FlagError, flagSource, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
-export { BUCKETS, CASCADE_VERSION, createRegistry, serveMetrics, type MetricsServer, type Route } from './metrics.js';
+export {
+  BUCKETS,
+  CASCADE_VERSION,
+  createRegistry,
+  serveMetrics,
+  setBuildInfo,
+  type MetricsServer,
+  type Route,
+} from './metrics.js';
 export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';
 export { ensureResultsStream, type ResultsStreamOptions, type ResultsStreamState } from './streams.js';
 export { LinkError, NatsLink, RECONNECT_JITTER_MS, RECONNECT_WAIT_MS, type LinkOptions, type Log } from './link.js';
 export { stderrLog } from './log.js';
-export { ensureFleetBuckets, openBucket, type FleetBuckets } from './fleet.js';
+export {
+  DENIED_RETRY_MS,
+  ensureFleetBuckets,
+  isPermissionError,
+  KeyWatch,
+  openBucket,
+  type FleetBuckets,
+} from './fleet.js';
 export {
   cachedModelDir,
   defaultModelCache,

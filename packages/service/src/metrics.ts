@@ -31,6 +31,16 @@ export function createRegistry(defaultLabels: Record<string, string>, build: Rec
   return registry;
 }
 
+/**
+ * Says what runs now in `cascade_build_info`: one series per entry of `builds` (a worker serving two model versions
+ * has two), replacing the ones before. Each entry carries every label createRegistry was given.
+ */
+export function setBuildInfo(registry: Registry, builds: Record<string, string>[]): void {
+  const info = registry.getSingleMetric('cascade_build_info') as Gauge<string>;
+  info.reset();
+  for (const b of builds) info.set(b, 1);
+}
+
 export const CASCADE_VERSION = '0.1.0';
 
 /** Serves `GET /metrics` (and extra routes) on host:port; port 0 picks a free one. */
