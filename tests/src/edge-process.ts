@@ -18,6 +18,7 @@ export interface EdgeLine {
   class: number;
   label: number;
   latency_ms: number;
+  model_version: string;
 }
 
 export interface EdgeRun {
@@ -35,6 +36,8 @@ export interface EdgeSpec {
   id: string;
   frames: number;
   fps: number;
+  /** Model directory or NAME@VERSION. @default the bundled model */
+  model?: string;
   /** More flags (credentials, --repeat, --timeout-ms, ...). */
   extra?: string[];
 }
@@ -44,7 +47,7 @@ export function startEdge(spec: EdgeSpec): EdgeRun {
   const outbox = mkdtempSync(join(tmpdir(), 'cascade-edge-outbox-'));
   const args = [
     join(REPO, 'packages/edge/dist/cli.js'),
-    ...['--model', MODEL, '--source', SAMPLES, '--nats', spec.url, '--id', spec.id],
+    ...['--model', spec.model ?? MODEL, '--source', SAMPLES, '--nats', spec.url, '--id', spec.id],
     ...['--limit', String(spec.frames), '--max-fps', String(spec.fps), '--threads', '1'],
     ...['--metrics-port', '-1', '--outbox-dir', outbox, '--summary', ...(spec.extra ?? [])],
   ];

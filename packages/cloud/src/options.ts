@@ -51,7 +51,7 @@ export interface WorkerOptions {
    * from the model registry, and drop the others. @default true
    */
   rollout?: boolean;
-  /** Most model versions served at once (each holds its stages in memory). @default 3 */
+  /** Most model versions served at once (each holds its stages in memory), 1 to 8. @default 3 */
   maxVersions?: number;
 }
 
@@ -92,6 +92,16 @@ function positiveInt(name: string, v: number, min = 1): number {
   return v;
 }
 
+/**
+ * Each version served is a service instance that answers service discovery; the shipped NATS configuration lets a
+ * worker answer a request 8 times (allow_responses).
+ */
+function maxVersions(v: number): number {
+  positiveInt('maxVersions', v);
+  if (v > 8) throw new ConfigError(`maxVersions must be at most 8, got ${v}`);
+  return v;
+}
+
 /** Fills defaults and validates every field once, at start-up. */
 export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
   if (!o.model) throw new ConfigError('model: a model directory is required');
@@ -128,6 +138,6 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     natsVia: o.natsVia ?? DEFAULT_WORKER_OPTIONS.natsVia,
     ...(o.resultsReplicas !== undefined ? { resultsReplicas: o.resultsReplicas } : {}),
     rollout: o.rollout ?? DEFAULT_WORKER_OPTIONS.rollout,
-    maxVersions: positiveInt('maxVersions', o.maxVersions ?? DEFAULT_WORKER_OPTIONS.maxVersions),
+    maxVersions: maxVersions(o.maxVersions ?? DEFAULT_WORKER_OPTIONS.maxVersions),
   };
 }

@@ -18,6 +18,7 @@ import {
   fetchModel,
   KeyWatch,
   resolveModel,
+  Serial,
   ensureResultsStream,
   NatsLink,
   serveMetrics,
@@ -69,9 +70,9 @@ export class CloudWorker {
   private metricsServer: MetricsServer | undefined;
   private failure: Error | undefined;
   private rollout: KeyWatch | undefined;
-  /** The versions the rollout asks for (undefined: no rollout), and the reconciliation under way. */
+  /** The versions the rollout asks for (undefined: no rollout), and the reconciliation with them. */
   private wanted: string[] | undefined;
-  private reconciling: Promise<void> | undefined;
+  private readonly reconciler = new Serial(() => this.reconcile());
   /** Versions that failed to load, not tried again until the rollout changes. */
   private refused = new Map<string, string>();
   private readonly drops = new Set<Promise<void>>();
@@ -222,7 +223,7 @@ export class CloudWorker {
           return;
         }
         this.refused.clear();
-        this.reconciling ??= this.reconcile();
+        this.reconciler.kick();
       }, this.log, 'model_rollout'); // prettier-ignore
       this.rollout.start();
     }
@@ -254,27 +255,24 @@ export class CloudWorker {
   }
 
   /**
-   * Brings the versions served to what the rollout wants, until it stops changing: first adds the missing ones
-   * (fetched from the registry, checked, warmed up, served), then drops the others, but never the last version that
-   * serves: a rollout none of whose versions loads leaves the worker as it was.
+   * Brings the versions served to what the rollout wants: first adds the missing ones (fetched from the registry,
+   * checked, warmed up, served), then drops the others, but never the last version that serves: a rollout none of
+   * whose versions loads leaves the worker as it was.
    */
   private async reconcile(): Promise<void> {
-    let done: string | undefined;
-    while (this.state === 'running' && this.wanted && this.wanted.join() !== done) {
-      const wanted = this.wanted;
-      done = wanted.join();
-      for (const version of wanted) {
-        if (this.state !== 'running' || this.versions.has(version) || this.refused.has(version)) continue;
-        await this.add(version);
-      }
-      const serving = this.servedVersions;
-      if (!wanted.some((v) => serving.includes(v))) {
-        this.log('model_rollout_unserved', { wanted, serving, hint: 'none of the versions wanted loaded: the worker keeps serving what it serves' }); // prettier-ignore
-        continue;
-      }
-      for (const version of serving) if (!wanted.includes(version)) this.drop(version);
+    const wanted = this.wanted;
+    if (!wanted) return;
+    for (const version of wanted) {
+      if (this.state !== 'running' || this.versions.has(version) || this.refused.has(version)) continue;
+      await this.add(version);
     }
-    this.reconciling = undefined;
+    if (this.state !== 'running') return;
+    const serving = this.servedVersions;
+    if (!wanted.some((v) => serving.includes(v))) {
+      this.log('model_rollout_unserved', { wanted, serving, hint: 'none of the versions wanted loaded: the worker keeps serving what it serves' }); // prettier-ignore
+      return;
+    }
+    for (const version of serving) if (!wanted.includes(version)) this.drop(version);
   }
 
   private async add(version: string): Promise<void> {
@@ -399,7 +397,7 @@ export class CloudWorker {
       if (this.state === 'running') {
         this.state = 'draining';
         this.log('worker_draining', { queued: this.queueDepth });
-        await this.reconciling;
+        await this.reconciler.idle();
         const stopping = [...this.versions.values()].map(
           async (s) => void (await s.service?.stop().catch(() => undefined)),
         );

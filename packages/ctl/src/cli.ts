@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// cascade: the operator command. Lists the fleet and reads and writes its settings in NATS.
+// cascade: the operator command. Lists the fleet, reads and writes its settings in NATS, keeps the model registry and
+// rolls model versions out.
 import { EDGE_SETTINGS, exitStatus } from '@cascade/proto';
 import {
   FlagError,
@@ -15,6 +16,7 @@ import {
 import { getSettings, listFleet, removeSettings, setSettings } from './fleet.js';
 import { formatFleet } from './format.js';
 import { modelCommand } from './models.js';
+import { rolloutCommand } from './rollout-cli.js';
 
 const FLAGS = {
   nats: { type: 'string', env: 'NATS_URL', help: 'NATS server URL(s) (default nats://127.0.0.1:4222)' },
@@ -25,6 +27,10 @@ const FLAGS = {
     env: 'CASCADE_MODEL_CACHE',
     help: 'model cache of cascade model fetch (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
   },
+  canary: { type: 'string', help: 'cascade rollout: the share of edges (0-100) that run the new version' },
+  edges: { type: 'string', help: 'cascade rollout: these edges (comma-separated ids) run the new version' },
+  undo: { type: 'boolean', help: 'cascade rollout: go back to the rollout before the current one' },
+  'timeout-s': { type: 'string', help: 'cascade rollout: longest wait for each step (default 120)' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -40,6 +46,12 @@ const COMMANDS = `commands:
   cascade model rm NAME@VERSION          delete a model version from the registry
   cascade model fetch NAME@VERSION [--cache DIR]
                                          download a version into the local cache, every file checked
+  cascade rollout NAME@VERSION [--canary PERCENT] [--edges ID,...]
+                                         run a version on the fleet: workers serve it beside the old one, the
+                                         edges (or the canary's) switch, workers drop what no edge runs;
+                                         each step waits until every worker and edge has taken it
+  cascade rollout --undo NAME            the same steps back to the rollout before
+  cascade rollout status NAME            the stored rollout, and what each worker serves and edge runs
 settings: ${EDGE_SETTINGS.join(', ')}
 `;
 const USAGE = `${usage('cascade COMMAND [ARGS] [options]', FLAGS)}${COMMANDS}`;
@@ -100,6 +112,8 @@ async function main(): Promise<void> {
       out(edges, formatFleet(edges));
     } else if (cmd === 'model') {
       await modelCommand(nc, sub!, target, f, out);
+    } else if (cmd === 'rollout') {
+      await rolloutCommand(nc, words.slice(1), f, out);
     } else if (sub === 'get') {
       const s = await getSettings(nc, target ?? 'default');
       out(s, `${s.key} (revision ${s.revision}): ${JSON.stringify(s.settings)}\n`);
@@ -126,6 +140,10 @@ function check(words: string[]): void {
   if (cmd === 'model') {
     if (sub === 'ls' && words.length === 2) return;
     if ((sub === 'push' || sub === 'rm' || sub === 'fetch') && target && rest.length === 0) return;
+  }
+  if (cmd === 'rollout') {
+    if (sub === 'status' && target && rest.length === 0) return;
+    if (sub && sub !== 'status' && !target) return;
   }
   if (cmd === 'config') {
     if (sub === 'get' && words.length <= 3) return;

@@ -29,7 +29,10 @@ export function formatFleet(edges: EdgeHeartbeat[], now = Date.now()): string {
     e.controller ? `on (${e.binding})` : 'off',
     String(e.frames),
     `${Math.max(0, Math.round((now - e.sent_unix_ms) / 1000))} s ago`,
-    e.config_error ? `rev ${e.config_revision}, refused: ${e.config_error}` : `rev ${e.config_revision}`,
+    [
+      e.config_error ? `rev ${e.config_revision}, refused: ${e.config_error}` : `rev ${e.config_revision}`,
+      ...(e.model_error ? [`model refused: ${e.model_error}`] : []),
+    ].join('; '),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>

@@ -11,7 +11,15 @@ import {
   type EdgeHeartbeat,
   type EdgeSettings,
 } from '@cascade/proto';
-import { DENIED_RETRY_MS, isPermissionError, KeyWatch, openBucket, type Log, type NatsLink } from '@cascade/service';
+import {
+  DENIED_RETRY_MS,
+  isPermissionError,
+  KeyWatch,
+  openBucket,
+  Serial,
+  type Log,
+  type NatsLink,
+} from '@cascade/service';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 
 type Beat = Omit<EdgeHeartbeat, 'config_revision' | 'config_error' | 'model_target' | 'model_error' | 'sent_unix_ms'>;
@@ -44,8 +52,8 @@ export class FleetClient {
   /** The version the model's rollout asks this edge to run (undefined: no rollout), and why it could not. */
   private wanted: string | undefined;
   private modelError: string | undefined;
-  /** The switch under way, if any (switches run one at a time). */
-  private switching: Promise<void> | undefined;
+  /** Switches to the wanted version, one at a time. */
+  private readonly switcher = new Serial(() => this.follow());
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private complained = new Set<string>();
   /** No heartbeat before this time (after a permissions violation). */
@@ -88,7 +96,7 @@ export class FleetClient {
     this.closed = true;
     clearInterval(this.heartbeatTimer);
     this.watch?.close();
-    await this.switching;
+    await this.switcher.idle();
   }
 
   private take(e: KvWatchEntry): void {
@@ -103,7 +111,7 @@ export class FleetClient {
         void this.beat();
         return;
       }
-      this.switching ??= this.follow();
+      this.switcher.kick();
       return;
     }
     if (e.operation === 'PUT') this.values.set(e.key, { text: e.string(), revision: e.revision });
@@ -111,28 +119,34 @@ export class FleetClient {
     this.reapply(e.revision);
   }
 
-  /** Switches to the wanted version until the edge runs it (or it is refused), one switch at a time. */
+  /**
+   * Switches to the wanted version if the edge runs another. A refused version is tried again at the next change of
+   * the rollout (each write of `models.<name>`), not before.
+   */
   private async follow(): Promise<void> {
-    let failed: string | undefined;
-    while (!this.closed && this.wanted && this.wanted !== this.target.modelVersion && this.wanted !== failed) {
-      const version = this.wanted;
-      const from = this.target.modelVersion;
-      try {
-        await this.target.switchModel(version, this.merged());
+    const version = this.wanted;
+    const from = this.target.modelVersion;
+    if (this.closed || !version || version === from) {
+      if (version === from && this.modelError) {
         this.modelError = undefined;
-        this.counters.model('switched');
-        this.log('model_switched', { model: this.target.modelName, from, to: version });
-      } catch (err) {
-        failed = version;
-        this.modelError = `${this.target.modelName}@${version}: ${clip((err as Error).message, 300)}`;
-        this.counters.model('refused');
-        this.log('model_switch_refused', { model: this.target.modelName, version, running: from, error: this.modelError, hint: 'the edge keeps running its current version' }); // prettier-ignore
+        void this.beat();
       }
-      void this.beat();
-      for (const w of this.changed.splice(0)) w();
+      return;
     }
-    if (this.wanted === this.target.modelVersion) this.modelError = undefined;
-    this.switching = undefined;
+    try {
+      await this.target.switchModel(version, this.merged());
+      this.modelError = undefined;
+      this.counters.model('switched');
+      this.log('model_switched', { model: this.target.modelName, from, to: version });
+    } catch (err) {
+      const ref = `${this.target.modelName}@${version}`;
+      const why = clip((err as Error).message, 300);
+      this.modelError = why.includes(ref) ? why : `${ref}: ${why}`;
+      this.counters.model('refused');
+      this.log('model_switch_refused', { model: this.target.modelName, version, running: from, error: this.modelError, hint: 'the edge keeps running its current version' }); // prettier-ignore
+    }
+    void this.beat();
+    for (const w of this.changed.splice(0)) w();
   }
 
   /** The fleet default and the edge's own key merged (its fields win); throws on an invalid value. */

@@ -101,3 +101,31 @@ export class KeyWatch {
     }
   }
 }
+
+/**
+ * Runs an async task in the background, one run at a time: asked again while it runs, it runs once more afterwards
+ * (however often it was asked), so the last request is always served. The task handles its own errors.
+ */
+export class Serial {
+  private running: Promise<void> | undefined;
+  private again = false;
+
+  constructor(private readonly task: () => Promise<void>) {}
+
+  kick(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.again = false;
+    this.running = this.task().finally(() => {
+      this.running = undefined;
+      if (this.again) this.kick();
+    });
+  }
+
+  /** Resolves once no run is under way or asked for. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+  }
+}

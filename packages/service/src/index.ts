@@ -19,6 +19,7 @@ export {
   isPermissionError,
   KeyWatch,
   openBucket,
+  Serial,
   type FleetBuckets,
 } from './fleet.js';
 export {
