@@ -1,7 +1,8 @@
 // A model rollout over the shipped NATS configuration, mid-stream: two versions of one model in the registry, two
 // workers and two edge processes on the first; a corrupted version refused by workers, edges and the command while
-// the running version keeps serving; `cascade rollout` to the second version and `--undo` back, with every frame
-// answered once, in the results stream once, and no offload lost to a version mismatch.
+// the running version keeps serving; `cascade rollout` to the second version and `--undo` back, then a canary of one
+// edge and its undo, with every frame answered once, in the results stream once, and no offload lost to a version
+// mismatch (a mismatch or a missing version would show as a fallback).
 import { startWorker, type WorkerProcess } from '@cascade/demo';
 import { configKey, FLEET } from '@cascade/proto';
 import { loadModelDir } from '@cascade/runtime';
@@ -140,6 +141,17 @@ describe('model rollout across a split model, mid-stream', () => {
     expect(undo.workers.sort()).toEqual([`w-1: ${v1.version}`, `w-2: ${v1.version}`]);
 
     // A few more frames on v1, then the edges are stopped (SIGTERM: they finish what they took in).
+    // A canary: only cam-2 runs v2, the workers serve both; its undo puts cam-2 back and the workers drop v2.
+    const canaryOut = await cascadeCommand(server.url, ['rollout', `${NAME}@${v2.version}`, '--edges', 'cam-2', '--json', '--timeout-s', '60', ...OPERATOR]); // prettier-ignore
+    expect(canaryOut).toMatchObject({ code: 0, stderr: '' });
+    const canary = JSON.parse(canaryOut.stdout) as typeof forward;
+    expect(canary.edges.sort()).toEqual([`cam-1: ${v1.version}`, `cam-2: ${v2.version}`]);
+    expect(canary.workers.sort()).toEqual([`w-1: ${[v1.version, v2.version].sort().join(', ')}`, `w-2: ${[v1.version, v2.version].sort().join(', ')}`]); // prettier-ignore
+    const canaryAt = edges.map((e) => e.results.length);
+    await Promise.all(edges.map((e, i) => whenResults(e, canaryAt[i]! + 50)));
+    const canaryBack = await cascadeCommand(server.url, ['rollout', '--undo', NAME, '--json', '--timeout-s', '60', ...OPERATOR]); // prettier-ignore
+    expect(canaryBack).toMatchObject({ code: 0, stderr: '' });
+    expect((JSON.parse(canaryBack.stdout) as typeof forward).workers.sort()).toEqual([`w-1: ${v1.version}`, `w-2: ${v1.version}`]); // prettier-ignore
     const undoneAt = edges.map((e) => e.results.length);
     await Promise.all(edges.map((e, i) => whenResults(e, undoneAt[i]! + 50)));
     for (const e of edges) e.proc.kill('SIGTERM');
@@ -166,14 +178,16 @@ describe('model rollout across a split model, mid-stream', () => {
       expect(row.frames_in).toBeGreaterThan(300);
       // Unless the frames came in order, a frame finished on v1 may print after the first on v2.
       expect(runs.slice(0, 1).concat(runs.slice(-1))).toEqual([v1.version, v1.version]);
+      expect(runs.filter((v) => v === v2.version).length).toBe(id === 'cam-2' ? 2 : 1); // the canary too
       expect(row.on_v2).toBeGreaterThan(100);
     }
-    console.log(`rollout figures: ${JSON.stringify({ forward: forward.steps, back: undo.steps, edges: figures })}`);
-    // No worker answered MODEL_MISMATCH; each added and dropped v2 once after refusing the corrupted copy.
+    console.log(`rollout figures: ${JSON.stringify({ forward: forward.steps, back: undo.steps, canary: canary.steps, edges: figures })}`); // prettier-ignore
+    // Each worker refused the corrupted copy, then added v2, v1 again on the way back, v2 for the canary, and
+    // dropped v1, v2 and v2.
     for (const w of workers) {
-      expect(w.log()).not.toMatch(/MODEL_MISMATCH/);
-      expect(w.log().match(/"model_version_added"/g)).toHaveLength(2); // v2, then v1 again on the way back
-      expect(w.log().match(/"model_version_dropped"/g)).toHaveLength(2);
+      expect(w.log().match(/"model_version_refused"/g)).toHaveLength(1);
+      expect(w.log().match(/"model_version_added"/g)).toHaveLength(3);
+      expect(w.log().match(/"model_version_dropped"/g)).toHaveLength(3);
     }
   }, 240_000);
 });
