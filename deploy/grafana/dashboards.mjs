@@ -16,9 +16,6 @@ const mean = (metric, by, sel = '') =>
   `sum by (${by}) (rate(${metric}_sum${sel ? `{${sel}}` : ''}[${R}])) / sum by (${by}) (rate(${metric}_count${sel ? `{${sel}}` : ''}[${R}]))`;
 
 const EDGE = 'edge=~"$edge"';
-/** Per-edge series summed by the model version each edge runs (from its build info), to compare a canary. */
-const byVersion = (expr) =>
-  `sum by (model, model_version) (${expr} * on (edge) group_left (model, model_version) max by (edge, model, model_version) (cascade_build_info{component="edge"}))`;
 const WORKER = 'worker=~"$worker"';
 
 const dashboards = {
@@ -51,19 +48,19 @@ const dashboards = {
       [
         'Frames per second by model version',
         'ops',
-        [[byVersion(`sum by (edge) (${frames()})`), '{{model}}@{{model_version}}']],
+        [[`sum by (model_version) (${frames()})`, '@{{model_version}}']],
       ],
       [
         'Offload and fallback rate by model version',
         'percentunit',
         [
           [
-            `${byVersion(`sum by (edge) (${frames('{outcome!="exited"}')})`)} / ${byVersion(`sum by (edge) (${frames()})`)}`,
-            'offloaded {{model}}@{{model_version}}',
+            `sum by (model_version) (${frames('{outcome!="exited"}')}) / sum by (model_version) (${frames()})`,
+            'offloaded @{{model_version}}',
           ],
           [
-            `${byVersion(`sum by (edge) (${frames('{outcome="fallback"}')})`)} / ${byVersion(`sum by (edge) (${frames()})`)}`,
-            'fell back {{model}}@{{model_version}}',
+            `sum by (model_version) (${frames('{outcome="fallback"}')}) / sum by (model_version) (${frames()})`,
+            'fell back @{{model_version}}',
           ],
         ],
       ],
@@ -86,7 +83,7 @@ const dashboards = {
         'ops',
         [
           [
-            `sum by (model_version, status) (rate(cascade_worker_requests_total[${R}]) * on (worker) group_left (model_version) max by (worker, model_version) (cascade_build_info{component="cloud"}))`,
+            `sum by (model_version, status) (rate(cascade_worker_requests_total[${R}]))`,
             '@{{model_version}} {{status}}',
           ],
         ],
