@@ -45,11 +45,7 @@ const dashboards = {
         'bytes',
         [[`sum(rate(cascade_offload_bytes_sum[${R}])) / sum(rate(cascade_offload_bytes_count[${R}]))`, 'mean']],
       ],
-      [
-        'Frames per second by model version',
-        'ops',
-        [[`sum by (model_version) (${frames()})`, '@{{model_version}}']],
-      ],
+      ['Frames per second by model version', 'ops', [[`sum by (model_version) (${frames()})`, '@{{model_version}}']]],
       [
         'Offload and fallback rate by model version',
         'percentunit',
