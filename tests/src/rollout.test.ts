@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fallbacks, framesIn, inStream, startEdge, whenResults, type EdgeRun } from './edge-process.js';
-import { cascadeCommand, MODEL, REPO } from './harness.js';
+import { cascadeCommand, decodeReply, encodeRequest, MODEL, REPO, validRequest } from './harness.js';
 import { MONITOR_LOGIN, PASSWORDS, startShippedNats, WORKER_LOGIN, type NatsNode } from './topology.js';
 
 const OPERATOR = ['--nats-user', 'monitor', '--nats-password', PASSWORDS.CASCADE_MONITOR_PASSWORD];
@@ -147,6 +147,14 @@ describe('model rollout across a split model, mid-stream', () => {
     const canary = JSON.parse(canaryOut.stdout) as typeof forward;
     expect(canary.edges.sort()).toEqual([`cam-1: ${v1.version}`, `cam-2: ${v2.version}`]);
     expect(canary.workers.sort()).toEqual([`w-1: ${[v1.version, v2.version].sort().join(', ')}`, `w-2: ${[v1.version, v2.version].sort().join(', ')}`]); // prettier-ignore
+    // On the unversioned subject of clients from before versions, a request goes to the version it names.
+    const client = await connect({ servers: server.url, user: 'cam-1', pass: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD, inboxPrefix: '_INBOX.cam-1' }); // prettier-ignore
+    for (const m of [await loadModelDir(MODEL), await loadModelDir(v2.dir)]) {
+      const reply = decodeReply((await client.request(`cascade.v1.infer.${NAME}`, encodeRequest(validRequest(m)), { timeout: 5000 })).data); // prettier-ignore
+      expect(reply.code).toBeUndefined();
+      expect(reply.prediction?.exit).toBeLessThan(m.manifest.exits.length);
+    }
+    await client.close();
     const canaryAt = edges.map((e) => e.results.length);
     await Promise.all(edges.map((e, i) => whenResults(e, canaryAt[i]! + 50)));
     const canaryBack = await cascadeCommand(server.url, ['rollout', '--undo', NAME, '--json', '--timeout-s', '60', ...OPERATOR]); // prettier-ignore

@@ -68,6 +68,15 @@ describe('validate - every number finite, every text short, every deadline real'
     for (const d of [0, -5, Date.now() - 1]) expect(code(request({ deadlineUnixMs: d }))).toBe(ErrorCode.EXPIRED);
   });
 
+  it('picks the version a request is for among those served, and names them all when it is none of them', () => {
+    const other = { ...m, version: 'aaaa0000bbbb1111' };
+    expect(validateRequest(request(), [other, m], 1 << 20).modelVersion).toBe(m.version);
+    expect(validateRequest(request({ modelVersion: other.version }), [other, m], 1 << 20).modelVersion).toBe(other.version); // prettier-ignore
+    expect(() => validateRequest(request({ modelVersion: 'cccc' }), [other, m], 1 << 20)).toThrow(
+      `request is for ${m.name}@cccc, this worker serves ${m.name}@aaaa0000bbbb1111, ${m.name}@${m.version}`,
+    );
+  });
+
   it('quotes at most a short prefix of a huge field', () => {
     expect(code(request({ model: 'x'.repeat(900_000) }))).toBe(ErrorCode.MODEL_MISMATCH); // under the 1 MiB limit
     const huge = {
