@@ -53,8 +53,8 @@ export class EdgeAgent {
   private reachable = 0;
   /** The fleet configuration and registry (with NATS). */
   fleet: FleetClient | undefined;
-  /** A model switch under way (switches are serialised by the fleet client). */
-  private retiring = new Set<Promise<void>>();
+  /** Model versions a switch replaced, closing once their frames have finished. */
+  private readonly retiring = new Set<Promise<void>>();
 
   private constructor(
     readonly options: CompiledEdgeOptions,

@@ -64,7 +64,11 @@ export class SummaryBuilder {
       const reason = r.fallback_reason ?? 'unknown';
       this.reasons[reason] = (this.reasons[reason] ?? 0) + 1;
     }
-    if (r.exit >= 0 && r.exit < this.exits[r.tier].length) this.exits[r.tier][r.exit]!++;
+    if (r.exit >= 0 && r.exit < 64) {
+      // A model switched in by a rollout may have more exits than the one the edge started with.
+      for (const tier of ['edge', 'cloud'] as const) while (this.exits[tier].length <= r.exit) this.exits[tier].push(0);
+      this.exits[r.tier][r.exit]!++;
+    }
     if (r.offload_bytes > 0) {
       this.sent++;
       this.sentBytes += r.offload_bytes;
