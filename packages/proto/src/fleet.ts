@@ -63,15 +63,18 @@ const FIELDS: Record<keyof EdgeSettings, (v: unknown) => string | undefined> = {
 /** The setting names, in the order they are documented. */
 export const EDGE_SETTINGS = Object.keys(FIELDS) as (keyof EdgeSettings)[];
 
-/** Parses and checks one key's value; a ConfigError names the key, the field and what it must be. */
-export function parseEdgeSettings(text: string, key: string): EdgeSettings {
-  let v: unknown;
+/** A key's value as JSON, or a ConfigError naming the key. */
+function parseValue(text: string, key: string): unknown {
   try {
-    v = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`${key}: not JSON: ${(err as Error).message}`);
   }
-  return checkEdgeSettings(v, key);
+}
+
+/** Parses and checks one key's value; a ConfigError names the key, the field and what it must be. */
+export function parseEdgeSettings(text: string, key: string): EdgeSettings {
+  return checkEdgeSettings(parseValue(text, key), key);
 }
 
 /** Checks a parsed value; unknown fields are refused, so a misspelt setting is not silently ignored. */
@@ -170,13 +173,7 @@ export function checkModelRollout(v: unknown, key: string, nested = false): Mode
 
 /** Parses and checks a `models.<name>` value. */
 export function parseModelRollout(text: string, key: string): ModelRollout {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${key}: not JSON: ${(err as Error).message}`);
-  }
-  return checkModelRollout(v, key);
+  return checkModelRollout(parseValue(text, key), key);
 }
 
 /**
