@@ -3,6 +3,7 @@ export {
   MODEL_FORMAT,
   ModelDirError,
   carriedOutputs,
+  checkManifest,
   loadModelDir,
   operatingPoint,
   type ExitSpec,

@@ -1,74 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
+import { checkManifest, ModelDirError, type Manifest, type ModelDir } from './manifest-core.js';
 
-export const MODEL_FORMAT = 'cascade-model/1';
-
-export interface TensorSpec {
-  name: string;
-  dtype: 'uint8' | 'float32';
-  /** Batch dimension is -1. */
-  shape: number[];
-}
-
-export interface StageSpec {
-  index: number;
-  file: string;
-  sha256: string;
-  macs: number;
-  exits: number[];
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-}
-
-export interface ExitSpec {
-  index: number;
-  stage: number;
-  output: string;
-  macs: number;
-}
-
-export interface OperatingPoint {
-  name: string;
-  thresholds: number[];
-  val_accuracy: number;
-  expected_macs: number;
-  edge_exit_rate: number;
-  /** Accuracy below the last exit the calibration allowed on the validation split (0.005 = 0.5 points). */
-  max_drop?: number;
-  /** The same thresholds measured on the test set (written by the exporter). */
-  test?: { accuracy: number; expected_macs: number; edge_exit_rate: number };
-}
-
-export interface Manifest {
-  format: string;
-  name: string;
-  version: string;
-  input: { name: string; dtype: 'uint8'; shape: number[]; layout: 'NCHW'; mean: number[]; std: number[] };
-  classes: string[];
-  stages: StageSpec[];
-  exits: ExitSpec[];
-  operating_points: OperatingPoint[];
-  default_operating_point?: string;
-  default_split?: number;
-  eval: Record<string, unknown>;
-  training: Record<string, unknown>;
-}
-
-/** A model directory: its folder and its manifest, checked. */
-export interface ModelDir {
-  path: string;
-  manifest: Manifest;
-}
-
-export class ModelDirError extends CascadeError {
-  constructor(message: string, options?: ErrorOptions) {
-    super(ERROR_CODES.MODEL_DIR, message, options);
-  }
-}
-
-const REQUIRED = ['format', 'name', 'version', 'input', 'classes', 'stages', 'exits', 'operating_points'] as const;
+export * from './manifest-core.js';
 
 /**
  * Reads and checks `<path>/manifest.json`: required keys, format, stage chaining, and (by default) each stage
@@ -76,19 +11,13 @@ const REQUIRED = ['format', 'name', 'version', 'input', 'classes', 'stages', 'ex
  */
 export async function loadModelDir(path: string, options: { verifyHashes?: boolean } = {}): Promise<ModelDir> {
   const folder = resolve(path);
-  let manifest: Manifest;
+  let parsed: unknown;
   try {
-    manifest = JSON.parse(await readFile(join(folder, 'manifest.json'), 'utf8')) as Manifest;
+    parsed = JSON.parse(await readFile(join(folder, 'manifest.json'), 'utf8'));
   } catch (err) {
     throw new ModelDirError(`cannot read ${join(folder, 'manifest.json')}: ${(err as Error).message}`, { cause: err });
   }
-  for (const key of REQUIRED) {
-    if (!(key in manifest)) throw new ModelDirError(`${folder}/manifest.json: missing required key "${key}"`);
-  }
-  if (manifest.format !== MODEL_FORMAT) {
-    throw new ModelDirError(`${folder}/manifest.json: format "${manifest.format}" is not ${MODEL_FORMAT}`);
-  }
-  checkChaining(manifest, folder);
+  const manifest: Manifest = checkManifest(parsed, `${folder}/manifest.json`);
   if (options.verifyHashes ?? true) {
     for (const s of manifest.stages) {
       const bytes = await readFile(join(folder, s.file)).catch((err: Error) => {
@@ -100,43 +29,4 @@ export async function loadModelDir(path: string, options: { verifyHashes?: boole
     }
   }
   return { path: folder, manifest };
-}
-
-function checkChaining(m: Manifest, folder: string): void {
-  const produced = new Set<string>();
-  m.stages.forEach((s, i) => {
-    if (s.index !== i) throw new ModelDirError(`${folder}: stage ${i} has index ${s.index}`);
-    for (const t of s.inputs) {
-      if (t.name !== m.input.name && !produced.has(t.name)) {
-        throw new ModelDirError(`${folder}: stage ${i} input "${t.name}" is produced by no earlier stage`);
-      }
-    }
-    for (const t of s.outputs) produced.add(t.name);
-  });
-  for (const op of m.operating_points) {
-    if (op.thresholds.length !== m.exits.length) {
-      throw new ModelDirError(
-        `${folder}: operating point "${op.name}" has ${op.thresholds.length} thresholds for ${m.exits.length} exits`,
-      );
-    }
-  }
-}
-
-/** The named operating point's thresholds; throws naming the ones the manifest has. */
-export function operatingPoint(m: Manifest, name?: string): OperatingPoint {
-  const wanted = name ?? m.default_operating_point ?? m.operating_points[0]?.name;
-  const op = m.operating_points.find((o) => o.name === wanted);
-  if (!op) {
-    const names = m.operating_points.map((o) => o.name).join(', ');
-    throw new ConfigError(`operating point "${String(wanted)}" is not in the manifest; it has: ${names}`);
-  }
-  return op;
-}
-
-/** Names of the carried-state tensors that stage `stage` hands to the next one. */
-export function carriedOutputs(m: Manifest, stage: number): TensorSpec[] {
-  const s = m.stages[stage];
-  if (!s) throw new ModelDirError(`no stage ${stage}: the model has ${m.stages.length}`);
-  const logits = new Set(s.exits.map((e) => m.exits[e]?.output));
-  return s.outputs.filter((t) => !logits.has(t.name));
 }
