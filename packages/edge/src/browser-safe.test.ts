@@ -42,7 +42,7 @@ function importGraph(entry: string): { files: string[]; external: { spec: string
 }
 
 describe('modules shared with a browser page', () => {
-  it.each(['@cascade/edge/request', '@cascade/runtime/core', '@cascade/proto'])(
+  it.each(['@cascade/edge/local', '@cascade/edge/request', '@cascade/runtime/core', '@cascade/proto'])(
     '%s reaches nothing Node-only',
     (spec) => {
       const { files, external } = importGraph(workspaceFile(spec));

@@ -1,17 +1,13 @@
 // What happens to a frame: the edge stages until an exit is confident; otherwise an offload to the cloud, and on any
 // failure of it the best local exit (a fallback). Every path ends in one EdgeResult, built from the frame's context.
-import {
-  decideProbabilities,
-  exitsHere,
-  softmax,
-  type Feeds,
-  type ModelDir,
-  type StageExecutor,
-} from '@cascade/runtime';
+import { type Feeds, type ModelDir, type StageExecutor } from '@cascade/runtime';
 import { type Log } from '@cascade/service';
+import { runEdgeStages, type LocalOutcome } from './local.js';
 import type { EdgeMetrics } from './metrics.js';
 import type { ExitView, FallbackReason, LocalAnswer, Offloader } from './offload.js';
 import type { Frame } from './sources.js';
+
+export type { EdgeViews, LocalOutcome } from './local.js';
 
 export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
 
@@ -53,15 +49,6 @@ export interface FrameContext {
   started: number;
 }
 
-/** Class, confidence and probabilities of each edge exit a frame reached (the others undefined). */
-export type EdgeViews = ({ classIndex: number; confidence: number; probabilities: Float64Array } | undefined)[];
-
-/**
- * After the edge stages: the exit that ended the frame, or the best local answer and the state to offload; with
- * what each edge exit said (an exit's stage computes all its exits at once, so a stage's later exits are known too).
- */
-export type LocalOutcome = ({ exited: LocalAnswer } | { best: LocalAnswer; state: Feeds }) & { views: EdgeViews };
-
 /** The steps of a frame, shared by every frame of one agent. */
 export class FramePath {
   constructor(
@@ -77,29 +64,11 @@ export class FramePath {
 
   /** Edge stages 0..split-1, leaving at the first exit whose confidence reaches its threshold. */
   async local(frame: Frame): Promise<LocalOutcome> {
-    const m = this.model.manifest;
-    let carried: Feeds = {};
-    let best: LocalAnswer | undefined;
-    let exited: LocalAnswer | undefined;
-    const views: EdgeViews = [];
-    for (let s = 0; s < this.split; s++) {
-      const stage = m.stages[s]!;
-      const feeds: Feeds = { image: { data: frame.pixels.slice(), dims: [1, ...m.input.shape] } };
-      for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
+    return runEdgeStages(this.model.manifest, this.split, this.thresholds, frame.pixels, async (s, feeds) => {
       const { outputs, computeMs } = await this.runner.run(s, feeds);
       this.metrics.stageSeconds.observe({ stage: String(s) }, computeMs / 1000);
-      for (const e of stage.exits) {
-        const probabilities = softmax(outputs[m.exits[e]!.output]!.data as Float32Array);
-        const d = decideProbabilities(probabilities);
-        views[e] = { ...d, probabilities };
-        if (exited) continue;
-        best = { ...d, exit: e };
-        if (exitsHere(e, best.confidence, this.thresholds)) exited = best;
-      }
-      if (exited) return { exited, views };
-      carried = outputs;
-    }
-    return { best: best!, state: carried, views };
+      return outputs;
+    });
   }
 
   /** Offloads a hard frame; its result is the cloud's answer, or the best local one with the fallback's reason. */
