@@ -1,0 +1,118 @@
+// The browser edge in headless Chromium: the page (packages/web, built by Vite) loads the bundled model over HTTP,
+// checks it, and decides the first 200 sample images with onnxruntime-web; each decision must be the Node edge's
+// (onnxruntime-node, no cloud, so a hard frame takes its best local exit): the same exit and class, and the same
+// frames leaving at the edge. The page does not offload yet, so there is no cloud tier to compare.
+import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
+
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+const TYPES: Record<string, string> = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+};
+const FRAMES = 200;
+
+/** Serves the built page at / and the repository's models at /models/. */
+function servePage(): Promise<{ server: Server; url: string }> {
+  const roots: [string, string][] = [
+    ['/models/', join(REPO, 'models')],
+    ['/', join(REPO, 'packages/web/dist')],
+  ];
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent((req.url ?? '/').split('?')[0]!);
+    const [prefix, root] = roots.find(([p]) => path.startsWith(p))!;
+    const file = normalize(join(root, path.slice(prefix.length) || 'index.html'));
+    if (!file.startsWith(root) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` }),
+    ),
+  );
+}
+
+describe('browser edge - the page in headless Chromium', () => {
+  let browser: Browser;
+  let served: { server: Server; url: string };
+  beforeAll(async () => {
+    requireProgram('/usr/bin/chromium');
+    served = await servePage();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    served?.server.close();
+  });
+
+  it(`decides the first ${FRAMES} sample images as the Node edge does: same exit, class, and frames that exit`, async () => {
+    const node: EdgeResult[] = [];
+    const agent = await EdgeAgent.create({ model: MODEL, id: 'node', threads: 1, metricsPort: -1 }, () => undefined);
+    try {
+      await agent.run(await openSource(SAMPLES, { size: 32, limit: FRAMES }), (r) => node.push(r));
+    } finally {
+      await agent.close();
+    }
+    node.sort((a, b) => a.sequence - b.sequence);
+    // The same bytes the Node edge read: the sample file's records, label first.
+    const bin = readFileSync(SAMPLES);
+    const images = Array.from({ length: FRAMES }, (_, i) => [...bin.subarray(i * 3073 + 1, (i + 1) * 3073)]);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(served.url);
+    await page.waitForFunction(() => document.getElementById('status')?.dataset.state !== 'loading', undefined, {
+      timeout: 60_000,
+    });
+    expect(await page.textContent('#status')).toMatch(/ranet-cifar10@\w+: edge stages 0-0 loaded/);
+    const browserDecisions = await page.evaluate(async (imgs) => {
+      const edge = await window.cascade.ready;
+      const out = [];
+      for (const px of imgs) {
+        const r = await edge.classify(new Uint8Array(px));
+        const a = 'exited' in r ? r.exited : r.best;
+        out.push({ exit: a.exit, class: a.classIndex, exited: 'exited' in r });
+      }
+      return out;
+    }, images);
+    expect(errors).toEqual([]);
+    const nodeDecisions = node.map((r) => ({ exit: r.exit, class: r.class, exited: r.outcome === 'exited' }));
+    expect(browserDecisions).toEqual(nodeDecisions);
+    const exited = nodeDecisions.filter((d) => d.exited).length;
+    console.log(`browser edge: ${FRAMES} frames decided as the Node edge did; ${exited} exited at the edge, ${FRAMES - exited} would be offloaded`); // prettier-ignore
+    expect(exited).toBeGreaterThan(FRAMES / 2);
+  }, 120_000);
+
+  it('refuses a model whose stage does not match its manifest, naming the file', async () => {
+    const page = await browser.newPage();
+    // A bad copy on the web server: the model's stage 0 answered with another model's file.
+    await page.route('**/models/ranet-cifar10/stage-0.onnx', (route) =>
+      route.fulfill({ body: readFileSync(join(REPO, 'models/ranet-cifar10-small/stage-0.onnx')) }),
+    );
+    await page.goto(served.url);
+    await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'failed', undefined, {
+      timeout: 60_000,
+    });
+    expect(await page.textContent('#status')).toMatch(/stage-0.onnx does not match its sha256 in the manifest/);
+  }, 60_000);
+});
