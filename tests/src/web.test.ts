@@ -2,6 +2,7 @@
 // checks it, and decides the first 200 sample images with onnxruntime-web; each decision must be the Node edge's
 // (onnxruntime-node, no cloud, so a hard frame takes its best local exit): the same exit and class, and the same
 // frames leaving at the edge. The page does not offload yet, so there is no cloud tier to compare.
+import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -9,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
+import { freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
 
 const CHROMIUM_FLAGS = [
   '--headless',
@@ -115,4 +116,70 @@ describe('browser edge - the page in headless Chromium', () => {
     });
     expect(await page.textContent('#status')).toMatch(/stage-0.onnx does not match its sha256 in the manifest/);
   }, 60_000);
+});
+
+describe('browser edge - offloading to real workers over NATS WebSocket', () => {
+  let browser: Browser;
+  let served: { server: Server; url: string };
+  let nats: LocalNats;
+  let wsUrl: string;
+  const workers: WorkerProcess[] = [];
+  beforeAll(async () => {
+    requireProgram('/usr/bin/chromium');
+    const wsPort = await freePort();
+    nats = await startNatsServer({ extraConfig: `websocket { listen: "127.0.0.1:${wsPort}", no_tls: true }` });
+    wsUrl = `ws://127.0.0.1:${wsPort}`;
+    for (const id of ['w-web-1', 'w-web-2'])
+      workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
+    served = await servePage();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    served?.server.close();
+    for (const w of workers) await w.stop();
+    await nats?.stop();
+  });
+
+  it("hard frames are answered by the workers as the Node edge's are; without workers they fall back on the page", async () => {
+    const node: EdgeResult[] = [];
+    const agent = await EdgeAgent.create({ model: MODEL, nats: nats.url, id: 'node', threads: 1, metricsPort: -1 }, () => undefined); // prettier-ignore
+    try {
+      await agent.run(await openSource(SAMPLES, { size: 32, limit: FRAMES }), (r) => node.push(r));
+    } finally {
+      await agent.close();
+    }
+    node.sort((a, b) => a.sequence - b.sequence);
+    const bin = readFileSync(SAMPLES);
+    const images = Array.from({ length: FRAMES }, (_, i) => [...bin.subarray(i * 3073 + 1, (i + 1) * 3073)]);
+    const page = await browser.newPage();
+    await page.goto(`${served.url}?nats=${encodeURIComponent(wsUrl)}&id=web-1`);
+    await page.waitForFunction(() => document.getElementById('cloud')?.dataset.state === 'connected', undefined, {
+      timeout: 60_000,
+    });
+    const run = (imgs: number[][]) =>
+      page.evaluate(async (list) => {
+        const edge = await window.cascade.ready;
+        const out = [];
+        for (const px of list) out.push(await edge.process(new Uint8Array(px)));
+        return out;
+      }, imgs);
+    const web = await run(images);
+    const same = web.filter((r, i) => r.tier === node[i]!.tier && r.outcome === node[i]!.outcome);
+    const sameAnswer = web.filter((r, i) => r.class === node[i]!.class && r.exit === node[i]!.exit);
+    const offloaded = web.filter((r) => r.outcome === 'offloaded');
+    console.log(`browser edge over WebSocket: ${offloaded.length} of ${FRAMES} offloaded, ${same.length} with the Node edge's tier and outcome, ${sameAnswer.length} with its exit and class`); // prettier-ignore
+    expect(web.filter((r) => r.outcome === 'fallback')).toEqual([]);
+    expect(same).toHaveLength(FRAMES);
+    expect(sameAnswer).toHaveLength(FRAMES);
+    expect(new Set(offloaded.map((r) => r.worker))).toEqual(new Set(['w-web-1', 'w-web-2']));
+
+    // No workers: hard frames are answered on the page, with the reason, and the page says the cloud is not answering.
+    for (const w of workers.splice(0)) await w.stop();
+    const alone = await run(images.slice(0, 40));
+    const hard = alone.filter((r) => r.outcome !== 'exited');
+    expect(hard.length).toBeGreaterThan(0);
+    expect(hard.every((r) => r.outcome === 'fallback' && r.fallback_reason === 'no_responders' && r.tier === 'edge')).toBe(true); // prettier-ignore
+    expect(await page.textContent('#cloud')).toMatch(/no worker answered/);
+  }, 120_000);
 });

@@ -2,12 +2,12 @@ import { subjects } from '@cascade/proto';
 import { compressTensor } from '@cascade/proto/compress';
 import { type Feeds, type Manifest } from '@cascade/runtime';
 import { type NatsLink } from '@cascade/service';
-import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import type { CompiledEdgeOptions } from './options.js';
-import { buildInferRequest, readReply, type FallbackReason, type OffloadOutcome } from './request.js';
+import { buildInferRequest, readReply, requestFailure, type OffloadOutcome } from './request.js';
 
 export {
   FALLBACK_REASONS,
+  requestFailure,
   type ExitView,
   type FallbackReason,
   type LocalAnswer,
@@ -73,14 +73,4 @@ export class Offloader {
     }
     return readReply(data, bytes);
   }
-}
-
-/** The fallback reason of a failed request, from the client's error types. */
-export function requestFailure(err: Error): FallbackReason {
-  const chain: unknown[] = [err, (err as { cause?: unknown }).cause];
-  if (chain.some((e) => e instanceof TimeoutError)) return 'timeout';
-  if (chain.some((e) => e instanceof NoRespondersError) || (err instanceof RequestError && err.isNoResponders()))
-    return 'no_responders';
-  if (chain.some((e) => e instanceof ClosedConnectionError)) return 'disconnected';
-  return 'nats_error';
 }

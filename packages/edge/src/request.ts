@@ -11,6 +11,7 @@ import {
   type TensorMessage,
 } from '@cascade/proto';
 import { carriedOutputs, type Manifest } from '@cascade/runtime/core';
+import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/nats-core';
 
 /** Why a hard frame was answered by the edge instead of the cloud (besides a worker's error code). */
 export const FALLBACK_REASONS = [
@@ -132,4 +133,14 @@ export function readReply(data: Uint8Array, bytes: number): OffloadOutcome {
     };
   }
   return { kind: 'fallback', reason: 'bad_reply', bytes, detail: 'reply carries neither a prediction nor an error' };
+}
+
+/** The fallback reason of a failed request, from the client's error types. */
+export function requestFailure(err: Error): FallbackReason {
+  const chain: unknown[] = [err, (err as { cause?: unknown }).cause];
+  if (chain.some((e) => e instanceof TimeoutError)) return 'timeout';
+  if (chain.some((e) => e instanceof NoRespondersError) || (err instanceof RequestError && err.isNoResponders()))
+    return 'no_responders';
+  if (chain.some((e) => e instanceof ClosedConnectionError)) return 'disconnected';
+  return 'nats_error';
 }

@@ -2,12 +2,40 @@
 // edge stages run with onnxruntime-web, and each frame decided by the same code as the Node edge's
 // (@cascade/edge/local over @cascade/runtime/core).
 import { runEdgeStages, type LocalOutcome, type RunStage } from '@cascade/edge/local';
+import { buildInferRequest, readReply, requestFailure, type FallbackReason } from '@cascade/edge/request';
+import { subjects } from '@cascade/proto';
 import { checkManifest, operatingPoint, type Manifest } from '@cascade/runtime/core';
+import { wsconnect, type NatsConnection } from '@nats-io/nats-core';
 import * as ort from 'onnxruntime-web/wasm';
 
 export interface BrowserEdgeOptions {
   /** An operating point of the model. @default the manifest's default */
   operatingPoint?: string;
+}
+
+/** One frame's answer, as the Node edge reports it. */
+export interface BrowserResult {
+  class: number;
+  confidence: number;
+  exit: number;
+  tier: 'edge' | 'cloud';
+  outcome: 'exited' | 'offloaded' | 'fallback';
+  fallback_reason?: FallbackReason;
+  worker?: string;
+  latency_ms: number;
+  offload_bytes: number;
+}
+
+/** How the page reaches the cloud: NATS's WebSocket listener and the edge's login. */
+export interface CloudOptions {
+  /** ws:// or wss:// URL of a nats-server's websocket listener. */
+  url: string;
+  /** The edge id: names its requests (and, with the shipped permissions, must match its login). */
+  id: string;
+  user?: string;
+  pass?: string;
+  /** Offload deadline. @default 1000 */
+  timeoutMs?: number;
 }
 
 const hex = (buf: ArrayBuffer) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
@@ -25,6 +53,67 @@ export class BrowserEdge {
     readonly thresholds: number[],
     private readonly sessions: ort.InferenceSession[],
   ) {}
+
+  private cloud: { nc: NatsConnection; o: Required<Pick<CloudOptions, 'id' | 'timeoutMs'>> } | undefined;
+
+  /** Connects to the cloud; from then on hard frames are offloaded (and fall back locally when that fails). */
+  async connect(o: CloudOptions): Promise<void> {
+    const nc = await wsconnect({
+      servers: o.url,
+      name: `cascade-web ${o.id}`,
+      ...(o.user ? { user: o.user, pass: o.pass ?? '' } : {}),
+      inboxPrefix: `_INBOX.${o.id}`,
+      maxReconnectAttempts: -1,
+    });
+    this.cloud = { nc, o: { id: o.id, timeoutMs: o.timeoutMs ?? 1000 } };
+  }
+
+  /** Whether a NATS connection is up now. */
+  get connected(): boolean {
+    return this.cloud !== undefined && !this.cloud.nc.isClosed();
+  }
+
+  async close(): Promise<void> {
+    await this.cloud?.nc.close();
+    this.cloud = undefined;
+  }
+
+  /**
+   * One frame end to end: the edge stages; a hard frame offloaded to a worker (state mode, int8), or answered by its
+   * best local exit when there is no cloud or the offload fails (with the reason).
+   */
+  async process(pixels: Uint8Array): Promise<BrowserResult> {
+    const started = performance.now();
+    const local = await this.classify(pixels);
+    const done = (r: Omit<BrowserResult, 'latency_ms'>): BrowserResult => ({ ...r, latency_ms: performance.now() - started }); // prettier-ignore
+    if ('exited' in local) {
+      const a = local.exited;
+      return done({ class: a.classIndex, confidence: a.confidence, exit: a.exit, tier: 'edge', outcome: 'exited', offload_bytes: 0 }); // prettier-ignore
+    }
+    const best = local.best;
+    const fallback = (reason: FallbackReason, bytes: number) =>
+      done({ class: best.classIndex, confidence: best.confidence, exit: best.exit, tier: 'edge', outcome: 'fallback', fallback_reason: reason, offload_bytes: bytes }); // prettier-ignore
+    const cloud = this.cloud;
+    if (!cloud) return fallback('no_cloud', 0);
+    if (cloud.nc.isClosed()) return fallback('disconnected', 0);
+    const m = this.manifest;
+    const request = buildInferRequest(m, this.split, this.thresholds, {
+      edgeId: cloud.o.id,
+      encoding: 'int8',
+      mode: 'state',
+      timeoutMs: cloud.o.timeoutMs,
+      shadowTimeoutMs: cloud.o.timeoutMs,
+    }, pixels, local.state); // prettier-ignore
+    let data: Uint8Array;
+    try {
+      data = (await cloud.nc.request(subjects.infer(m.name, m.version), request, { timeout: cloud.o.timeoutMs })).data;
+    } catch (err) {
+      return fallback(requestFailure(err as Error), request.byteLength);
+    }
+    const out = readReply(data, request.byteLength);
+    if (out.kind === 'fallback') return fallback(out.reason, out.bytes);
+    return done({ class: out.answer.classIndex, confidence: out.answer.confidence, exit: out.answer.exit, tier: 'cloud', outcome: 'offloaded', worker: out.worker, offload_bytes: out.bytes }); // prettier-ignore
+  }
 
   /** Loads the model at `base` (a URL of a model directory); throws naming what is wrong. */
   static async load(base: string, o: BrowserEdgeOptions = {}): Promise<BrowserEdge> {
