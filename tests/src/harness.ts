@@ -109,6 +109,18 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return undefined;
 }
 
+/** Flags of headless Chromium in tests (Debian's package, no GPU, nothing fetched from the network). */
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
 /** A TCP port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -5,18 +5,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { track } from '@cascade/demo';
-import { REPO, requireProgram } from './harness.js';
-
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
+import { CHROMIUM_FLAGS, REPO, requireProgram } from './harness.js';
 
 describe('live view - a running demo in headless Chromium', () => {
   it('shows offload rate, exits and latency, updating as frames arrive', async () => {

@@ -10,17 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
+import { CHROMIUM_FLAGS, freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
 
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const TYPES: Record<string, string> = {
   '.html': 'text/html',
   '.js': 'text/javascript',
@@ -28,6 +19,22 @@ const TYPES: Record<string, string> = {
   '.json': 'application/json',
 };
 const FRAMES = 200;
+
+/** The same bytes the Node edge reads: the sample file's first records, label first. */
+const bin = readFileSync(SAMPLES);
+const images = Array.from({ length: FRAMES }, (_, i) => [...bin.subarray(i * 3073 + 1, (i + 1) * 3073)]);
+
+/** The Node edge's results for those frames, in frame order (with NATS at `nats`, else no cloud). */
+async function nodeEdge(nats?: string): Promise<EdgeResult[]> {
+  const node: EdgeResult[] = [];
+  const agent = await EdgeAgent.create({ model: MODEL, ...(nats ? { nats } : {}), id: 'node', threads: 1, metricsPort: -1 }, () => undefined); // prettier-ignore
+  try {
+    await agent.run(await openSource(SAMPLES, { size: 32, limit: FRAMES }), (r) => node.push(r));
+  } finally {
+    await agent.close();
+  }
+  return node.sort((a, b) => a.sequence - b.sequence);
+}
 
 /** Serves the built page at / and the repository's models at /models/. */
 function servePage(): Promise<{ server: Server; url: string }> {
@@ -67,17 +74,7 @@ describe('browser edge - the page in headless Chromium', () => {
   });
 
   it(`decides the first ${FRAMES} sample images as the Node edge does: same exit, class, and frames that exit`, async () => {
-    const node: EdgeResult[] = [];
-    const agent = await EdgeAgent.create({ model: MODEL, id: 'node', threads: 1, metricsPort: -1 }, () => undefined);
-    try {
-      await agent.run(await openSource(SAMPLES, { size: 32, limit: FRAMES }), (r) => node.push(r));
-    } finally {
-      await agent.close();
-    }
-    node.sort((a, b) => a.sequence - b.sequence);
-    // The same bytes the Node edge read: the sample file's records, label first.
-    const bin = readFileSync(SAMPLES);
-    const images = Array.from({ length: FRAMES }, (_, i) => [...bin.subarray(i * 3073 + 1, (i + 1) * 3073)]);
+    const node = await nodeEdge();
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -142,16 +139,7 @@ describe('browser edge - offloading to real workers over NATS WebSocket', () => 
   });
 
   it("hard frames are answered by the workers as the Node edge's are; without workers they fall back on the page", async () => {
-    const node: EdgeResult[] = [];
-    const agent = await EdgeAgent.create({ model: MODEL, nats: nats.url, id: 'node', threads: 1, metricsPort: -1 }, () => undefined); // prettier-ignore
-    try {
-      await agent.run(await openSource(SAMPLES, { size: 32, limit: FRAMES }), (r) => node.push(r));
-    } finally {
-      await agent.close();
-    }
-    node.sort((a, b) => a.sequence - b.sequence);
-    const bin = readFileSync(SAMPLES);
-    const images = Array.from({ length: FRAMES }, (_, i) => [...bin.subarray(i * 3073 + 1, (i + 1) * 3073)]);
+    const node = await nodeEdge(nats.url);
     const page = await browser.newPage();
     await page.goto(`${served.url}?nats=${encodeURIComponent(wsUrl)}&id=web-1`);
     await page.waitForFunction(() => document.getElementById('cloud')?.dataset.state === 'connected', undefined, {

@@ -1,19 +1,6 @@
 /** @cascade/runtime: what edge and cloud share for inference: model directories, the exit rule and the stage runner. */
-export {
-  MODEL_FORMAT,
-  ModelDirError,
-  carriedOutputs,
-  checkManifest,
-  loadModelDir,
-  operatingPoint,
-  type ExitSpec,
-  type Manifest,
-  type ModelDir,
-  type OperatingPoint,
-  type StageSpec,
-  type TensorSpec,
-} from './manifest.js';
-export { decide, decideProbabilities, exitsHere, softmax, type ExitDecision } from './policy.js';
+export * from './core.js';
+export { loadModelDir } from './manifest.js';
 export { InferenceError, StageRunner, type StageResult } from './runner.js';
 export {
   createExecutor,
