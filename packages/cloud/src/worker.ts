@@ -75,7 +75,8 @@ export class CloudWorker {
   private readonly reconciler = new Serial(() => this.reconcile());
   /** Versions that failed to load, not tried again until the rollout changes. */
   private refused = new Map<string, string>();
-  private readonly drops = new Set<Promise<void>>();
+  /** Versions being dropped, until their requests are answered and their stages closed. */
+  private readonly drops = new Map<string, Promise<void>>();
 
   private constructor(
     readonly options: CompiledWorkerOptions,
@@ -263,6 +264,7 @@ export class CloudWorker {
     const wanted = this.wanted;
     if (!wanted) return;
     for (const version of wanted) {
+      await this.drops.get(version); // wanted again while being dropped: added again once it is gone
       if (this.state !== 'running' || this.versions.has(version) || this.refused.has(version)) continue;
       await this.add(version);
     }
@@ -326,8 +328,8 @@ export class CloudWorker {
       this.metrics.modelVersions.inc({ result: 'dropped' });
       this.log('model_version_dropped', { model: this.model.manifest.name, version, serving: this.servedVersions });
     })();
-    this.drops.add(dropped);
-    void dropped.finally(() => this.drops.delete(dropped));
+    this.drops.set(version, dropped);
+    void dropped.finally(() => this.drops.delete(version));
   }
 
   /**
@@ -404,7 +406,7 @@ export class CloudWorker {
         await Promise.all(stopping);
         await Promise.all([...this.versions.values()].map((s) => s.batcher.idle()));
       }
-      await Promise.all(this.drops);
+      await Promise.all(this.drops.values());
       await this.link.close();
       for (const s of this.versions.values()) await s.runner.close();
       await this.metricsServer?.close();
