@@ -96,7 +96,8 @@ export async function rollout(nc: NatsConnection, r: RolloutRequest): Promise<Ro
   const key = configKey.model(r.model);
   await ensureFleetBuckets(nc);
   const kv = await openBucket(nc, FLEET.configBucket);
-  let { rollout: stored, revision } = await readRollout(nc, r.model);
+  const { rollout: stored, revision: read } = await readRollout(nc, r.model);
+  let revision = read;
   const now = await fleetOf(nc, r.model);
   // Without a stored rollout, the fleet as it runs is where it starts.
   const from: Placement | undefined = stored ? strip(stored) : inferPlacement(now.workers, now.edges);
@@ -137,7 +138,6 @@ export async function rollout(nc: NatsConnection, r: RolloutRequest): Promise<Ro
     const value: ModelRollout = { ...p, ...(previous ? { previous } : {}), note: `${note} ${new Date().toISOString()}` }; // prettier-ignore
     const text = JSON.stringify(value);
     revision = revision ? await kv.update(key, text, revision) : await kv.create(key, text);
-    stored = value;
   };
   /** When the step under way began (heartbeats sent before it say nothing of it). */
   let since = 0;

@@ -5,6 +5,7 @@ import {
   operatingPoint,
   type Manifest,
   type ModelDir,
+  type OperatingPoint,
   type StageExecutor,
 } from '@cascade/runtime';
 import {
@@ -369,20 +370,24 @@ class EdgeModel {
   active = 0;
   private drainWaiters: (() => void)[] = [];
 
+  /** The thresholds in force: the frame path, the offloader and the controller share this array. */
+  readonly thresholds: number[];
+
   private constructor(
     readonly model: ModelDir,
     readonly split: number,
-    readonly thresholds: number[],
     private readonly runner: StageExecutor,
     readonly thread: 'inline' | 'worker',
     readonly medianMs: number | undefined,
     private readonly o: CompiledEdgeOptions,
-    settings: EdgeSettings,
+    point: FleetPoint,
     private readonly metrics: EdgeMetrics,
     log: Log,
     link: NatsLink | undefined,
   ) {
     const m = model.manifest;
+    const thresholds = [...point.base]; // the controller moves these, in place
+    this.thresholds = thresholds;
     const offloader = new Offloader(m, split, thresholds, o, link);
     this.path = new FramePath(o.id, model, split, thresholds, runner, offloader, metrics, log);
     const sendShadow = link
@@ -392,14 +397,13 @@ class EdgeModel {
         }
       : undefined;
     const edgeExits = m.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
-    const { op, budget } = pointOf(m, o, settings);
-    this.operatingPointName = op?.name ?? 'custom';
-    this.adapt = new Adaptation(m, edgeExits, thresholds, [...thresholds], adaptSettings(o, budget), o.shadowWindow, metrics, log, sendShadow); // prettier-ignore
+    this.adapt = new Adaptation(m, edgeExits, thresholds, point.base, point.settings, o.shadowWindow, metrics, log, sendShadow); // prettier-ignore
     if (o.mode === 'auto') {
       const cloud = (first: number) => m.stages.slice(first).reduce((n, s) => n + s.macs, 0);
       this.adapt.chooseModes({ state: cloud(split), image: cloud(0) }, { bytesPerKB: o.bytesWeight, perMMAC: o.computeWeight }); // prettier-ignore
     }
-    this.apply(settings);
+    this.operatingPointName = point.op?.name ?? 'custom';
+    metrics.expectedOffloadRate.set(promisedOffloadRate(m, point.op, split, point.settings.controller));
   }
 
   /** Starts the model's edge stages and checks the options and `settings` against it. */
@@ -414,7 +418,7 @@ class EdgeModel {
     const m = model.manifest;
     const split = o.split ?? m.default_split ?? 1;
     if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
-    const thresholds = [...pointOf(m, o, settings).base]; // the controller moves these, in place
+    const point = fleetPoint(m, o, settings); // settings that do not fit the model fail here, before the stages start
     const { executor, thread, medianMs } = await createExecutor(model, {
       last: split - 1,
       threads: o.threads,
@@ -425,7 +429,7 @@ class EdgeModel {
       }),
     });
     try {
-      return new EdgeModel(model, split, thresholds, executor, thread, medianMs, o, settings, metrics, log, link);
+      return new EdgeModel(model, split, executor, thread, medianMs, o, point, metrics, log, link);
     } catch (err) {
       await executor.close();
       throw err;
@@ -434,17 +438,11 @@ class EdgeModel {
 
   /** Applies fleet settings over the options; throws a ConfigError, changing nothing, when they do not fit. */
   apply(s: EdgeSettings): void {
-    const o = this.o;
     const m = this.model.manifest;
-    const { op, base, budget } = pointOf(m, o, s);
-    const settings = adaptSettings(o, budget);
-    if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
-    if (s.controller !== undefined) settings.controller = s.controller;
-    if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
-    if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
+    const { op, base, settings } = fleetPoint(m, this.o, s);
     this.adapt.apply(settings, base);
     this.operatingPointName = op?.name ?? 'custom';
-    this.metrics.expectedOffloadRate.set(promisedOffloadRate(m, o, this.split, s));
+    this.metrics.expectedOffloadRate.set(promisedOffloadRate(m, op, this.split, settings.controller));
   }
 
   start(): void {
@@ -467,29 +465,41 @@ class EdgeModel {
   }
 }
 
+/** What fleet settings over the command's options make of a model: its operating point, thresholds, adaptation. */
+interface FleetPoint {
+  /** None for custom thresholds. */
+  op: OperatingPoint | undefined;
+  base: number[];
+  settings: AdaptSettings;
+}
+
 /** Accuracy the controller may give up when neither the options nor the operating point say. */
 const DEFAULT_BUDGET = 0.005;
 
 /**
- * The operating point (none for thresholds), its thresholds and the controller's budget, from the fleet settings `s`
- * over the command's options. Throws a ConfigError when the point is not the model's or the thresholds do not fit.
+ * The operating point (none for thresholds), its thresholds and the adaptation's settings (the controller's budget
+ * included), from the fleet settings `s` over the command's options. Throws a ConfigError when the point is not the
+ * model's or the thresholds do not fit.
  */
-function pointOf(m: Manifest, o: CompiledEdgeOptions, s: EdgeSettings = {}) {
+function fleetPoint(m: Manifest, o: CompiledEdgeOptions, s: EdgeSettings): FleetPoint {
   const custom = s.thresholds ?? (s.operating_point ? undefined : o.thresholds);
   const op = custom ? undefined : operatingPoint(m, s.operating_point ?? o.operatingPoint);
   const base = custom ?? op!.thresholds;
   if (base.length !== m.exits.length)
     throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${base.length}`);
-  return { op, base, budget: s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET };
+  const settings = adaptSettings(o, s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET);
+  if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
+  if (s.controller !== undefined) settings.controller = s.controller;
+  if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
+  if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
+  return { op, base, settings };
 }
 
 /**
  * The offload rate the operating point promised on the test set, the centre of the alerting band; -1 for custom
  * thresholds, another split, or the controller on (the thresholds are then its own; its panel watches the rate).
  */
-function promisedOffloadRate(m: Manifest, o: CompiledEdgeOptions, split: number, s: EdgeSettings): number {
-  const { op } = pointOf(m, o, s);
-  const controller = s.controller ?? o.controller;
+function promisedOffloadRate(m: Manifest, op: OperatingPoint | undefined, split: number, controller: boolean): number {
   return op?.test && split === (m.default_split ?? 1) && !controller ? 1 - op.test.edge_exit_rate : -1;
 }
 

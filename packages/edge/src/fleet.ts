@@ -55,7 +55,8 @@ export class FleetClient {
   /** Switches to the wanted version, one at a time. */
   private readonly switcher = new Serial(() => this.follow());
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private complained = new Set<string>();
+  /** A failed heartbeat was logged (once until one works again). */
+  private complained = false;
   /** No heartbeat before this time (after a permissions violation). */
   private heartbeatPausedUntil = 0;
   /** The registry bucket, opened once (the connection outlives reconnects); dropped after a failure. */
@@ -196,12 +197,12 @@ export class FleetClient {
     try {
       this.registry ??= openBucket(nc, FLEET.edgesBucket);
       await (await this.registry).put(this.id, JSON.stringify(hb));
-      this.complained.delete('heartbeat');
+      this.complained = false;
     } catch (err) {
       this.registry = undefined;
       if (isPermissionError(err as Error)) this.heartbeatPausedUntil = Date.now() + DENIED_RETRY_MS;
-      if (!this.complained.has('heartbeat')) {
-        this.complained.add('heartbeat');
+      if (!this.complained) {
+        this.complained = true;
         this.log('fleet_heartbeat_failed', { bucket: FLEET.edgesBucket, error: clip((err as Error).message, 200) });
       }
     }
