@@ -1,4 +1,5 @@
 import { startNatsServer } from '@cascade/demo';
+import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult } from '@cascade/edge';
 import { encodeTensor, imageTensor, toWireTensor, v1, type InferReply, type InferRequestMessage } from '@cascade/proto';
 import { carriedOutputs, loadModelDir, operatingPoint, type ModelDir } from '@cascade/runtime';
 import { spawnSync } from 'node:child_process';
@@ -107,6 +108,21 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
   }
   return undefined;
+}
+
+/**
+ * Runs an edge agent in this process over the first `frames` sample images (its logs dropped) and resolves with its
+ * results, in completion order; the agent is closed however the run ends.
+ */
+export async function runEdge(options: EdgeOptions, frames: number): Promise<EdgeResult[]> {
+  const agent = await EdgeAgent.create({ threads: 1, metricsPort: -1, ...options }, () => undefined);
+  const results: EdgeResult[] = [];
+  try {
+    await agent.run(await openSource(SAMPLES, { size: 32, limit: frames }), (r) => results.push(r));
+  } finally {
+    await agent.close();
+  }
+  return results;
 }
 
 /** Flags of headless Chromium in tests (Debian's package, no GPU, nothing fetched from the network). */

@@ -1,7 +1,6 @@
 // The model registry over a real nats-server: models pushed with `cascade model push`, listed, served by a worker
 // and an edge that name them NAME@VERSION, a replaced object refused by its hash, and the cache serving without NATS.
 import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
-import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
 import { FLEET } from '@cascade/proto';
 import { loadModelDir } from '@cascade/runtime';
 import { pushModel, resolveModel } from '@cascade/service';
@@ -11,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cascadeCommand, MODEL, REPO, SAMPLES } from './harness.js';
+import { cascadeCommand, MODEL, REPO, runEdge } from './harness.js';
 import { MONITOR_LOGIN, PASSWORDS, startShippedNats, WORKER_LOGIN, type NatsNode } from './topology.js';
 
 const big = (await loadModelDir(MODEL)).manifest;
@@ -53,16 +52,7 @@ describe('model registry - a JetStream object store of model directories', () =>
       extra: ['--threads', '1', '--model-cache', cache],
     });
     expect(worker.log()).toMatch(/"model_resolved".*"from":"registry"/);
-    const agent = await EdgeAgent.create(
-      { model: BIG, modelCache: cache, nats: nats.url, id: 'cam-r', threads: 1, metricsPort: -1, operatingPoint: 'accurate' }, // prettier-ignore
-      () => undefined,
-    );
-    const results: EdgeResult[] = [];
-    try {
-      await agent.run(await openSource(SAMPLES, { size: 32, limit: 100 }), (r) => results.push(r));
-    } finally {
-      await agent.close();
-    }
+    const results = await runEdge({ model: BIG, modelCache: cache, nats: nats.url, id: 'cam-r', operatingPoint: 'accurate' }, 100); // prettier-ignore
     expect(results).toHaveLength(100);
     expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(0);
     expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);

@@ -1,12 +1,12 @@
 import { startWorker } from '@cascade/demo';
-import { EdgeAgent, openSource, readResults, type EdgeResult } from '@cascade/edge';
+import { readResults, type EdgeResult } from '@cascade/edge';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, requireProgram, SAMPLES } from './harness.js';
+import { MODEL, requireProgram, runEdge } from './harness.js';
 import { PASSWORDS, startShippedNats, type NatsNode } from './topology.js';
 
 function secretFile(dir: string, name: string, value: string): string {
@@ -15,23 +15,13 @@ function secretFile(dir: string, name: string, value: string): string {
   return path;
 }
 
-async function runEdge(
+async function runCamera(
   url: string,
   natsAuth: Record<string, string>,
   id = 'cam-1',
   limit = 150,
 ): Promise<EdgeResult[]> {
-  const agent = await EdgeAgent.create(
-    { model: MODEL, nats: url, id, threads: 1, metricsPort: -1, operatingPoint: 'accurate', timeoutMs: 5000, natsAuth },
-    () => undefined,
-  );
-  const results: EdgeResult[] = [];
-  try {
-    await agent.run(await openSource(SAMPLES, { size: 32, limit }), (r) => results.push(r));
-  } finally {
-    await agent.close();
-  }
-  return results;
+  return runEdge({ model: MODEL, nats: url, id, operatingPoint: 'accurate', timeoutMs: 5000, natsAuth }, limit);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'cascade-sec-'));
@@ -123,7 +113,7 @@ describe('nats security - shipped config with per-role credentials', () => {
       extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password-file', pw],
     });
     try {
-      const results = await runEdge(server.url, { user: 'cam-1', password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD });
+      const results = await runCamera(server.url, { user: 'cam-1', password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD });
       expect(results).toHaveLength(150);
       expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(5);
       expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
@@ -231,7 +221,7 @@ describe('nats security - TLS with a test CA', () => {
       extra: ['--threads', '1', '--nats-user', 'worker', '--nats-password', PASSWORDS.CASCADE_WORKER_PASSWORD, ...tls],
     });
     try {
-      const results = await runEdge(server.url, {
+      const results = await runCamera(server.url, {
         user: 'cam-1',
         password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD,
         ca: join(pki, 'ca.pem'),

@@ -3,14 +3,14 @@
 // (onnxruntime-node, no cloud, so a hard frame takes its best local exit): the same exit and class, and the same
 // frames leaving at the edge. The page does not offload yet, so there is no cloud tier to compare.
 import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
-import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
+import { type EdgeResult } from '@cascade/edge';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM_FLAGS, freePort, MODEL, REPO, requireProgram, SAMPLES } from './harness.js';
+import { CHROMIUM_FLAGS, freePort, MODEL, REPO, requireProgram, runEdge, SAMPLES } from './harness.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html',
@@ -26,13 +26,7 @@ const images = Array.from({ length: FRAMES }, (_, i) => [...bin.subarray(i * 307
 
 /** The Node edge's results for those frames, in frame order (with NATS at `nats`, else no cloud). */
 async function nodeEdge(nats?: string): Promise<EdgeResult[]> {
-  const node: EdgeResult[] = [];
-  const agent = await EdgeAgent.create({ model: MODEL, ...(nats ? { nats } : {}), id: 'node', threads: 1, metricsPort: -1 }, () => undefined); // prettier-ignore
-  try {
-    await agent.run(await openSource(SAMPLES, { size: 32, limit: FRAMES }), (r) => node.push(r));
-  } finally {
-    await agent.close();
-  }
+  const node = await runEdge({ model: MODEL, ...(nats ? { nats } : {}), id: 'node' }, FRAMES);
   return node.sort((a, b) => a.sequence - b.sequence);
 }
 

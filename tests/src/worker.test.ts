@@ -1,5 +1,4 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
-import { EdgeAgent, openSource, type EdgeResult } from '@cascade/edge';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import {
   MODEL,
   model,
   natsForTests,
-  SAMPLES,
+  runEdge,
   validRequest,
   type TestNats,
 } from './harness.js';
@@ -210,16 +209,7 @@ describe('worker - versioned subjects', () => {
     const manifest = { ...m.manifest, version: '0000000000000000' };
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
     for (const s of m.manifest.stages) copyFileSync(join(MODEL, s.file), join(dir, s.file));
-    const agent = await EdgeAgent.create(
-      { model: dir, nats: nats.url, id: 'cam-old', threads: 1, metricsPort: -1, operatingPoint: 'accurate', fleet: false, shadowRate: 0 }, // prettier-ignore
-      () => undefined,
-    );
-    const results: EdgeResult[] = [];
-    try {
-      await agent.run(await openSource(SAMPLES, { size: 32, limit: 60 }), (x) => results.push(x));
-    } finally {
-      await agent.close();
-    }
+    const results = await runEdge({ model: dir, nats: nats.url, id: 'cam-old', operatingPoint: 'accurate', fleet: false, shadowRate: 0 }, 60); // prettier-ignore
     const hard = results.filter((x) => x.outcome !== 'exited');
     expect(hard.length).toBeGreaterThan(0);
     expect(new Set(hard.map((x) => x.fallback_reason))).toEqual(new Set(['MODEL_MISMATCH']));
