@@ -1,5 +1,5 @@
-"""Command line: ``python -m ranet {macs,train,train-budget,export,graphs,throughput,cascade,flip,golden} ...`` (from
-``training/``)."""
+"""Command line: ``python -m ranet {macs,train,train-budget,export,graphs,throughput,fuse,cascade,flip,golden}
+...`` (from ``training/``)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,15 @@ def cmd_throughput(args: argparse.Namespace) -> None:
     rows = throughput(args.config, batches, args.first_stage, args.device, args.dtype, args.seconds, ckpt, log=_log)
     print(json.dumps({"config": args.config, "device": args.device, "dtype": args.dtype,
                       "first_stage": args.first_stage, "rows": rows}))
+
+
+def cmd_fuse(args: argparse.Namespace) -> None:
+    from .export import export_fused
+    from .train import load_model
+
+    model, _ = load_model(Path(args.checkpoint))
+    outputs = export_fused(model, Path(args.out), args.first_stage)
+    _log(f"wrote {args.out}: stages {args.first_stage}.. as one graph, outputs {', '.join(outputs)}")
 
 
 def cmd_flip(args: argparse.Namespace) -> None:
@@ -193,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     p.add_argument("--seconds", type=float, default=3.0)
     p.set_defaults(fn=cmd_throughput)
+
+    p = sub.add_parser("fuse", help="export the cloud stages (--first-stage on) as one ONNX graph, for measurements")
+    p.add_argument("--checkpoint", default=str(REPO / "models" / "ranet-cifar10" / "weights.pt"))
+    p.add_argument("--first-stage", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_fuse)
 
     p = sub.add_parser("cascade", help="run the split cascade in-process on a model directory (reference results)")
     p.add_argument("--model", default=str(REPO / "models" / "ranet-cifar10"))

@@ -125,6 +125,51 @@ def export_stages(model: RANet, out: Path) -> list[StageSpec]:
     return specs
 
 
+class FusedGraph(nn.Module):
+    """Stages ``first``.. as one graph: the carried states stay inside it, only the exits' logits come out."""
+
+    def __init__(self, model: RANet, first: int) -> None:
+        super().__init__()
+        self.model, self.first = model, first
+
+    def forward(self, image: Tensor, *carried: Tensor) -> tuple[Tensor, ...]:
+        x = normalise(image, self.model.cfg.mean, self.model.cfg.std)
+        state, out = list(carried), []
+        for s in range(self.first, len(self.model.subnets)):
+            logits, state = self.model.run_stage(s, x, state)
+            out += logits
+        return tuple(out)
+
+
+def export_fused(model: RANet, path: Path, first: int = 1) -> list[str]:
+    """Writes stages ``first``.. as one ONNX graph (inputs: the image and stage ``first``'s carried state; outputs:
+    every later exit's logits); returns the output names. A GPU worker that runs the cloud stages one graph each
+    moves every carried state to the host and back between them; this graph keeps them on the device."""
+    model = model.eval().cpu()
+    specs = stage_specs(model)
+    size = model.cfg.image_size
+    image = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+    carried: list[Tensor] = []
+    with torch.no_grad():
+        x = normalise(image, model.cfg.mean, model.cfg.std)
+        for s in range(first):
+            _, carried = model.run_stage(s, x, carried or None)
+    names_in = [t.name for t in specs[first].inputs]
+    names_out = [o for spec in specs[first:] for o in spec.exit_outputs]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            FusedGraph(model, first).eval(), (image, *carried), str(path), input_names=names_in,
+            output_names=names_out, dynamic_axes={n: {0: "batch"} for n in names_in + names_out},
+            opset_version=OPSET, dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    if even_conv_inputs(proto):
+        onnx.save(proto, str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    return names_out
+
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
