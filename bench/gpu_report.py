@@ -24,7 +24,7 @@ def collect(dirs: list[Path]) -> dict:
     r: dict = {"machine": found["machine.md"].read_text() if "machine.md" in found else "", "models": {}}
     for key in MODELS:
         m: dict = {}
-        for kind in ("webgpu", "cpu", "torch"):
+        for kind in ("webgpu", "webgpu-stages", "cpu", "torch"):
             if f"{key}-{kind}.json" in found:
                 m[kind] = json.loads(found[f"{key}-{kind}.json"].read_text())
         r["models"][key] = m
@@ -51,11 +51,24 @@ def markdown(r: dict) -> str:
         if not m:
             continue
         out += [f"## {title}", ""]
-        out += [("Offloaded frames per second through a worker (NATS, decode, batching, inference) by the worker's "
-                "largest batch; the bare graphs are the same stages on the same provider in one process, without "
-                "the worker; PyTorch eager bf16 runs the same cloud stages on the same GPU (random weights)."), "",
-                ("| max batch | worker, WebGPU | bare graphs, WebGPU | in onnxruntime | worker, CPU (16 threads) "
-                "| PyTorch eager bf16 | worker WebGPU / PyTorch |"), "|---|---|---|---|---|---|---|"]
+        intro = (
+            "Offloaded frames per second through a worker (NATS, decode, batching, inference) by the worker's "
+            "largest batch; the bare graphs are the same stages on the same provider in one process, without the "
+            "worker; PyTorch eager bf16 runs the same cloud stages on the same GPU (random weights)."
+        )
+        stages = {x["max_batch"]: x for x in worker_rows(m.get("webgpu-stages", {}))}
+        if m.get("webgpu", {}).get("one_graph"):
+            intro += (
+                " The WebGPU worker runs the cloud stages as one graph (`--fuse`, the default on a GPU)"
+                + ("; the last two columns are the same worker with one graph per stage (`--fuse off`)." if stages else ".")
+            )
+        head = "| max batch | worker, WebGPU | bare graphs, WebGPU | in onnxruntime | worker, CPU (16 threads) "
+        head += "| PyTorch eager bf16 | worker WebGPU / PyTorch |"
+        rule = "|---|---|---|---|---|---|---|"
+        if stages:
+            head += " worker, WebGPU, a graph per stage | bare, a graph per stage |"
+            rule += "---|---|"
+        out += [intro, "", head, rule]
         cpu = {x["max_batch"]: x for x in worker_rows(m.get("cpu", {}))}
         for row in worker_rows(m.get("webgpu", {})):
             b = row["max_batch"]
@@ -63,8 +76,12 @@ def markdown(r: dict) -> str:
             graph = row["graph"].get("frames_per_second", "failed")
             c = cpu.get(b, {}).get("frames_per_second", "")
             ratio = f"{row['frames_per_second'] / t * 100:.1f} %" if t else ""
-            out.append(f"| {b} | {row['frames_per_second']} | {graph} | {row['compute_busy'] * 100:.0f} % | {c} | "
-                       f"{t if t is not None else ''} | {ratio} |")
+            line = f"| {b} | {row['frames_per_second']} | {graph} | {row['compute_busy'] * 100:.0f} % | {c} | "
+            line += f"{t if t is not None else ''} | {ratio} |"
+            if stages:
+                st = stages.get(b)
+                line += f" {st['frames_per_second']} | {st['graph'].get('frames_per_second', '')} |" if st else " | |"
+            out.append(line)
         for kind, name in (("webgpu", "WebGPU"), ("cpu", "CPU")):
             ol = m.get(kind, {}).get("open_loop", [])
             if ol:
@@ -105,9 +122,14 @@ def plot(r: dict, path: Path) -> None:
         rows = worker_rows(m.get("webgpu", {}))
         if rows:
             fps = [x["frames_per_second"] for x in rows]
-            ax.plot([x["max_batch"] for x in rows], fps, "o-", label="worker, WebGPU")
+            how = "one graph" if m["webgpu"].get("one_graph") else "a graph per stage"
+            ax.plot([x["max_batch"] for x in rows], fps, "o-", label=f"worker, WebGPU, {how}")
             g = [(x["max_batch"], x["graph"]["frames_per_second"]) for x in rows if "frames_per_second" in x["graph"]]
-            ax.plot(*zip(*g), "s--", label="bare graphs, WebGPU")
+            ax.plot(*zip(*g), "s--", label=f"bare, WebGPU, {how}")
+        st = worker_rows(m.get("webgpu-stages", {}))
+        if st:
+            fps = [x["frames_per_second"] for x in st]
+            ax.plot([x["max_batch"] for x in st], fps, "o-", color="tab:grey", label="worker, WebGPU, a graph per stage")
         cpu = worker_rows(m.get("cpu", {}))
         if cpu:
             ax.plot([x["max_batch"] for x in cpu], [x["frames_per_second"] for x in cpu], "o-", label="worker, CPU")
@@ -117,7 +139,7 @@ def plot(r: dict, path: Path) -> None:
         if key == "paper" and "webgpu" in r["fused"]:
             f = r["fused"]["webgpu"]["rows"]
             ax.plot([x["batch"] for x in f], [x["fused"]["frames_per_second"] for x in f], "D:",
-                    label="bare, one fused graph, WebGPU")
+                    label="bare, one graph (fused-vs-stages)")
         if key == "paper":
             ax.axhline(5000, color="grey", linestyle=":", label="goal: 5,000 frames/s")
         ax.set(xscale="log", yscale="log", xlabel="batch", ylabel="cloud frames per second", title=title)

@@ -22,6 +22,7 @@ const FLAGS = {
   batches: { type: 'string', help: 'max batch sizes to measure (default 1,8,32,128,256,512,1024)' },
   seconds: { type: 'string', help: 'seconds measured per batch size (default 5)' },
   loads: { type: 'string', help: 'open-loop loads as fractions of the best throughput (default 0.5,0.9)' },
+  fuse: { type: 'string', help: "the worker's --fuse: auto (on a GPU), on or off (default auto)" },
   label: { type: 'string', help: 'name of this run in the output files (default <model>-<ep>)' },
   out: { type: 'string', help: 'output folder (default bench/results)' },
   help: { type: 'boolean', help: 'show this help' },
@@ -39,21 +40,27 @@ function tile(images: Uint8Array, n: number): Uint8Array {
 /**
  * The bare graphs: the worker's stages (1 on) through onnxruntime-node on the calling thread, same provider, one
  * batch of `batch` real frames again and again, inputs from the CPU and outputs back to it as in the worker. What
- * the worker adds to this (NATS, decode, batching, the thread hop) is the gap between the two.
+ * the worker adds to this (NATS, decode, batching, the thread hop) is the gap between the two. With `fused`, the
+ * stages run as one joined graph, as a worker with --fuse on runs them.
  */
 async function graphThroughput(
   model: ModelDir,
   images: Uint8Array,
-  ep: string,
-  threads: number,
+  o: { ep: string; threads: number; fused: boolean },
   batch: number,
   ms: number,
 ) {
   const feeds = (await stageInputs(model, tile(images, batch), batch))[1]!;
-  const sessions = await StageSessions.create(model, { first: 1, executionProvider: ep as ExecutionProvider, threads });
+  const sessions = await StageSessions.create(model, {
+    first: 1,
+    executionProvider: o.ep as ExecutionProvider,
+    threads: o.threads,
+    fused: o.fused ? [1] : [],
+  });
   try {
     const last = model.manifest.stages.length - 1;
     const pass = async () => {
+      if (o.fused) return void (await sessions.runFused(1, feeds));
       let carried: Feeds = feeds;
       for (let s = 1; s <= last; s++) carried = { ...feeds, ...(await sessions.run(s, carried)) };
     };
@@ -80,6 +87,8 @@ async function main(): Promise<void> {
   const model = await loadModelDir(f.model ?? `${REPO}models/ranet-cifar10`);
   const ep = f.ep ?? 'webgpu';
   const threads = f.threads ?? '0';
+  const fuse = f.fuse ?? 'auto';
+  const fused = fuse === 'on' || (fuse === 'auto' && ep !== 'cpu'); // as the worker decides
   const batches = (f.batches ?? '1,8,32,128,256,512,1024').split(',').map(Number);
   const ms = Number(f.seconds ?? 5) * 1000;
   const label = f.label ?? `${model.manifest.name}-${ep}`;
@@ -100,13 +109,17 @@ async function main(): Promise<void> {
     graph: { frames_per_second: number; ms_per_batch: number } | { error: string };
   }[] = [];
   const failures: { max_batch: number; error: string }[] = [];
-  const workerArgs = (b: number) => ['--ep', ep, '--threads', threads, '--max-batch', String(b), '--max-delay-ms', '5',
+  const workerArgs = (b: number) => ['--ep', ep, '--threads', threads, '--fuse', fuse, '--max-batch', String(b), '--max-delay-ms', '5',
     '--queue-limit', String(Math.max(64, 4 * b))]; // prettier-ignore
   try {
     for (const b of batches) {
-      const graph = await graphThroughput(model, images, ep, Number(threads), b, Math.min(ms, 1500)).catch(
-        (err: Error) => ({ error: err.message.split('\n')[0]! }),
-      );
+      const graph = await graphThroughput(
+        model,
+        images,
+        { ep, threads: Number(threads), fused },
+        b,
+        Math.min(ms, 1500),
+      ).catch((err: Error) => ({ error: err.message.split('\n')[0]! }));
       log(`${label} bare graphs at batch ${b}: ${JSON.stringify(graph)}`);
       let w: Awaited<ReturnType<typeof startWorker>> | undefined;
       try {
@@ -159,6 +172,7 @@ async function main(): Promise<void> {
       model: `${model.manifest.name}@${model.manifest.version}`,
       weights: (model.manifest as { training?: { weights?: string } }).training?.weights ?? 'trained',
       ep,
+      one_graph: fused,
       machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length },
       versions: { node: process.version, onnxruntime_node: (await import('onnxruntime-node')).env.versions.common },
       request_bytes: reqs[0]!.byteLength,
@@ -173,7 +187,7 @@ async function main(): Promise<void> {
     mkdirSync(dir, { recursive: true });
     writeFileSync(`${dir}/${label}.json`, `${JSON.stringify(result, null, 1)}\n`);
     writeFileSync(`${dir}/${label}.md`, [
-      `# ${label}: ${result.model} (${result.weights}) on ${ep}, ${result.machine.cpu} (${result.machine.cores} cores)`,
+      `# ${label}: ${result.model} (${result.weights}) on ${ep}${fused ? ', cloud stages as one graph' : ''}, ${result.machine.cpu} (${result.machine.cores} cores)`,
       '',
       '| max batch | offloaded frames/s | mean batch | onnxruntime run time / wall (*) | bare graphs frames/s | ms per batch |',
       '|---|---|---|---|---|---|',

@@ -177,3 +177,36 @@ describe('batcher - shadow requests and all exits', () => {
     expect(b.shadowDepth).toBe(0);
   });
 });
+
+describe('batcher - stages joined into one graph', () => {
+  it('answers as stage by stage: the same exits, classes and confidences, from the image and from a state', async () => {
+    const joined = await StageRunner.create(model, { threads: 1, fused: [0, 1] });
+    try {
+      const stage0 = await runner.run(0, { image: { data: image(7), dims: [1, ...m.input.shape] } });
+      const state = new Map(
+        carriedOutputs(m, 0).map((spec) => [spec.name, stage0.outputs[spec.name]!.data as Float32Array] as const),
+      );
+      // The default operating point: frames leave at different exits, some at the edge's, some in the cloud.
+      const reqs = [
+        ...Array.from({ length: 24 }, (_, i) => request(i)),
+        request(7, { firstStage: 1, state }),
+        request(8, { thresholds: never, returnProbabilities: true }),
+      ];
+      const options = { maxBatch: 32, maxDelayMs: 30, queueLimit: 64 };
+      const want = await submitAll(new Batcher(runner, m, options), reqs);
+      const got = await submitAll(new Batcher(joined, m, options), reqs);
+      const exits = new Set<number>();
+      got.forEach((r, i) => {
+        expect(r).toHaveLength(1);
+        const [a, b] = [r[0] as JobReply & { kind: 'prediction' }, want[i]![0] as JobReply & { kind: 'prediction' }];
+        expect([a.kind, a.exit, a.classIndex]).toEqual([b.kind, b.exit, b.classIndex]);
+        expect(a.confidence).toBeCloseTo(b.confidence, 4);
+        exits.add(a.exit);
+      });
+      expect(exits.size).toBeGreaterThanOrEqual(3); // not a test of one exit only
+      expect((got[25]![0] as { probabilities?: number[] }).probabilities).toHaveLength(m.classes.length);
+    } finally {
+      await joined.close();
+    }
+  });
+});

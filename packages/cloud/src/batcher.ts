@@ -186,23 +186,33 @@ export class Batcher {
     // all_exits jobs go on to the last exit; their answer is kept from the first exit that met its threshold.
     const answers = new Map<number, { exit: number; classIndex: number; confidence: number; row: Float32Array }>();
     const views = new Map<number, ExitView[]>();
+    // With the stages from `first` joined into one graph (the runner's `fused`), the whole batch runs to the last
+    // exit in one call, its rows stay the batch's own, and frames leave at the same exits as stage by stage.
+    const fused = this.runner.fused.includes(first);
+    let joined: Feeds | undefined;
     try {
       for (let s = first; s < m.stages.length && active.length > 0; s++) {
         const stage = m.stages[s]!;
-        const image = new Uint8Array(active.length * pixels);
-        active.forEach((j, r) => image.set(jobs[j]!.req.image, r * pixels));
-        const feeds: Feeds = { image: { data: image, dims: [active.length, ...m.input.shape] } };
-        for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
-        const { outputs, computeMs: ms } = await this.runner.run(s, feeds);
-        computeMs += ms;
-        this.observer?.stage(s, ms / 1000);
+        let outputs = joined;
+        if (!outputs) {
+          const image = new Uint8Array(active.length * pixels);
+          active.forEach((j, r) => image.set(jobs[j]!.req.image, r * pixels));
+          const feeds: Feeds = { image: { data: image, dims: [active.length, ...m.input.shape] } };
+          for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
+          const run = fused ? await this.runner.runFused(s, feeds) : await this.runner.run(s, feeds);
+          computeMs += run.computeMs;
+          this.observer?.stage(s, run.computeMs / 1000); // fused: the whole pass, under its first stage
+          outputs = run.outputs;
+          if (fused) joined = outputs;
+        }
         const leaving = new Set<number>();
         for (const e of stage.exits) {
           const logits = outputs[m.exits[e]!.output]!.data as Float32Array;
           const classes = m.classes.length;
           active.forEach((j, r) => {
             if (leaving.has(r)) return;
-            const row = logits.subarray(r * classes, (r + 1) * classes);
+            const at = fused ? j : r;
+            const row = logits.subarray(at * classes, (at + 1) * classes);
             const d = decide(row);
             const job = jobs[j]!;
             const last = e === m.exits.length - 1;
@@ -230,8 +240,10 @@ export class Batcher {
           });
         }
         const keep = active.map((_, r) => r).filter((r) => !leaving.has(r));
-        carried = {};
-        for (const [name, t] of Object.entries(outputs)) carried[name] = takeRows(t, keep);
+        if (!fused) {
+          carried = {};
+          for (const [name, t] of Object.entries(outputs)) carried[name] = takeRows(t, keep);
+        }
         active = keep.map((r) => active[r]!);
       }
     } catch (err) {

@@ -77,6 +77,11 @@ const FLAGS = {
     env: 'CASCADE_MAX_VERSIONS',
     help: `most model versions served at once during a rollout (default ${D.maxVersions})`,
   },
+  fuse: {
+    type: 'string',
+    env: 'CASCADE_FUSE',
+    help: 'run the cloud stages as one graph: auto (on a GPU), on or off (default auto)',
+  },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -97,6 +102,10 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (f.rollout !== undefined) {
     if (f.rollout !== 'on' && f.rollout !== 'off') throw new FlagError(`--rollout must be on or off, got ${f.rollout}`);
     o.rollout = f.rollout === 'on';
+  }
+  if (f.fuse !== undefined) {
+    if (!['auto', 'on', 'off'].includes(f.fuse)) throw new FlagError(`--fuse must be auto, on or off, got ${f.fuse}`);
+    o.fuse = f.fuse as WorkerOptions['fuse'];
   }
   const nums = {
     maxBatch: 'max-batch',

@@ -47,6 +47,18 @@ describe('worker flags - negative numbers', () => {
     expect(() => compileWorkerOptions({ model: 'm', batchesInFlight: 0 })).toThrow(/batchesInFlight/);
   });
 
+  it('joined cloud graphs: on by default on a GPU, off on the CPU, as asked otherwise', () => {
+    expect(compileWorkerOptions({ model: 'm', executionProvider: 'webgpu' }).fuse).toBe('on');
+    expect(compileWorkerOptions({ model: 'm' }).fuse).toBe('off');
+    expect(compileWorkerOptions({ model: 'm', fuse: 'on' }).fuse).toBe('on');
+    expect(compileWorkerOptions({ model: 'm', executionProvider: 'cuda', fuse: 'off' }).fuse).toBe('off');
+    expect(parseWorkerArgs(['--model', 'a', '--fuse', 'on'], {})).toMatchObject({ fuse: 'on' });
+    expect(parseWorkerArgs(['--model', 'a'], { CASCADE_FUSE: 'off' })).toMatchObject({ fuse: 'off' });
+    expect(() => parseWorkerArgs(['--model', 'a', '--fuse', 'yes'], {})).toThrow(
+      /--fuse must be auto, on or off, got yes/,
+    );
+  });
+
   it('results stream replicas: 1 to 5, left alone unless asked for', () => {
     expect(compileWorkerOptions({ model: 'm' }).resultsReplicas).toBeUndefined();
     expect(parseWorkerArgs(['--model', 'a'], { CASCADE_RESULTS_REPLICAS: '3' })).toMatchObject({ resultsReplicas: 3 });

@@ -428,7 +428,13 @@ async function loadVersion(
   metrics: WorkerMetrics,
   log: Log,
 ): Promise<Served> {
-  const runner = await StageRunner.create(model, { executionProvider: o.executionProvider, threads: o.threads });
+  const stages = model.manifest.stages.length;
+  const runner = await StageRunner.create(model, {
+    executionProvider: o.executionProvider,
+    threads: o.threads,
+    // Every first stage a request can name, but the last (one stage is one graph already).
+    fused: o.fuse === 'on' ? Array.from({ length: stages - 1 }, (_, s) => s) : [],
+  });
   const warm = performance.now();
   let parity: ParityReport;
   try {
@@ -441,6 +447,7 @@ async function loadVersion(
   log('worker_warmed_up', {
     version: model.manifest.version,
     ep: o.executionProvider,
+    ...(runner.fused.length ? { one_graph_from_stages: runner.fused } : {}),
     ms: Math.round(performance.now() - warm),
     ...(parity.images ? { cpu_parity_max_relative_diff: Number(parity.maxRelativeDiff.toPrecision(3)) } : {}),
   });

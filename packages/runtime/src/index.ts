@@ -21,4 +21,5 @@ export {
   type StageSessionOptions,
 } from './stages.js';
 export { providerHelp, warmUp } from './providers.js';
+export { fusedOutputs, fuseStages } from './fuse.js';
 export { checkAgainstCpu, PARITY_TOLERANCE, type ParityReport } from './parity.js';

@@ -43,7 +43,11 @@ export class StageRunner {
   private readonly pending = new Map<number, { resolve: (r: StageResult) => void; reject: (e: Error) => void }>();
   private closed = false;
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    /** First stages from which this runner runs the rest as one joined graph (runFused). */
+    readonly fused: readonly number[],
+  ) {
     worker.on('message', (msg: { id: number; out?: Feeds; ms?: number; error?: string }) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
@@ -69,17 +73,39 @@ export class StageRunner {
       worker.on('message', onMessage);
       worker.once('error', reject);
     });
-    return new StageRunner(worker);
+    return new StageRunner(worker, options.fused ?? []);
   }
 
   /** Runs one stage on a batch. Input buffers are transferred: do not reuse them after the call. */
   run(stage: number, feeds: Feeds): Promise<StageResult> {
+    return this.post(stage, feeds, false);
+  }
+
+  /**
+   * Runs stages `first`.. as one joined graph (created with `fused` holding `first`): `feeds` are stage `first`'s
+   * inputs, the outputs every later exit's logits. Input buffers are transferred.
+   */
+  runFused(first: number, feeds: Feeds): Promise<StageResult> {
+    if (!this.fused.includes(first))
+      return Promise.reject(new InferenceError(`stages ${first}.. are not loaded as one graph`));
+    return this.post(first, feeds, true);
+  }
+
+  private post(stage: number, feeds: Feeds, fused: boolean): Promise<StageResult> {
     if (this.closed) return Promise.reject(new InferenceError('stage runner is closed'));
+    // A buffer already handed to the thread is detached (empty): posting it would lose the message, and the call
+    // would never settle.
+    for (const [name, t] of Object.entries(feeds)) {
+      if (t.data.length !== t.dims.reduce((a, b) => a * b, 1))
+        return Promise.reject(
+          new InferenceError(`stage ${stage}: input "${name}" holds ${t.data.length} values for dims [${t.dims}]`),
+        );
+    }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const transfer = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
-      this.worker.postMessage({ id, stage, feeds }, transfer);
+      this.worker.postMessage({ id, stage, feeds, ...(fused ? { fused } : {}) }, transfer);
     });
   }
 

@@ -11,6 +11,8 @@ export interface RunMessage {
   id: number;
   stage: number;
   feeds: Feeds;
+  /** Run stages `stage`.. as one joined graph. */
+  fused?: boolean;
 }
 
 const port = parentPort!;
@@ -30,7 +32,7 @@ port.on('message', async (msg: RunMessage | 'close') => {
   }
   const started = performance.now();
   try {
-    const out = await sessions.run(msg.stage, msg.feeds);
+    const out = msg.fused ? await sessions.runFused(msg.stage, msg.feeds) : await sessions.run(msg.stage, msg.feeds);
     const transfer = Object.values(out).map((t) => t.data.buffer as ArrayBuffer);
     port.postMessage({ id: msg.id, out, ms: performance.now() - started }, transfer);
   } catch (err) {

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
-import type { ModelDir } from './manifest.js';
+import { fuseStages, fusedOutputs } from './fuse.js';
+import type { ModelDir, StageSpec } from './manifest.js';
 import { CascadeError, ERROR_CODES } from '@cascade/proto';
 
 type Ort = typeof ortTypes;
@@ -37,6 +38,11 @@ export interface StageSessionOptions {
   backend?: Backend;
   /** onnxruntime intra-op threads; 0 lets onnxruntime choose. @default 0 */
   threads?: number;
+  /**
+   * First stages from which the rest of the model also runs as one joined graph (fuse.ts): carried states stay
+   * inside onnxruntime (on the GPU) instead of crossing to the host between stages. @default none
+   */
+  fused?: number[];
 }
 
 /** onnxruntime sessions for a range of stages, run on the calling thread (use StageRunner to keep it off the event loop). */
@@ -45,6 +51,7 @@ export class StageSessions {
     private readonly model: ModelDir,
     private readonly sessions: Map<number, ortTypes.InferenceSession>,
     private readonly ort: Ort,
+    private readonly joined: Map<number, ortTypes.InferenceSession>,
   ) {}
 
   static async create(model: ModelDir, options: StageSessionOptions = {}): Promise<StageSessions> {
@@ -61,13 +68,59 @@ export class StageSessions {
       ...(options.threads ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
     };
     const sessions = new Map<number, ortTypes.InferenceSession>();
+    const bytes = new Map<number, Uint8Array>();
     for (let s = first; s <= last; s++) {
       const spec = model.manifest.stages[s];
       if (!spec) throw new RangeError(`stage ${s} does not exist: the model has ${model.manifest.stages.length}`);
-      const bytes = new Uint8Array(await readFile(join(model.path, spec.file)));
-      sessions.set(s, await ort.InferenceSession.create(bytes, opts));
+      bytes.set(s, new Uint8Array(await readFile(join(model.path, spec.file))));
+      sessions.set(s, await ort.InferenceSession.create(bytes.get(s)!, opts));
     }
-    return new StageSessions(model, sessions, ort);
+    const joined = new Map<number, ortTypes.InferenceSession>();
+    const n = model.manifest.stages.length;
+    for (const f of options.fused ?? []) {
+      if (f < first || f > n - 2 || last !== n - 1)
+        throw new RangeError(`fused from stage ${f}: needs stages ${f}..${n - 1} loaded (${first}..${last} are)`);
+      const graphs = model.manifest.stages.slice(f).map((s) => bytes.get(s.index)!);
+      joined.set(f, await ort.InferenceSession.create(fuseStages(model.manifest, f, graphs), opts));
+    }
+    return new StageSessions(model, sessions, ort, joined);
+  }
+
+  /** First stages this instance runs as one joined graph. */
+  get fused(): number[] {
+    return [...this.joined.keys()];
+  }
+
+  /**
+   * Stages `first`.. as one graph: `feeds` holds stage `first`'s inputs; the result every later exit's logits
+   * (fusedOutputs), no carried state.
+   */
+  async runFused(first: number, feeds: Feeds): Promise<Feeds> {
+    const session = this.joined.get(first);
+    const spec = this.model.manifest.stages[first];
+    if (!session || !spec) throw new RangeError(`stages ${first}.. are not loaded as one graph`);
+    const out = await session.run(this.inputs(first, spec, feeds));
+    return this.outputs(first, fusedOutputs(this.model.manifest, first), out);
+  }
+
+  private inputs(stage: number, spec: StageSpec, feeds: Feeds): Record<string, ortTypes.Tensor> {
+    const inputs: Record<string, ortTypes.Tensor> = {};
+    for (const t of spec.inputs) {
+      const f = feeds[t.name];
+      if (!f) throw new CascadeError(ERROR_CODES.INFERENCE, `stage ${stage}: input "${t.name}" missing`);
+      inputs[t.name] = new this.ort.Tensor(t.dtype, f.data, f.dims);
+    }
+    return inputs;
+  }
+
+  private outputs(stage: number, names: string[], out: ortTypes.InferenceSession.ReturnType): Feeds {
+    const result: Feeds = {};
+    for (const name of names) {
+      const v = out[name];
+      if (!v) throw new CascadeError(ERROR_CODES.INFERENCE, `stage ${stage}: output "${name}" missing`);
+      result[name] = { data: v.data as Float32Array, dims: [...v.dims] };
+    }
+    return result;
   }
 
   /** Runs one stage; `feeds` must hold every input the manifest names for it. */
@@ -75,24 +128,17 @@ export class StageSessions {
     const session = this.sessions.get(stage);
     const spec = this.model.manifest.stages[stage];
     if (!session || !spec) throw new RangeError(`stage ${stage} is not loaded`);
-    const inputs: Record<string, ortTypes.Tensor> = {};
-    for (const t of spec.inputs) {
-      const f = feeds[t.name];
-      if (!f) throw new CascadeError(ERROR_CODES.INFERENCE, `stage ${stage}: input "${t.name}" missing`);
-      inputs[t.name] = new this.ort.Tensor(t.dtype, f.data, f.dims);
-    }
-    const out = await session.run(inputs);
-    const result: Feeds = {};
-    for (const t of spec.outputs) {
-      const v = out[t.name];
-      if (!v) throw new CascadeError(ERROR_CODES.INFERENCE, `stage ${stage}: output "${t.name}" missing`);
-      result[t.name] = { data: v.data as Float32Array, dims: [...v.dims] };
-    }
-    return result;
+    const out = await session.run(this.inputs(stage, spec, feeds));
+    return this.outputs(
+      stage,
+      spec.outputs.map((t) => t.name),
+      out,
+    );
   }
 
   async release(): Promise<void> {
-    for (const s of this.sessions.values()) await s.release();
+    for (const s of [...this.sessions.values(), ...this.joined.values()]) await s.release();
     this.sessions.clear();
+    this.joined.clear();
   }
 }
