@@ -83,14 +83,14 @@ export async function runCascade(
   nats: string,
   samples: string,
   c: CascadeConfig,
-  o: { frames: number; fps: number; threads: number },
+  o: { frames: number; fps: number; threads: number; workerArgs?: string[] },
 ): Promise<{ run: CascadeRun; results: EdgeResult[] }> {
   const worker = c.cloud
     ? await startWorker({
         model: model.path,
         nats,
         id: `bench-${c.name.replace(/\W+/g, '-')}`,
-        extra: ['--threads', String(o.threads), '--metrics-port', '-1'],
+        extra: ['--threads', String(o.threads), '--metrics-port', '-1', ...(o.workerArgs ?? [])],
       })
     : undefined;
   const agent = await EdgeAgent.create(

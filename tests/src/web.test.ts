@@ -3,8 +3,12 @@
 // (onnxruntime-node, no cloud, so a hard frame takes its best local exit): the same exit and class, and the same
 // frames leaving at the edge. The page does not offload yet, so there is no cloud tier to compare.
 import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
-import { type EdgeResult } from '@cascade/edge';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { readResults, type EdgeResult, type FrameResult } from '@cascade/edge';
+import { subjects, v1 } from '@cascade/proto';
+import { connect } from '@nats-io/transport-node';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
@@ -164,4 +168,89 @@ describe('browser edge - offloading to real workers over NATS WebSocket', () => 
     expect(hard.every((r) => r.outcome === 'fallback' && r.fallback_reason === 'no_responders' && r.tier === 'edge')).toBe(true); // prettier-ignore
     expect(await page.textContent('#cloud')).toMatch(/no worker answered/);
   }, 120_000);
+});
+
+describe('browser edge - a camera (Chromium fake capture from the sample video)', () => {
+  let browser: Browser;
+  let served: { server: Server; url: string };
+  let nats: LocalNats;
+  let wsUrl: string;
+  const workers: WorkerProcess[] = [];
+  const y4m = join(tmpdir(), `cascade-camera-${process.pid}.y4m`);
+  beforeAll(async () => {
+    requireProgram('/usr/bin/chromium');
+    requireProgram('ffmpeg');
+    // The sample video (32x32, 5 frames/s) as a camera would see it: 256x256, the first 40 s, in Chromium's format.
+    execFileSync('ffmpeg', ['-v', 'error', '-y', '-i', join(REPO, 'samples/cifar10-test-1000.mp4'), '-t', '40',
+      '-vf', 'scale=256:256:flags=neighbor', '-pix_fmt', 'yuv420p', y4m]); // prettier-ignore
+    const wsPort = await freePort();
+    nats = await startNatsServer({ extraConfig: `websocket { listen: "127.0.0.1:${wsPort}", no_tls: true }` });
+    wsUrl = `ws://127.0.0.1:${wsPort}`;
+    for (const id of ['w-cam-1', 'w-cam-2'])
+      workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
+    served = await servePage();
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: [...CHROMIUM_FLAGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+        `--use-file-for-fake-video-capture=${y4m}`], // prettier-ignore
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    served?.server.close();
+    for (const w of workers) await w.stop();
+    await nats?.stop();
+    rmSync(y4m, { force: true });
+  });
+
+  it('camera frames flow through the page; their results reach the results stream under its edge id; hard frames go to the workers, and fall back on the page without them', async () => {
+    const nc = await connect({ servers: nats.url });
+    const got: FrameResult[] = [];
+    nc.subscribe(subjects.results('web-cam'), { callback: (_, m) => void got.push(v1.FrameResult.decode(m.data)) });
+    await nc.flush();
+    const until = async (what: string, ok: () => boolean, ms = 60_000) => {
+      const end = Date.now() + ms;
+      while (!ok()) {
+        if (Date.now() > end) throw new Error(`waited ${ms} ms for ${what}: ${got.length} results`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${served.url}?nats=${encodeURIComponent(wsUrl)}&id=web-cam&camera=on&fps=20`);
+    await until('offloaded frames from the camera', () => got.filter((r) => r.outcome === 'offloaded').length >= 5);
+    const before = await page.screenshot();
+    expect(await page.getAttribute('#start', 'data-state')).toBe('running');
+    expect(await page.textContent('#stats')).toMatch(/frames \d+, [\d.]+\/s; sent to the cloud [\d.]+ %/);
+    const served1 = got.filter((r) => r.outcome === 'offloaded');
+    expect(served1.every((r) => r.tier === 'cloud')).toBe(true);
+    expect(got.every((r) => r.edgeId === 'web-cam' && r.frameId.startsWith('camera#'))).toBe(true);
+    expect(new Set(got.map((r) => r.runId)).size).toBe(1);
+
+    // The workers stop: the camera's hard frames are answered on the page, and the page says so.
+    for (const w of workers.splice(0)) await w.stop();
+    const stoppedAt = got.length;
+    await until('fallbacks after the workers stopped', () =>
+      got.slice(stoppedAt).some((r) => r.outcome === 'fallback'),
+    );
+    await page.waitForFunction(() => document.getElementById('cloud')?.dataset.state === 'unreachable');
+    const after = await page.screenshot();
+    expect(Buffer.compare(before, after)).not.toBe(0);
+    expect(await page.textContent('#cloud')).toMatch(/no worker answered \(no_responders\)/);
+    const fallbacks = got.slice(stoppedAt).filter((r) => r.outcome === 'fallback');
+    expect(fallbacks.every((r) => r.tier === 'edge' && r.error === 'no_responders')).toBe(true);
+
+    // Every result reached the stream once: sequences 1..n without a gap or a repeat (the last few may be in flight).
+    await page.close();
+    await new Promise((r) => setTimeout(r, 500));
+    const stored: FrameResult[] = [];
+    await readResults(nc, { edge: 'web-cam' }, (r) => void stored.push(r));
+    const seqs = stored.map((r) => Number(r.sequence)).sort((a, b) => a - b);
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    expect(seqs.length).toBeGreaterThanOrEqual(got.length);
+    expect(errors).toEqual([]);
+    console.log(`browser camera: ${seqs.length} frames stored, ${served1.length} offloaded before the workers stopped, ${fallbacks.length} fallbacks after`); // prettier-ignore
+    await nc.close();
+  }, 180_000);
 });

@@ -27,7 +27,8 @@ import { EdgeMetrics } from './metrics.js';
 import { Offloader, type ExitView } from './offload.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
-import { ResultsPublisher, toFrameResult } from './results.js';
+import { toFrameResult } from './delivery.js';
+import { ResultsPublisher } from './results.js';
 import type { Frame } from './sources.js';
 
 export type { EdgeResult, Outcome } from './frame.js';

@@ -22,6 +22,7 @@ import { DEFAULT_OUTBOX } from './outbox.js';
 import { openSource, paced } from './sources.js';
 import type { Frame } from './sources.js';
 import { formatSummary, SummaryBuilder } from './summary.js';
+import { parseWebArgs, serveWeb, WEB_USAGE, type WebOptions } from './web.js';
 
 const FLAGS = {
   ...MODEL_FLAGS,
@@ -163,7 +164,7 @@ const FLAGS = {
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
-const USAGE = usage('cascade-edge --model DIR|NAME@VERSION --source SPEC [options]', FLAGS);
+const USAGE = `${usage('cascade-edge --model DIR|NAME@VERSION --source SPEC [options]', FLAGS)}\nAlso: cascade-edge web [options]: serves the browser edge (cascade-edge web --help).\n`;
 
 export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
   const f = parseFlags(FLAGS, argv, env);
@@ -239,7 +240,28 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   };
 }
 
+/** `cascade-edge web`: serves the browser edge until stopped. */
+async function web(argv: string[]): Promise<void> {
+  let options: WebOptions | 'help';
+  try {
+    options = parseWebArgs(argv);
+    if (options === 'help') return void process.stdout.write(WEB_USAGE);
+  } catch (err) {
+    process.stderr.write(`cascade-edge web: ${(err as Error).message}\n${WEB_USAGE}`);
+    process.exit(2);
+  }
+  try {
+    const { server, url } = await serveWeb(options);
+    process.stderr.write(`cascade-edge web: serving the browser edge at ${url}\n`);
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => server.close(() => process.exit(0)));
+  } catch (err) {
+    process.stderr.write(`cascade-edge web: ${(err as Error).message}\n`);
+    process.exit(exitStatus(err));
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'web') return web(process.argv.slice(3));
   let args: ReturnType<typeof parseEdgeArgs>;
   try {
     args = parseEdgeArgs(process.argv.slice(2));

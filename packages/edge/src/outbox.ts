@@ -12,15 +12,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 
-/** One result waiting for the results stream's acknowledgement. */
-export interface OutboxEntry {
-  /** De-duplication id (JetStream `Nats-Msg-Id`). */
-  id: string;
-  subject: string;
-  data: Uint8Array;
-  /** When it was written (ms since the epoch); past `maxAgeMs` it is dropped. */
-  t: number;
-}
+import type { OutboxEntry, ResultQueue } from './delivery.js';
+
+export type { OutboxEntry } from './delivery.js';
 
 export interface OutboxOptions {
   /** Directory of the on-disk journal; without it the outbox lives in memory only. */
@@ -50,7 +44,7 @@ interface Held extends OutboxEntry {
  * back every unsettled record in order, so a restarted edge replays what never reached the stream; the stream's
  * de-duplication window absorbs a record that was acknowledged just before the crash but not yet settled here.
  */
-export class Outbox {
+export class Outbox implements ResultQueue {
   private queue: Held[] = [];
   private readonly index = new Map<string, Held>();
   private readonly open = new Map<number, number>(); // segment -> records not yet settled

@@ -1,10 +1,12 @@
 // The browser edge: a model directory loaded over HTTP (every stage checked against the manifest's SHA-256), its
 // edge stages run with onnxruntime-web, and each frame decided by the same code as the Node edge's
 // (@cascade/edge/local over @cascade/runtime/core).
+import { MemoryOutbox, ResultsPump, toFrameResult, type EdgeResult } from '@cascade/edge/delivery';
 import { runEdgeStages, type LocalOutcome, type RunStage } from '@cascade/edge/local';
 import { buildInferRequest, readReply, requestFailure, type FallbackReason } from '@cascade/edge/request';
 import { subjects } from '@cascade/proto';
 import { checkManifest, operatingPoint, type Manifest } from '@cascade/runtime/core';
+import { jetstream } from '@nats-io/jetstream';
 import { wsconnect, type NatsConnection } from '@nats-io/nats-core';
 import * as ort from 'onnxruntime-web/wasm';
 
@@ -13,17 +15,40 @@ export interface BrowserEdgeOptions {
   operatingPoint?: string;
 }
 
-/** One frame's answer, as the Node edge reports it. */
-export interface BrowserResult {
-  class: number;
-  confidence: number;
-  exit: number;
-  tier: 'edge' | 'cloud';
-  outcome: 'exited' | 'offloaded' | 'fallback';
-  fallback_reason?: FallbackReason;
-  worker?: string;
-  latency_ms: number;
-  offload_bytes: number;
+/** One frame's answer, as the Node edge reports it (and as its FrameResult goes to the results stream). */
+export type BrowserResult = EdgeResult;
+
+/** What the page shows of its own work: the last frames' outcomes and latencies. */
+export class EdgeStats {
+  frames = 0;
+  offloaded = 0;
+  fallbacks = 0;
+  private readonly latencies: number[] = [];
+  private readonly started = performance.now();
+
+  constructor(private readonly window = 200) {}
+
+  add(r: BrowserResult): void {
+    this.frames++;
+    if (r.outcome === 'offloaded') this.offloaded++;
+    if (r.outcome === 'fallback') this.fallbacks++;
+    this.latencies.push(r.latency_ms);
+    if (this.latencies.length > this.window) this.latencies.shift();
+  }
+
+  /** Offload rate (offloaded or fallen back: the frames the edge was unsure of), latency p50/p99 of the last frames. */
+  summary(): { frames: number; offload_rate: number; fallbacks: number; p50_ms: number; p99_ms: number; fps: number } {
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0);
+    return {
+      frames: this.frames,
+      offload_rate: this.frames ? (this.offloaded + this.fallbacks) / this.frames : 0,
+      fallbacks: this.fallbacks,
+      p50_ms: at(0.5),
+      p99_ms: at(0.99),
+      fps: (this.frames * 1000) / Math.max(1, performance.now() - this.started),
+    };
+  }
 }
 
 /** How the page reaches the cloud: NATS's WebSocket listener and the edge's login. */
@@ -55,8 +80,17 @@ export class BrowserEdge {
   ) {}
 
   private cloud: { nc: NatsConnection; o: Required<Pick<CloudOptions, 'id' | 'timeoutMs'>> } | undefined;
+  /** Results on their way to the results stream (held in memory while the cloud is away). */
+  private results: ResultsPump | undefined;
+  /** Names this page's results (with `sequence`): a new one each time the page loads. */
+  readonly runId = [...crypto.getRandomValues(new Uint8Array(6))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  private sequence = 0;
+  readonly stats = new EdgeStats();
 
-  /** Connects to the cloud; from then on hard frames are offloaded (and fall back locally when that fails). */
+  /**
+   * Connects to the cloud: from then on hard frames are offloaded (and fall back locally when that fails), and
+   * every frame's result goes to the results stream under the edge id, as the Node edge's do.
+   */
   async connect(o: CloudOptions): Promise<void> {
     const nc = await wsconnect({
       servers: o.url,
@@ -66,6 +100,21 @@ export class BrowserEdge {
       maxReconnectAttempts: -1,
     });
     this.cloud = { nc, o: { id: o.id, timeoutMs: o.timeoutMs ?? 1000 } };
+    const js = jetstream(nc);
+    this.results = new ResultsPump(
+      new MemoryOutbox(),
+      () => js,
+      () => !nc.isClosed(),
+      (event, fields) => console.warn(event, fields),
+    );
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === 'reconnect') this.results?.kick();
+    })();
+  }
+
+  /** Results not yet acknowledged by the results stream. */
+  get pendingResults(): number {
+    return this.results?.pending ?? 0;
   }
 
   /** Whether a NATS connection is up now. */
@@ -73,19 +122,43 @@ export class BrowserEdge {
     return this.cloud !== undefined && !this.cloud.nc.isClosed();
   }
 
-  async close(): Promise<void> {
+  /** Sends what results are pending (up to `flushMs`), then closes the connection. */
+  async close(flushMs = 2000): Promise<void> {
+    await this.results?.flush(flushMs);
+    this.results?.close();
     await this.cloud?.nc.close();
     this.cloud = undefined;
+    this.results = undefined;
   }
 
   /**
    * One frame end to end: the edge stages; a hard frame offloaded to a worker (state mode, int8), or answered by its
    * best local exit when there is no cloud or the offload fails (with the reason).
    */
-  async process(pixels: Uint8Array): Promise<BrowserResult> {
+  async process(pixels: Uint8Array, frame?: string): Promise<BrowserResult> {
     const started = performance.now();
+    const capturedUnixMs = Date.now();
+    const sequence = ++this.sequence;
+    const edge = this.cloud?.o.id ?? 'web';
     const local = await this.classify(pixels);
-    const done = (r: Omit<BrowserResult, 'latency_ms'>): BrowserResult => ({ ...r, latency_ms: performance.now() - started }); // prettier-ignore
+    type Answer = Omit<BrowserResult, 'latency_ms' | 'frame' | 'edge' | 'sequence' | 'class_name' | 'model_version'>;
+    const done = (a: Answer): BrowserResult => {
+      const r: BrowserResult = {
+        ...a,
+        frame: frame ?? `web#${sequence}`,
+        edge,
+        sequence,
+        class_name: this.manifest.classes[a.class] ?? String(a.class),
+        model_version: this.manifest.version,
+        latency_ms: performance.now() - started,
+      };
+      this.stats.add(r);
+      if (this.results) {
+        const { id, subject, data } = toFrameResult(r, this.runId, capturedUnixMs);
+        this.results.publish(id, subject, data);
+      }
+      return r;
+    };
     if ('exited' in local) {
       const a = local.exited;
       return done({ class: a.classIndex, confidence: a.confidence, exit: a.exit, tier: 'edge', outcome: 'exited', offload_bytes: 0 }); // prettier-ignore
