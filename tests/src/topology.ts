@@ -13,6 +13,7 @@ export const PASSWORDS = {
   CASCADE_MONITOR_PASSWORD: 'monitor-secret-77aa',
   CASCADE_EDGE_CAM_1_PASSWORD: 'cam1-secret-0b3c',
   CASCADE_EDGE_CAM_2_PASSWORD: 'cam2-secret-9d2e',
+  CASCADE_EDGE_WEB_1_PASSWORD: 'web1-secret-4a7f',
   CASCADE_SITE_SITE_A_PASSWORD: 'site-a-secret-5c1d',
   CASCADE_ROUTE_PASSWORD: 'route-secret-a2f4',
 };
@@ -34,6 +35,8 @@ export interface NatsNode {
   monitorPort: number;
   /** Where leaf nodes connect (cloud nodes only). */
   leafPort?: number;
+  /** The browser edges' WebSocket listener (startShippedNats). */
+  wsUrl?: string;
   proc: ChildProcess;
   log: () => string;
   stop(signal?: NodeJS.Signals): Promise<void>;
@@ -116,13 +119,17 @@ async function launch(
 
 /** One nats-server from a shipped config file (`nats.conf`, `nats-tls.conf`, ...) on free loopback ports. */
 export async function startShippedNats(config: string, env: Record<string, string> = {}): Promise<NatsNode> {
+  let ws = '';
   const [node] = await withFreshPorts(async () => {
     const port = await freePort();
     const monitor = await freePort();
     const args = ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)];
     const store = mkdtempSync(join(tmpdir(), 'cascade-js-'));
-    return [launch(config, join(CONFIG_DIR, config), args, { CASCADE_NATS_STORE_DIR: store, ...env }, port, monitor)];
+    ws = String(await freePort()); // the browser edges' WebSocket listener (CASCADE_NATS_WS_PORT)
+    const vars = { CASCADE_NATS_STORE_DIR: store, CASCADE_NATS_WS_PORT: ws, ...env };
+    return [launch(config, join(CONFIG_DIR, config), args, vars, port, monitor)];
   });
+  node!.wsUrl = `ws://127.0.0.1:${ws}`;
   return node!;
 }
 
@@ -174,6 +181,7 @@ async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> 
       monitor: await freePort(),
       route: await freePort(),
       leaf: await freePort(),
+      ws: await freePort(),
     })),
   );
   const routes = Object.fromEntries(
@@ -209,6 +217,7 @@ async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> 
         CASCADE_NATS_NAME: name,
         CASCADE_NATS_STORE_DIR: store,
         CASCADE_NATS_LEAF_ADVERTISE: advertised[i]!,
+        CASCADE_NATS_WS_PORT: String(p.ws),
       },
       p.client,
       p.monitor,

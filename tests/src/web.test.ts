@@ -12,9 +12,10 @@ import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM_FLAGS, freePort, MODEL, REPO, requireProgram, runEdge, SAMPLES } from './harness.js';
+import { MONITOR_LOGIN, PASSWORDS, startShippedNats, WORKER_LOGIN, type NatsNode } from './topology.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html',
@@ -253,4 +254,72 @@ describe('browser edge - a camera (Chromium fake capture from the sample video)'
     console.log(`browser camera: ${seqs.length} frames stored, ${served1.length} offloaded before the workers stopped, ${fallbacks.length} fallbacks after`); // prettier-ignore
     await nc.close();
   }, 180_000);
+});
+
+describe('browser edge - with the shipped NATS configuration (deploy/nats/nats.conf)', () => {
+  let browser: Browser;
+  let served: { server: Server; url: string };
+  let server: NatsNode;
+  const workers: WorkerProcess[] = [];
+  beforeAll(async () => {
+    requireProgram('/usr/bin/chromium');
+    server = await startShippedNats('nats.conf');
+    for (const id of ['w-ship-1', 'w-ship-2'])
+      workers.push(await startWorker({ model: MODEL, nats: server.url, id, extra: ['--threads', '1', ...WORKER_LOGIN] })); // prettier-ignore
+    served = await servePage();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    served?.server.close();
+    for (const w of workers) await w.stop();
+    await server?.stop();
+  });
+
+  const open = async (query: string) => {
+    const page = await browser.newPage();
+    await page.goto(`${served.url}?nats=${encodeURIComponent(server.wsUrl!)}&${query}`);
+    await page.waitForFunction(() => !['', 'connecting', 'none'].includes(document.getElementById('cloud')!.dataset.state ?? '')); // prettier-ignore
+    return page;
+  };
+  const runAll = (page: Page, n: number) =>
+    page.evaluate(
+      async (list) => {
+        const edge = await window.cascade.ready;
+        const out = [];
+        for (const px of list) out.push(await edge.process(new Uint8Array(px)));
+        await edge.close(10_000); // sends what results are pending
+        return out;
+      },
+      images.slice(0, n),
+    );
+  const stored = async (edge: string) => {
+    const nc = await connect({ servers: server.url, ...MONITOR_LOGIN });
+    const got: FrameResult[] = [];
+    await readResults(nc, { edge }, (r) => void got.push(r));
+    await nc.close();
+    return got;
+  };
+
+  it("a device's own login (web-1) offloads over WebSocket and stores its results; the wrong id or password gets nothing", async () => {
+    const page = await open(`id=web-1&user=web-1&pass=${PASSWORDS.CASCADE_EDGE_WEB_1_PASSWORD}`);
+    expect(await page.getAttribute('#cloud', 'data-state')).toBe('connected');
+    const web = await runAll(page, FRAMES);
+    expect(web.filter((r) => r.outcome === 'offloaded')).toHaveLength(17);
+    expect(web.filter((r) => r.outcome === 'fallback')).toEqual([]);
+    const mine = await stored('web-1');
+    expect(mine.map((r) => Number(r.sequence)).sort((a, b) => a - b)).toEqual(web.map((r) => r.sequence));
+
+    // web-1's login used with another id: its inbox and results subject are not web-1's, so nothing goes through.
+    const other = await open(`id=web-2&user=web-1&pass=${PASSWORDS.CASCADE_EDGE_WEB_1_PASSWORD}&`);
+    const denied = await runAll(other, 40);
+    const hard = denied.filter((r) => r.outcome !== 'exited');
+    expect(hard.length).toBeGreaterThan(0);
+    expect(hard.every((r) => r.outcome === 'fallback')).toBe(true);
+    expect(await stored('web-2')).toEqual([]);
+
+    const wrong = await open('id=web-1&user=web-1&pass=wrong');
+    expect(await wrong.getAttribute('#cloud', 'data-state')).toBe('unreachable');
+    expect(await wrong.textContent('#cloud')).toMatch(/cannot connect .*every frame is answered here/);
+  }, 120_000);
 });
