@@ -3,9 +3,9 @@
 // them) against the same stages fused into one graph (training: ranet.export.export_fused), bare onnxruntime-node
 // on one provider, by batch size. Frames per second and milliseconds per batch; inputs random (throughput only).
 //   node bench/profile/fused-vs-stages.mjs MODEL_DIR FUSED_ONNX OUT_JSON [EP] [BATCHES] [ORT_PACKAGE_DIR]
-import { createRequire } from 'node:module';
+import { ortFrom, randomTensor } from './common.mjs';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const [modelDir, fusedFile, outFile, ep = 'webgpu', batchList = '1,128,512,1024', from = process.cwd()] =
@@ -14,7 +14,7 @@ if (!modelDir || !fusedFile || !outFile) {
   console.error('usage: fused-vs-stages.mjs MODEL_DIR FUSED_ONNX OUT_JSON [EP] [BATCHES] [ORT_PACKAGE_DIR]');
   process.exit(2);
 }
-const ort = createRequire(join(resolve(from), 'package.json'))('onnxruntime-node');
+const ort = ortFrom(from);
 const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
 const options = { executionProviders: [ep], graphOptimizationLevel: 'all', logSeverityLevel: 3 };
 const stages = [];
@@ -23,15 +23,6 @@ for (const spec of manifest.stages.slice(1)) {
 }
 const fused = await ort.InferenceSession.create(readFileSync(fusedFile), options);
 
-const tensor = (t, batch) => {
-  const dims = t.shape.map((d) => (d === -1 ? batch : d));
-  const n = dims.reduce((a, b) => a * b, 1);
-  const data =
-    t.dtype === 'uint8'
-      ? new Uint8Array(n).map(() => (Math.random() * 256) | 0)
-      : new Float32Array(n).map(() => Math.random());
-  return new ort.Tensor(t.dtype, data, dims);
-};
 async function timed(pass, batch) {
   for (let i = 0; i < 3; i++) await pass();
   let n = 0;
@@ -45,7 +36,7 @@ async function timed(pass, batch) {
 }
 const rows = [];
 for (const batch of batchList.split(',').map(Number)) {
-  const first = Object.fromEntries(stages[0].spec.inputs.map((t) => [t.name, tensor(t, batch)]));
+  const first = Object.fromEntries(stages[0].spec.inputs.map((t) => [t.name, randomTensor(ort, t, batch)]));
   const chained = await timed(async () => {
     let carried = first;
     for (const { spec, session } of stages) {

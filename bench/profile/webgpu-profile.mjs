@@ -2,9 +2,9 @@
 // Where the cloud stages spend their time on a provider: onnxruntime's profiler over stages 1.. of a model at one
 // batch size, summed by operator type. Run with the benchmark's node_modules on the resolution path:
 //   node bench/profile/webgpu-profile.mjs MODEL_DIR BATCH OUT_DIR [EP] [ORT_PACKAGE_DIR]
-import { createRequire } from 'node:module';
+import { ortFrom, randomTensor } from './common.mjs';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const [modelDir, batchArg, outDir, ep = 'webgpu', from = process.cwd()] = process.argv.slice(2);
@@ -12,7 +12,7 @@ if (!modelDir || !batchArg || !outDir) {
   console.error('usage: webgpu-profile.mjs MODEL_DIR BATCH OUT_DIR [EP] [ORT_PACKAGE_DIR]');
   process.exit(2);
 }
-const ort = createRequire(join(resolve(from), 'package.json'))('onnxruntime-node');
+const ort = ortFrom(from);
 const batch = Number(batchArg);
 const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
 mkdirSync(outDir, { recursive: true });
@@ -25,16 +25,7 @@ for (const stage of manifest.stages.slice(1)) {
     profileFilePrefix: join(outDir, `profile-${ep}-stage${stage.index}`),
     logSeverityLevel: 3,
   });
-  const feeds = {};
-  for (const t of stage.inputs) {
-    const dims = t.shape.map((d) => (d === -1 ? batch : d));
-    const n = dims.reduce((a, b) => a * b, 1);
-    const data =
-      t.dtype === 'uint8'
-        ? new Uint8Array(n).map(() => (Math.random() * 256) | 0)
-        : new Float32Array(n).map(() => Math.random());
-    feeds[t.name] = new ort.Tensor(t.dtype, data, dims);
-  }
+  const feeds = Object.fromEntries(stage.inputs.map((t) => [t.name, randomTensor(ort, t, batch)]));
   for (let i = 0; i < 3; i++) await session.run(feeds);
   const runs = 5;
   const t0 = performance.now();

@@ -1,8 +1,9 @@
 // The browser edge in headless Chromium: the page (packages/web, built by Vite) loads the bundled model over HTTP,
-// checks it, and decides the first 200 sample images with onnxruntime-web; each decision must be the Node edge's
-// (onnxruntime-node, no cloud, so a hard frame takes its best local exit): the same exit and class, and the same
-// frames leaving at the edge. The page does not offload yet, so there is no cloud tier to compare.
-import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
+// checks it, and decides the first 200 sample images with onnxruntime-web as the Node edge (onnxruntime-node) does;
+// over NATS's WebSocket listener its hard frames are answered by real workers as the Node edge's are; a camera
+// (Chromium's fake capture device, fed the sample video) streams frames whose results reach the results stream; and
+// with the shipped NATS configuration a device's own login works and nothing else does.
+import { startNatsServer, startWorker, type WorkerProcess } from '@cascade/demo';
 import { readResults, type EdgeResult, type FrameResult } from '@cascade/edge';
 import { subjects, v1 } from '@cascade/proto';
 import { connect } from '@nats-io/transport-node';
@@ -57,6 +58,31 @@ function servePage(): Promise<{ server: Server; url: string }> {
       resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` }),
     ),
   );
+}
+
+/** A nats-server with a WebSocket listener, workers on it, the page served, and Chromium (`args` added). */
+async function cloudAndPage(workerIds: string[], args: string[] = []) {
+  requireProgram('/usr/bin/chromium');
+  const wsPort = await freePort();
+  const nats = await startNatsServer({ extraConfig: `websocket { listen: "127.0.0.1:${wsPort}", no_tls: true }` });
+  const workers: WorkerProcess[] = [];
+  for (const id of workerIds)
+    workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
+  const served = await servePage();
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: [...CHROMIUM_FLAGS, ...args] });
+  return {
+    nats,
+    wsUrl: `ws://127.0.0.1:${wsPort}`,
+    workers,
+    served,
+    browser,
+    async stop() {
+      await browser.close();
+      served.server.close();
+      for (const w of workers) await w.stop();
+      await nats.stop();
+    },
+  };
 }
 
 describe('browser edge - the page in headless Chromium', () => {
@@ -115,32 +141,14 @@ describe('browser edge - the page in headless Chromium', () => {
 });
 
 describe('browser edge - offloading to real workers over NATS WebSocket', () => {
-  let browser: Browser;
-  let served: { server: Server; url: string };
-  let nats: LocalNats;
-  let wsUrl: string;
-  const workers: WorkerProcess[] = [];
-  beforeAll(async () => {
-    requireProgram('/usr/bin/chromium');
-    const wsPort = await freePort();
-    nats = await startNatsServer({ extraConfig: `websocket { listen: "127.0.0.1:${wsPort}", no_tls: true }` });
-    wsUrl = `ws://127.0.0.1:${wsPort}`;
-    for (const id of ['w-web-1', 'w-web-2'])
-      workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
-    served = await servePage();
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
-  });
-  afterAll(async () => {
-    await browser?.close();
-    served?.server.close();
-    for (const w of workers) await w.stop();
-    await nats?.stop();
-  });
+  let env: Awaited<ReturnType<typeof cloudAndPage>>;
+  beforeAll(async () => void (env = await cloudAndPage(['w-web-1', 'w-web-2'])), 60_000);
+  afterAll(() => env?.stop());
 
   it("hard frames are answered by the workers as the Node edge's are; without workers they fall back on the page", async () => {
-    const node = await nodeEdge(nats.url);
-    const page = await browser.newPage();
-    await page.goto(`${served.url}?nats=${encodeURIComponent(wsUrl)}&id=web-1`);
+    const node = await nodeEdge(env.nats.url);
+    const page = await env.browser.newPage();
+    await page.goto(`${env.served.url}?nats=${encodeURIComponent(env.wsUrl)}&id=web-1`);
     await page.waitForFunction(() => document.getElementById('cloud')?.dataset.state === 'connected', undefined, {
       timeout: 60_000,
     });
@@ -162,7 +170,7 @@ describe('browser edge - offloading to real workers over NATS WebSocket', () => 
     expect(new Set(offloaded.map((r) => r.worker))).toEqual(new Set(['w-web-1', 'w-web-2']));
 
     // No workers: hard frames are answered on the page, with the reason, and the page says the cloud is not answering.
-    for (const w of workers.splice(0)) await w.stop();
+    for (const w of env.workers.splice(0)) await w.stop();
     const alone = await run(images.slice(0, 40));
     const hard = alone.filter((r) => r.outcome !== 'exited');
     expect(hard.length).toBeGreaterThan(0);
@@ -172,40 +180,23 @@ describe('browser edge - offloading to real workers over NATS WebSocket', () => 
 });
 
 describe('browser edge - a camera (Chromium fake capture from the sample video)', () => {
-  let browser: Browser;
-  let served: { server: Server; url: string };
-  let nats: LocalNats;
-  let wsUrl: string;
-  const workers: WorkerProcess[] = [];
+  let env: Awaited<ReturnType<typeof cloudAndPage>>;
   const y4m = join(tmpdir(), `cascade-camera-${process.pid}.y4m`);
   beforeAll(async () => {
-    requireProgram('/usr/bin/chromium');
     requireProgram('ffmpeg');
     // The sample video (32x32, 5 frames/s) as a camera would see it: 256x256, the first 40 s, in Chromium's format.
     execFileSync('ffmpeg', ['-v', 'error', '-y', '-i', join(REPO, 'samples/cifar10-test-1000.mp4'), '-t', '40',
       '-vf', 'scale=256:256:flags=neighbor', '-pix_fmt', 'yuv420p', y4m]); // prettier-ignore
-    const wsPort = await freePort();
-    nats = await startNatsServer({ extraConfig: `websocket { listen: "127.0.0.1:${wsPort}", no_tls: true }` });
-    wsUrl = `ws://127.0.0.1:${wsPort}`;
-    for (const id of ['w-cam-1', 'w-cam-2'])
-      workers.push(await startWorker({ model: MODEL, nats: nats.url, id, extra: ['--threads', '1'] }));
-    served = await servePage();
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [...CHROMIUM_FLAGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-        `--use-file-for-fake-video-capture=${y4m}`], // prettier-ignore
-    });
+    const camera = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${y4m}`]; // prettier-ignore
+    env = await cloudAndPage(['w-cam-1', 'w-cam-2'], camera);
   }, 60_000);
   afterAll(async () => {
-    await browser?.close();
-    served?.server.close();
-    for (const w of workers) await w.stop();
-    await nats?.stop();
+    await env?.stop();
     rmSync(y4m, { force: true });
   });
 
   it('camera frames flow through the page; their results reach the results stream under its edge id; hard frames go to the workers, and fall back on the page without them', async () => {
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect({ servers: env.nats.url });
     const got: FrameResult[] = [];
     nc.subscribe(subjects.results('web-cam'), { callback: (_, m) => void got.push(v1.FrameResult.decode(m.data)) });
     await nc.flush();
@@ -216,10 +207,10 @@ describe('browser edge - a camera (Chromium fake capture from the sample video)'
         await new Promise((r) => setTimeout(r, 100));
       }
     };
-    const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
+    const page = await env.browser.newPage({ viewport: { width: 900, height: 700 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${served.url}?nats=${encodeURIComponent(wsUrl)}&id=web-cam&camera=on&fps=20`);
+    await page.goto(`${env.served.url}?nats=${encodeURIComponent(env.wsUrl)}&id=web-cam&camera=on&fps=20`);
     await until('offloaded frames from the camera', () => got.filter((r) => r.outcome === 'offloaded').length >= 5);
     const before = await page.screenshot();
     expect(await page.getAttribute('#start', 'data-state')).toBe('running');
@@ -230,7 +221,7 @@ describe('browser edge - a camera (Chromium fake capture from the sample video)'
     expect(new Set(got.map((r) => r.runId)).size).toBe(1);
 
     // The workers stop: the camera's hard frames are answered on the page, and the page says so.
-    for (const w of workers.splice(0)) await w.stop();
+    for (const w of env.workers.splice(0)) await w.stop();
     const stoppedAt = got.length;
     await until('fallbacks after the workers stopped', () =>
       got.slice(stoppedAt).some((r) => r.outcome === 'fallback'),
