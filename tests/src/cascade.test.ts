@@ -2,12 +2,10 @@ import { startWorker, type WorkerProcess } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult } from '@cascade/edge';
 import { subjects, v1 } from '@cascade/proto';
 import { connect } from '@nats-io/transport-node';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { metricValue, MODEL, natsForTests, PYTHON, REPO, SAMPLES, type TestNats } from './harness.js';
+import { metricValue, MODEL, natsForTests, pythonReference, SAMPLES, type TestNats } from './harness.js';
 
 let nats: TestNats;
 
@@ -62,46 +60,6 @@ async function runEdge({ limit, onResult, ...edge }: RunOptions = {}) {
   } finally {
     await agent.close();
   }
-}
-
-const references = new Map<string, { exit: number; class: number; tier: string }[]>();
-
-/** Results of `python -m ranet cascade` on the same model, images and operating point (memoised). */
-function pythonReference(operatingPoint: string, encoding = 'int8'): { exit: number; class: number; tier: string }[] {
-  const key = `${operatingPoint}/${encoding}`;
-  if (!references.has(key)) references.set(key, runPython(operatingPoint, encoding));
-  return references.get(key)!;
-}
-
-function runPython(operatingPoint: string, encoding: string): { exit: number; class: number; tier: string }[] {
-  const out = join(mkdtempSync(join(tmpdir(), 'cascade-ref-')), 'ref.jsonl');
-  execFileSync(
-    PYTHON,
-    [
-      '-m',
-      'ranet',
-      'cascade',
-      '--model',
-      MODEL,
-      '--images',
-      SAMPLES,
-      '--operating-point',
-      operatingPoint,
-      '--encoding',
-      encoding,
-      '--predictions',
-      out,
-    ],
-    {
-      cwd: join(REPO, 'training'),
-      stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, OMP_NUM_THREADS: '1' },
-    },
-  );
-  return readFileSync(out, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
 }
 
 const byIndex = (results: EdgeResult[]) => new Map(results.map((r) => [Number(r.frame.split('#')[1]), r]));

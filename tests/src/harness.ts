@@ -2,9 +2,11 @@ import { startNatsServer } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult } from '@cascade/edge';
 import { encodeTensor, imageTensor, toWireTensor, v1, type InferReply, type InferRequestMessage } from '@cascade/proto';
 import { carriedOutputs, loadModelDir, operatingPoint, type ModelDir } from '@cascade/runtime';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -160,4 +162,47 @@ export async function cascadeCommand(url: string, args: string[]) {
     const e = err as { code: number; stdout: string; stderr: string };
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
+}
+
+const references = new Map<string, { exit: number; class: number; tier: string }[]>();
+
+/** Results of `python -m ranet cascade` on the same model, images and operating point (memoised). */
+export function pythonReference(
+  operatingPoint: string,
+  encoding = 'int8',
+): { exit: number; class: number; tier: string }[] {
+  const key = `${operatingPoint}/${encoding}`;
+  if (!references.has(key)) references.set(key, runPython(operatingPoint, encoding));
+  return references.get(key)!;
+}
+
+function runPython(operatingPoint: string, encoding: string): { exit: number; class: number; tier: string }[] {
+  const out = join(mkdtempSync(join(tmpdir(), 'cascade-ref-')), 'ref.jsonl');
+  execFileSync(
+    PYTHON,
+    [
+      '-m',
+      'ranet',
+      'cascade',
+      '--model',
+      MODEL,
+      '--images',
+      SAMPLES,
+      '--operating-point',
+      operatingPoint,
+      '--encoding',
+      encoding,
+      '--predictions',
+      out,
+    ],
+    {
+      cwd: join(REPO, 'training'),
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, OMP_NUM_THREADS: '1' },
+    },
+  );
+  return readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }

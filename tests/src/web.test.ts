@@ -1,6 +1,7 @@
 // The browser edge in headless Chromium: the page (packages/web, built by Vite) loads the bundled model over HTTP,
 // checks it, and decides the first 200 sample images with onnxruntime-web as the Node edge (onnxruntime-node) does;
-// over NATS's WebSocket listener its hard frames are answered by real workers as the Node edge's are; a camera
+// over NATS's WebSocket listener its hard frames are answered by real workers as the Node edge's are (and the whole
+// cascade answers as Python's reference cascade does); a camera
 // (Chromium's fake capture device, fed the sample video) streams frames whose results reach the results stream; and
 // with the shipped NATS configuration a device's own login works and nothing else does.
 import { startNatsServer, startWorker, type WorkerProcess } from '@cascade/demo';
@@ -15,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM_FLAGS, freePort, MODEL, REPO, requireProgram, runEdge, SAMPLES } from './harness.js';
+import { CHROMIUM_FLAGS, freePort, MODEL, pythonReference, REPO, requireProgram, runEdge, SAMPLES } from './harness.js';
 import { MONITOR_LOGIN, PASSWORDS, startShippedNats, WORKER_LOGIN, type NatsNode } from './topology.js';
 
 const TYPES: Record<string, string> = {
@@ -168,6 +169,11 @@ describe('browser edge - offloading to real workers over NATS WebSocket', () => 
     expect(same).toHaveLength(FRAMES);
     expect(sameAnswer).toHaveLength(FRAMES);
     expect(new Set(offloaded.map((r) => r.worker))).toEqual(new Set(['w-web-1', 'w-web-2']));
+    // And as Python's reference cascade (python -m ranet cascade: the same model, images and operating point).
+    const op = (JSON.parse(readFileSync(join(MODEL, 'manifest.json'), 'utf8')) as { default_operating_point: string })
+      .default_operating_point;
+    const python = pythonReference(op).slice(0, FRAMES);
+    expect(web.map((r) => [r.exit, r.class, r.tier])).toEqual(python.map((p) => [p.exit, p.class, p.tier]));
 
     // No workers: hard frames are answered on the page, with the reason, and the page says the cloud is not answering.
     for (const w of env.workers.splice(0)) await w.stop();
