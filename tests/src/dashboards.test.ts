@@ -21,6 +21,9 @@ let nats: LocalNats;
 let prom: LocalPrometheus;
 const workers: WorkerProcess[] = [];
 let agent: EdgeAgent;
+// Frames the edge took in during the traffic, and those it sent to the cloud (offloaded or fallen back).
+let frames = 0;
+let sent = 0;
 
 describe('dashboards - every panel query returns data from a real Prometheus scraping the cascade', () => {
   beforeAll(async () => {
@@ -47,7 +50,12 @@ describe('dashboards - every panel query returns data from a real Prometheus scr
     prom = await startPrometheus({ edge: [agent.metricsPort!], workers: workers.map((w) => w.metricsPort!) });
     // Traffic for ~10 s so that rates over a 10 s window have several scrapes.
     const until = Date.now() + 10_000;
-    while (Date.now() < until) await agent.run(await openSource(SAMPLES, { size: 32, limit: 200 }), () => undefined);
+    while (Date.now() < until) {
+      await agent.run(await openSource(SAMPLES, { size: 32, limit: 200 }), (r) => {
+        frames++;
+        if (r.outcome !== 'exited') sent++;
+      });
+    }
     await new Promise((r) => setTimeout(r, 2500)); // one more scrape and rule evaluation
   });
 
@@ -94,7 +102,11 @@ describe('dashboards - every panel query returns data from a real Prometheus scr
     const rate = await prom.query('cascade:edge_offload_rate:ratio_rate5m{edge="edge-dash"}');
     expect(rate).toHaveLength(1);
     const v = Number(rate[0]!.value[1]);
-    expect(v).toBeGreaterThan(0.1);
-    expect(v).toBeLessThan(0.4);
+    // The share of its frames the edge itself sent to the cloud (the controller moves it, so no fixed figure): the
+    // rule covers the scraped part of the run, so it agrees to within a few points, not exactly.
+    const own = sent / frames;
+    console.log(`offload rate: recording rule ${v.toFixed(3)}, the edge's own ${own.toFixed(3)} of ${frames} frames`);
+    expect(own).toBeGreaterThan(0);
+    expect(Math.abs(v - own), `rule ${v}, edge ${own}`).toBeLessThan(0.05);
   });
 });
