@@ -6,25 +6,19 @@
 // with the shipped NATS configuration a device's own login works and nothing else does.
 import { startNatsServer, startWorker, type WorkerProcess } from '@cascade/demo';
 import { readResults, type EdgeResult, type FrameResult } from '@cascade/edge';
+import { serveWeb } from '@cascade/edge/web';
 import { subjects, v1 } from '@cascade/proto';
 import { connect } from '@nats-io/transport-node';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { extname, join, normalize } from 'node:path';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM_FLAGS, freePort, MODEL, pythonReference, REPO, requireProgram, runEdge, SAMPLES } from './harness.js';
 import { MONITOR_LOGIN, PASSWORDS, startShippedNats, WORKER_LOGIN, type NatsNode } from './topology.js';
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html',
-  '.js': 'text/javascript',
-  '.wasm': 'application/wasm',
-  '.json': 'application/json',
-};
 const FRAMES = 200;
 
 /** The same bytes the Node edge reads: the sample file's first records, label first. */
@@ -37,29 +31,8 @@ async function nodeEdge(nats?: string): Promise<EdgeResult[]> {
   return node.sort((a, b) => a.sequence - b.sequence);
 }
 
-/** Serves the built page at / and the repository's models at /models/. */
-function servePage(): Promise<{ server: Server; url: string }> {
-  const roots: [string, string][] = [
-    ['/models/', join(REPO, 'models')],
-    ['/', join(REPO, 'packages/web/dist')],
-  ];
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent((req.url ?? '/').split('?')[0]!);
-    const [prefix, root] = roots.find(([p]) => path.startsWith(p))!;
-    const file = normalize(join(root, path.slice(prefix.length) || 'index.html'));
-    if (!file.startsWith(root) || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    createReadStream(file).pipe(res);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` }),
-    ),
-  );
-}
+/** The built page at / and the repository's models at /models/, as `cascade-edge web` serves them. */
+const servePage = () => serveWeb({ port: 0, host: '127.0.0.1', page: join(REPO, 'packages/web/dist'), models: join(REPO, 'models') }); // prettier-ignore
 
 /** A nats-server with a WebSocket listener, workers on it, the page served, and Chromium (`args` added). */
 async function cloudAndPage(workerIds: string[], args: string[] = []) {

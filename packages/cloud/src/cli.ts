@@ -13,7 +13,7 @@ import {
   type Flag,
 } from '@cascade/service';
 import { exitStatus } from '@cascade/proto';
-import { DEFAULT_WORKER_OPTIONS as D, type WorkerOptions } from './options.js';
+import { DEFAULT_WORKER_OPTIONS as D, FUSE_MODES, type FuseMode, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
 
 const FLAGS = {
@@ -104,8 +104,9 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     o.rollout = f.rollout === 'on';
   }
   if (f.fuse !== undefined) {
-    if (!['auto', 'on', 'off'].includes(f.fuse)) throw new FlagError(`--fuse must be auto, on or off, got ${f.fuse}`);
-    o.fuse = f.fuse as WorkerOptions['fuse'];
+    if (!(FUSE_MODES as readonly string[]).includes(f.fuse))
+      throw new FlagError(`--fuse must be auto, on or off, got ${f.fuse}`);
+    o.fuse = f.fuse as FuseMode;
   }
   const nums = {
     maxBatch: 'max-batch',

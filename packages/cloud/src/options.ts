@@ -58,7 +58,7 @@ export interface WorkerOptions {
    * to the states' trips to the host (5.9x bare at batch 512 on an H200), off on the CPU, where frames that leave
    * early save the later stages. @default 'auto'
    */
-  fuse?: 'auto' | 'on' | 'off';
+  fuse?: FuseMode;
   /** Most model versions served at once (each holds its stages in memory), 1 to 8. @default 3 */
   maxVersions?: number;
 }
@@ -110,6 +110,10 @@ function maxVersions(v: number): number {
   return v;
 }
 
+/** How a worker runs its cloud stages (WorkerOptions.fuse). */
+export const FUSE_MODES = ['auto', 'on', 'off'] as const;
+export type FuseMode = (typeof FUSE_MODES)[number];
+
 /** Fills defaults and validates every field once, at start-up. */
 export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
   if (!o.model) throw new ConfigError('model: a model directory is required');
@@ -128,7 +132,7 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
   const batchesInFlight = positiveInt('batchesInFlight', o.batchesInFlight ?? d.batchesInFlight);
   if (batchesInFlight > 8) throw new ConfigError(`batchesInFlight must be at most 8, got ${batchesInFlight}`);
   const fuse = o.fuse ?? 'auto';
-  if (!['auto', 'on', 'off'].includes(fuse)) throw new ConfigError(`fuse must be auto, on or off, got ${String(fuse)}`);
+  if (!FUSE_MODES.includes(fuse)) throw new ConfigError(`fuse must be auto, on or off, got ${String(fuse)}`);
   return {
     model: o.model,
     ...(o.modelCache ? { modelCache: o.modelCache } : {}),

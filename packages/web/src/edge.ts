@@ -148,7 +148,7 @@ export class BrowserEdge {
         frame: frame ?? `web#${sequence}`,
         edge,
         sequence,
-        class_name: this.manifest.classes[a.class] ?? String(a.class),
+        class_name: this.manifest.classes[a.class] ?? '', // as the Node edge names it
         model_version: this.manifest.version,
         latency_ms: performance.now() - started,
       };
