@@ -1,5 +1,5 @@
-import { ErrorCode } from '@cascade/proto';
-import { carriedOutputs, loadModelDir, operatingPoint, StageRunner } from '@cascade/runtime';
+import { encodeTensor, ErrorCode } from '@cascade/proto';
+import { carriedOutputs, decide, exitsHere, loadModelDir, operatingPoint, StageRunner } from '@cascade/runtime';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Batcher, type Job, type JobReply } from './batcher.js';
@@ -20,6 +20,17 @@ function request(i: number, over: Partial<ValidRequest> = {}): ValidRequest {
     requestId: `r${i}`, modelVersion: m.version, edgeId: 'e', firstStage: 0, image: image(i), state: new Map(),
     deadlineUnixMs: Date.now() + 30_000, returnProbabilities: false, thresholds: operatingPoint(m).thresholds, shadow: false, allExits: false, ...over,
   }; // prettier-ignore
+}
+
+/** Image i's carried state after stage 0, as a request carries it (fp32). */
+async function stateAfterStage0(i: number): Promise<ValidRequest['state']> {
+  const stage0 = await runner.run(0, { image: { data: image(i), dims: [1, ...m.input.shape] } });
+  return new Map(
+    carriedOutputs(m, 0).map((spec) => {
+      const values = stage0.outputs[spec.name]!.data as Float32Array;
+      return [spec.name, encodeTensor(values, spec.shape.slice(1), 'fp32')] as const;
+    }),
+  );
 }
 
 /** Submits requests and resolves with every reply, in submission order, once each has one. */
@@ -72,10 +83,7 @@ describe('batcher - batches, bounds and deadlines', () => {
   });
 
   it('requests for different first stages run in separate batches, with the same answers as alone', async () => {
-    const stage0 = await runner.run(0, { image: { data: image(5), dims: [1, ...m.input.shape] } });
-    const state = new Map(
-      carriedOutputs(m, 0).map((spec) => [spec.name, stage0.outputs[spec.name]!.data as Float32Array] as const),
-    );
+    const state = await stateAfterStage0(5);
     const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 30, queueLimit: 64 });
     const both = await submitAll(b, [
       request(5, { thresholds: never }),
@@ -108,6 +116,53 @@ describe('batcher - batches, bounds and deadlines', () => {
     };
     expect(await run(1)).toEqual(['batch 4', 'reply']);
     expect(await run(2)).toEqual(['batch 4', 'batch 4']);
+  });
+});
+
+describe('batcher - one hand-off per batch', () => {
+  it('answers each frame as its stages run one frame at a time would: the same exit, class and confidence', async () => {
+    const point = operatingPoint(m).thresholds;
+    const ids = Array.from({ length: 40 }, (_, i) => i);
+    const want: { exit: number; classIndex: number; confidence: number }[] = [];
+    for (const i of ids) {
+      let carried: Record<string, { data: Float32Array | Uint8Array; dims: number[] }> = {};
+      let answer: { exit: number; classIndex: number; confidence: number } | undefined;
+      for (let s = 0; s < m.stages.length && !answer; s++) {
+        const feeds = { ...carried, image: { data: image(i), dims: [1, ...m.input.shape] } };
+        carried = (await runner.run(s, feeds)).outputs;
+        for (const e of m.stages[s]!.exits) {
+          const d = decide(carried[m.exits[e]!.output]!.data as Float32Array);
+          if (!answer && exitsHere(e, d.confidence, point)) answer = { exit: e, ...d };
+        }
+      }
+      want.push(answer!);
+    }
+    const b = new Batcher(runner, m, { maxBatch: 32, maxDelayMs: 30, queueLimit: 64 });
+    // Every third frame asks for all exits: it runs on to the last exit among frames that leave early.
+    const got = await submitAll(
+      b,
+      ids.map((i) => request(i, { allExits: i % 3 === 0 })),
+    );
+    const exits = new Set<number>();
+    got.forEach((r, i) => {
+      expect(r).toHaveLength(1);
+      const a = r[0] as Extract<JobReply, { kind: 'prediction' }>;
+      expect([a.exit, a.classIndex]).toEqual([want[i]!.exit, want[i]!.classIndex]);
+      expect(a.confidence).toBeCloseTo(want[i]!.confidence, 4);
+      if (i % 3 === 0) expect(a.exits!.map((v) => v.exit)).toEqual(m.exits.map((e) => e.index));
+      exits.add(a.exit);
+    });
+    expect(exits.size).toBeGreaterThanOrEqual(3); // frames leave at several exits, batch rows drop out between stages
+  });
+
+  it('a batch that cannot be computed is answered INTERNAL, once a request, and the batcher goes on', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 4, maxDelayMs: 5, queueLimit: 64 });
+    const bad = request(1, { firstStage: 1 }); // no state: validation would have refused it
+    const [r] = await submitAll(b, [bad]);
+    expect(r).toHaveLength(1);
+    expect(r![0]).toMatchObject({ kind: 'error', code: ErrorCode.INTERNAL });
+    const [ok] = await submitAll(b, [request(2)]);
+    expect(ok![0]).toMatchObject({ kind: 'prediction' });
   });
 });
 
@@ -182,10 +237,7 @@ describe('batcher - stages joined into one graph', () => {
   it('answers as stage by stage: the same exits, classes and confidences, from the image and from a state', async () => {
     const joined = await StageRunner.create(model, { threads: 1, fused: [0, 1] });
     try {
-      const stage0 = await runner.run(0, { image: { data: image(7), dims: [1, ...m.input.shape] } });
-      const state = new Map(
-        carriedOutputs(m, 0).map((spec) => [spec.name, stage0.outputs[spec.name]!.data as Float32Array] as const),
-      );
+      const state = await stateAfterStage0(7);
       // The default operating point: frames leave at different exits, some at the edge's, some in the cloud.
       const reqs = [
         ...Array.from({ length: 24 }, (_, i) => request(i)),

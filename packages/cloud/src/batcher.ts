@@ -1,5 +1,15 @@
-import { ErrorCode } from '@cascade/proto';
-import { decide, exitsHere, softmax, type Feeds, type Manifest, type StageRunner } from '@cascade/runtime';
+import { decodeTensorInto, elementCount, ErrorCode } from '@cascade/proto';
+import {
+  decide,
+  exitsHere,
+  InferenceError,
+  softmax,
+  type ExitRule,
+  type Feeds,
+  type Manifest,
+  type StagePass,
+  type StageRunner,
+} from '@cascade/runtime';
 import type { ValidRequest } from './validate.js';
 
 /** What a request ends with: a prediction or a coded error. Exactly one per request. */
@@ -173,103 +183,90 @@ export class Batcher {
       size,
       jobs.map((j) => (started - j.enqueuedAt) / 1000),
     );
-    const pixels = m.input.shape.reduce((a, b) => a * b, 1);
-    let active = jobs.map((_, i) => i);
-    let carried: Feeds = {};
-    for (const name of jobs[0]!.req.state.keys())
-      carried[name] = stack(
-        jobs.map((j) => j.req.state.get(name)!),
-        m,
-        name,
-      );
-    let computeMs = 0;
-    // all_exits jobs go on to the last exit; their answer is kept from the first exit that met its threshold.
+    const replied = new Uint8Array(size);
+    try {
+      const exits = m.exits.length;
+      const rule: ExitRule = { thresholds: new Float64Array(size * exits), allExits: new Uint8Array(size) };
+      jobs.forEach((j, r) => {
+        rule.thresholds.set(j.req.thresholds, r * exits);
+        rule.allExits[r] = j.req.allExits ? 1 : 0;
+      });
+      // One hand-off for the whole batch: the runner's thread runs the stages and drops the rows that leave.
+      const { passes } = await this.runner.runCascade(first, batchInputs(jobs, m, first), rule);
+      this.answer(jobs, passes, replied, started);
+    } catch (err) {
+      jobs.forEach((job, j) => {
+        if (replied[j]) return;
+        replied[j] = 1;
+        job.reply({ kind: 'error', code: ErrorCode.INTERNAL, message: `inference failed: ${(err as Error).message}` });
+      });
+    }
+  }
+
+  /**
+   * Replies to each job at the exit the rule picks, from the passes' logits: the first exit that meets its threshold
+   * (or the last), and with all_exits what every exit said up to the last.
+   */
+  private answer(jobs: Job[], passes: StagePass[], replied: Uint8Array, started: number): void {
+    const m = this.manifest;
+    const classes = m.classes.length;
+    const size = jobs.length;
     const answers = new Map<number, { exit: number; classIndex: number; confidence: number; row: Float32Array }>();
     const views = new Map<number, ExitView[]>();
-    // With the stages from `first` joined into one graph (the runner's `fused`), the whole batch runs to the last
-    // exit in one call, its rows stay the batch's own, and frames leave at the same exits as stage by stage.
-    const fused = this.runner.fused.includes(first);
-    let joined: Feeds | undefined;
-    try {
-      for (let s = first; s < m.stages.length && active.length > 0; s++) {
-        const stage = m.stages[s]!;
-        let outputs = joined;
-        if (!outputs) {
-          const image = new Uint8Array(active.length * pixels);
-          active.forEach((j, r) => image.set(jobs[j]!.req.image, r * pixels));
-          const feeds: Feeds = { image: { data: image, dims: [active.length, ...m.input.shape] } };
-          for (const t of stage.inputs) if (t.name !== 'image') feeds[t.name] = carried[t.name]!;
-          const run = fused ? await this.runner.runFused(s, feeds) : await this.runner.run(s, feeds);
-          computeMs += run.computeMs;
-          this.observer?.stage(s, run.computeMs / 1000); // fused: the whole pass, under its first stage
-          outputs = run.outputs;
-          if (fused) joined = outputs;
-        }
-        const leaving = new Set<number>();
-        for (const e of stage.exits) {
-          const logits = outputs[m.exits[e]!.output]!.data as Float32Array;
-          const classes = m.classes.length;
-          active.forEach((j, r) => {
-            if (leaving.has(r)) return;
-            const at = fused ? j : r;
-            const row = logits.subarray(at * classes, (at + 1) * classes);
-            const d = decide(row);
-            const job = jobs[j]!;
-            const last = e === m.exits.length - 1;
-            if (job.req.allExits) {
-              const list = views.get(j) ?? [];
-              views.set(j, list);
-              list.push({ exit: e, ...d, probabilities: Array.from(softmax(row)) });
-            }
-            if (!answers.has(j) && exitsHere(e, d.confidence, job.req.thresholds))
-              answers.set(j, { exit: e, ...d, row: row.slice() });
-            if (!answers.has(j) || (job.req.allExits && !last)) return;
-            const a = answers.get(j)!;
-            leaving.add(r);
-            job.reply({
-              kind: 'prediction',
-              classIndex: a.classIndex,
-              confidence: a.confidence,
-              exit: a.exit,
-              ...(job.req.returnProbabilities ? { probabilities: Array.from(softmax(a.row)) } : {}),
-              ...(job.req.allExits ? { exits: views.get(j)! } : {}),
-              queueMs: started - job.enqueuedAt,
-              computeMs,
-              batchSize: size,
-            });
+    let computeMs = 0;
+    for (const pass of passes) {
+      computeMs += pass.computeMs;
+      if (!pass.joined) this.observer?.stage(pass.stage, pass.computeMs / 1000); // joined: the whole run, once
+      for (const e of m.stages[pass.stage]!.exits) {
+        const logits = pass.logits[e]!;
+        const last = e === m.exits.length - 1;
+        pass.rows.forEach((j, p) => {
+          const job = jobs[j]!;
+          if (replied[j]) return;
+          const row = logits.subarray(p * classes, (p + 1) * classes);
+          const d = decide(row);
+          if (job.req.allExits) {
+            const list = views.get(j) ?? [];
+            views.set(j, list);
+            list.push({ exit: e, ...d, probabilities: Array.from(softmax(row)) });
+          }
+          if (!answers.has(j) && exitsHere(e, d.confidence, job.req.thresholds))
+            answers.set(j, { exit: e, ...d, row: row.slice() });
+          if (!answers.has(j) || (job.req.allExits && !last)) return;
+          const a = answers.get(j)!;
+          replied[j] = 1;
+          job.reply({
+            kind: 'prediction',
+            classIndex: a.classIndex,
+            confidence: a.confidence,
+            exit: a.exit,
+            ...(job.req.returnProbabilities ? { probabilities: Array.from(softmax(a.row)) } : {}),
+            ...(job.req.allExits ? { exits: views.get(j)! } : {}),
+            queueMs: started - job.enqueuedAt,
+            computeMs,
+            batchSize: size,
           });
-        }
-        const keep = active.map((_, r) => r).filter((r) => !leaving.has(r));
-        if (!fused) {
-          carried = {};
-          for (const [name, t] of Object.entries(outputs)) carried[name] = takeRows(t, keep);
-        }
-        active = keep.map((r) => active[r]!);
-      }
-    } catch (err) {
-      for (const j of active) {
-        jobs[j]!.reply({
-          kind: 'error',
-          code: ErrorCode.INTERNAL,
-          message: `inference failed: ${(err as Error).message}`,
         });
       }
     }
+    const lost = jobs.findIndex((_, j) => !replied[j]);
+    if (lost >= 0) throw new InferenceError(`the stages left request ${jobs[lost]!.req.requestId} without an answer`);
   }
 }
 
-function stack(rows: Float32Array[], m: Manifest, name: string): { data: Float32Array; dims: number[] } {
-  const per = rows[0]!.length;
-  const data = new Float32Array(rows.length * per);
-  rows.forEach((r, i) => data.set(r, i * per));
-  const spec = m.stages.flatMap((s) => s.outputs).find((t) => t.name === name)!;
-  return { data, dims: [rows.length, ...spec.shape.slice(1)] };
-}
-
-function takeRows(t: { data: Float32Array | Uint8Array; dims: number[] }, rows: number[]) {
-  const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
-  const data = new Float32Array(rows.length * per);
-  const src = t.data as Float32Array;
-  rows.forEach((r, i) => data.set(src.subarray(r * per, (r + 1) * per), i * per));
-  return { data, dims: [rows.length, ...t.dims.slice(1)] };
+/** Stage `first`'s inputs for a batch: the images, and each carried state decoded straight into its batch rows. */
+function batchInputs(jobs: Job[], m: Manifest, first: number): Feeds {
+  const pixels = m.input.shape.reduce((a, b) => a * b, 1);
+  const image = new Uint8Array(jobs.length * pixels);
+  jobs.forEach((j, r) => image.set(j.req.image, r * pixels));
+  const feeds: Feeds = { image: { data: image, dims: [jobs.length, ...m.input.shape] } };
+  for (const spec of m.stages[first]!.inputs) {
+    if (spec.name === 'image') continue;
+    const dims = [jobs.length, ...spec.shape.slice(1)];
+    const per = elementCount(dims.slice(1));
+    const data = new Float32Array(jobs.length * per);
+    jobs.forEach((j, r) => decodeTensorInto(j.req.state.get(spec.name)!, data, r * per));
+    feeds[spec.name] = { data, dims };
+  }
+  return feeds;
 }

@@ -1,4 +1,4 @@
-import { ErrorCode, v1, type InferRequestMessage } from '@cascade/proto';
+import { decodeTensor, ErrorCode, v1, type InferRequestMessage } from '@cascade/proto';
 import { compressTensor } from '@cascade/proto/compress';
 import { brotliCompressSync } from 'node:zlib';
 import { loadModelDir, operatingPoint } from '@cascade/runtime';
@@ -61,6 +61,18 @@ describe('validate - every number finite, every text short, every deadline real'
       zeroPoint: new Uint8Array(per[0]!),
     };
     expect(code(request({ state: [int8] }))).toBe(ErrorCode.BAD_REQUEST);
+    scales[3] = 3e38; // finite, but 255 steps of it are not in float32
+    expect(code(request({ state: [{ ...int8, scale: scales }] }))).toBe(ErrorCode.BAD_REQUEST);
+    scales[3] = 0.1;
+    expect(code(request({ state: [{ ...int8, scale: scales }] }))).toBe('ok');
+    const h = new Uint16Array(n);
+    h[n - 1] = 0x7c00; // fp16 infinity
+    const fp16 = { name: state.name, dtype: v1.DType.FP16, shape: per, data: new Uint8Array(h.buffer) };
+    expect(code(request({ state: [fp16] }))).toBe(ErrorCode.BAD_REQUEST);
+    h[n - 1] = 0x7bff; // the largest finite half
+    expect(code(request({ state: [{ ...fp16, data: new Uint8Array(h.buffer) }] }))).toBe('ok');
+    f[17] = 3.4e38;
+    expect(code(request({ state: [{ name: state.name, dtype: v1.DType.FP32, shape: per, data: new Uint8Array(f.buffer) }] }))).toBe('ok'); // prettier-ignore
     expect(code(request({ thresholds: [] }))).toBe(ErrorCode.BAD_REQUEST); // required, not filled in by the worker
   });
 
@@ -112,7 +124,7 @@ describe('validate - packed tensors', () => {
     const a = validateRequest(request({ image: plain, state: [s] }), m, 1 << 20);
     const b = validateRequest(request({ image: compressTensor(plain), state: [compressTensor(s)] }), m, 1 << 20);
     expect(Buffer.from(b.image)).toEqual(Buffer.from(a.image));
-    expect(b.state.get(state.name)).toEqual(values);
+    expect(decodeTensor(b.state.get(state.name)!)).toEqual(values);
   });
 
   it('packed data that unpacks past the model’s shape, is not Brotli, or has an unknown packing is BAD_REQUEST', () => {

@@ -1,13 +1,13 @@
 import {
+  checkTensor,
   clip,
   CodecError,
-  decodeTensor,
-  elementCount,
   ErrorCode,
   formatShape,
   fromWireImage,
   fromWireTensor,
   v1,
+  type EncodedTensor,
   type InferRequest,
 } from '@cascade/proto';
 import { inflateTensor } from '@cascade/proto/compress';
@@ -25,8 +25,11 @@ export interface ValidRequest {
   edgeId: string;
   firstStage: number;
   image: Uint8Array;
-  /** Carried state by tensor name, float32, one sample (no batch dimension). */
-  state: Map<string, Float32Array>;
+  /**
+   * Carried state by tensor name, one sample (no batch dimension), checked but still encoded: the batcher decodes it
+   * straight into the batch's input (decodeTensorInto).
+   */
+  state: Map<string, EncodedTensor>;
   deadlineUnixMs: number;
   returnProbabilities: boolean;
   /** One per exit. */
@@ -141,7 +144,7 @@ export function validateRequest(
   try {
     // Packed tensors are unpacked against the model's shapes, so no request unpacks to more than the model takes.
     const image = fromWireImage(req.image && inflateTensor(req.image, m.input.shape), m.input.shape);
-    const state = new Map<string, Float32Array>();
+    const state = new Map<string, EncodedTensor>();
     const expected = first > 0 ? carriedOutputs(m, first - 1) : [];
     if (req.state.length !== expected.length) {
       throw new CodecError(`first_stage ${first} needs ${expected.length} state tensors, got ${req.state.length}`);
@@ -154,14 +157,16 @@ export function validateRequest(
       if (t.shape.join(',') !== want.join(',')) {
         throw new CodecError(`state tensor "${spec.name}": shape ${formatShape(t.shape)} is not ${formatShape(want)}`);
       }
-      if (t.scales?.some((s) => !Number.isFinite(s)))
-        throw new CodecError(`state tensor "${spec.name}": int8 scales must be finite`);
-      const values = decodeTensor(t);
-      if (values.length !== elementCount(want)) throw new CodecError(`state tensor "${spec.name}": wrong size`);
-      for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i]!)) throw new CodecError(`state tensor "${spec.name}": value ${i} is not finite`);
+      checkTensor(t);
+      const bad = firstNonFinite(t);
+      if (bad >= 0) {
+        throw new CodecError(
+          t.encoding === 'int8'
+            ? `state tensor "${spec.name}": int8 scale ${bad} is not finite or over ${MAX_INT8_SCALE}`
+            : `state tensor "${spec.name}": value ${bad} is not finite`,
+        );
       }
-      state.set(spec.name, values);
+      state.set(spec.name, t);
     }
     return {
       requestId: req.requestId,
@@ -180,5 +185,27 @@ export function validateRequest(
     if (err instanceof CodecError)
       throw new RequestError(ErrorCode.BAD_REQUEST, clip(err.message, 200), { cause: err });
     throw err;
+  }
+}
+
+/** Largest int8 scale taken: 255 steps of it stay within float32, so every decoded value is finite. */
+const MAX_INT8_SCALE = 1e36;
+
+/**
+ * The index of the first value that is not finite (int8: of a scale that is not, or that would make a decoded value
+ * overflow float32), or -1; reads the encoded bytes, allocating nothing.
+ */
+function firstNonFinite(t: EncodedTensor): number {
+  switch (t.encoding) {
+    case 'int8':
+      return t.scales!.findIndex((s) => !(Math.abs(s) <= MAX_INT8_SCALE));
+    case 'fp16':
+      // Exponent bits all set: infinity or NaN. Little-endian: the high byte is second.
+      for (let i = 1; i < t.data.length; i += 2) if ((t.data[i]! & 0x7c) === 0x7c) return (i - 1) / 2;
+      return -1;
+    case 'fp32':
+      for (let i = 3; i < t.data.length; i += 4)
+        if ((t.data[i]! & 0x7f) === 0x7f && t.data[i - 1]! & 0x80) return (i - 3) / 4;
+      return -1;
   }
 }

@@ -167,8 +167,8 @@ export function encodeTensor(x: Float32Array, shape: readonly number[], encoding
   }
 }
 
-/** Decodes to float32; throws CodecError naming what does not fit. */
-export function decodeTensor(t: EncodedTensor): Float32Array {
+/** Checks that a tensor's data and int8 parameters fit its shape; throws CodecError naming what does not. */
+export function checkTensor(t: EncodedTensor): void {
   const n = elementCount(t.shape);
   const width = t.encoding === 'fp32' ? 4 : t.encoding === 'fp16' ? 2 : 1;
   if (t.data.byteLength !== n * width) {
@@ -176,24 +176,52 @@ export function decodeTensor(t: EncodedTensor): Float32Array {
       `${t.encoding} tensor of shape ${formatShape(t.shape)} needs ${n * width} bytes, got ${t.data.byteLength}`,
     );
   }
-  // Copy so the result is aligned and owns its memory: wire buffers are views into a larger message, and a Node
-  // Buffer's slice() is a view too.
-  const raw = new Uint8Array(t.data);
+  if (t.encoding === 'int8') {
+    const channels = t.shape[0] ?? 1;
+    if (!t.scales || !t.zeroPoints || t.scales.length !== channels || t.zeroPoints.length !== channels) {
+      throw new CodecError(`int8 tensor of ${channels} channels needs ${channels} scales and zero points`);
+    }
+  }
+}
+
+/** Decodes to float32; throws CodecError naming what does not fit. */
+export function decodeTensor(t: EncodedTensor): Float32Array {
+  const out = new Float32Array(elementCount(t.shape));
+  decodeTensorInto(t, out, 0);
+  return out;
+}
+
+/**
+ * Decodes into `out` from element `offset` on (a row of a batch), without allocating; throws CodecError naming what
+ * does not fit.
+ */
+export function decodeTensorInto(t: EncodedTensor, out: Float32Array, offset: number): void {
+  checkTensor(t);
+  const n = elementCount(t.shape);
+  if (offset < 0 || offset + n > out.length) {
+    throw new CodecError(`${n} values do not fit at ${offset} in a buffer of ${out.length}`);
+  }
   switch (t.encoding) {
     case 'fp32':
-      return new Float32Array(raw.buffer, 0, n);
+      // Byte-wise: wire buffers are views into a larger message and need not be 4-byte aligned.
+      new Uint8Array(out.buffer, out.byteOffset + offset * 4, n * 4).set(t.data);
+      return;
     case 'fp16': {
-      const h = new Uint16Array(raw.buffer, 0, n);
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = fromHalfBits(h[i]!);
-      return out;
+      for (let i = 0; i < n; i++) out[offset + i] = fromHalfBits(t.data[2 * i]! | (t.data[2 * i + 1]! << 8));
+      return;
     }
     case 'int8': {
-      const channels = t.shape[0] ?? 1;
-      if (!t.scales || !t.zeroPoints || t.scales.length !== channels || t.zeroPoints.length !== channels) {
-        throw new CodecError(`int8 tensor of ${channels} channels needs ${channels} scales and zero points`);
+      const q = new Int8Array(t.data.buffer, t.data.byteOffset, n);
+      const scales = t.scales!;
+      const zeroPoints = t.zeroPoints!;
+      const per = n / scales.length;
+      for (let c = 0; c < scales.length; c++) {
+        const s = scales[c]!;
+        const z = zeroPoints[c]!;
+        const base = c * per;
+        for (let i = base; i < base + per; i++) out[offset + i] = (q[i]! - z) * s;
       }
-      return dequantizeInt8(new Int8Array(raw.buffer, 0, n), t.scales, t.zeroPoints);
+      return;
     }
   }
 }

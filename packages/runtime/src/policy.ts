@@ -32,6 +32,6 @@ export function decideProbabilities(p: ArrayLike<number>): ExitDecision {
 }
 
 /** Whether a frame leaves at `exit`: its confidence reaches the threshold, or it is the last exit. */
-export function exitsHere(exit: number, confidence: number, thresholds: readonly number[]): boolean {
+export function exitsHere(exit: number, confidence: number, thresholds: ArrayLike<number>): boolean {
   return exit === thresholds.length - 1 || confidence >= thresholds[exit]!;
 }

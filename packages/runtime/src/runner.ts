@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { ExitRule, StagePass } from './cascade.js';
 import type { ModelDir } from './manifest.js';
 import { providerHelp } from './providers.js';
 import type { Feeds, StageSessionOptions } from './stages.js';
@@ -12,6 +13,11 @@ export class InferenceError extends CascadeError {
   constructor(message: string, options?: ErrorOptions) {
     super(ERROR_CODES.INFERENCE, message, options);
   }
+}
+
+/** What a cascade run hands back: each stage's pass (see runCascade). */
+export interface CascadeResult {
+  passes: StagePass[];
 }
 
 export interface StageResult {
@@ -40,7 +46,7 @@ function workerFile(): string {
  */
 export class StageRunner {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (r: StageResult) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
   private closed = false;
 
   private constructor(
@@ -48,11 +54,12 @@ export class StageRunner {
     /** First stages from which this runner runs the rest as one joined graph (runFused). */
     readonly fused: readonly number[],
   ) {
-    worker.on('message', (msg: { id: number; out?: Feeds; ms?: number; error?: string }) => {
+    worker.on('message', (msg: { id: number; out?: Feeds; ms?: number; passes?: StagePass[]; error?: string }) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);
       if (msg.error !== undefined) p.reject(new InferenceError(msg.error));
+      else if (msg.passes) p.resolve({ passes: msg.passes });
       else p.resolve({ outputs: msg.out!, computeMs: msg.ms! });
     });
     worker.on('error', (err) => this.failAll(err));
@@ -91,7 +98,18 @@ export class StageRunner {
     return this.post(first, feeds, true);
   }
 
-  private post(stage: number, feeds: Feeds, fused: boolean): Promise<StageResult> {
+  /**
+   * Runs a batch from stage `first` to where its last row leaves, in one hand-off (runCascade): the carried state
+   * stays in the thread. Stages `first`.. run as one joined graph when the runner was created with `fused` holding
+   * `first`. Input and rule buffers are transferred.
+   */
+  runCascade(first: number, feeds: Feeds, rule: ExitRule): Promise<CascadeResult> {
+    return this.post(first, feeds, this.fused.includes(first), rule);
+  }
+
+  private post(stage: number, feeds: Feeds, fused: boolean): Promise<StageResult>;
+  private post(stage: number, feeds: Feeds, fused: boolean, rule: ExitRule): Promise<CascadeResult>;
+  private post(stage: number, feeds: Feeds, fused: boolean, rule?: ExitRule): Promise<StageResult | CascadeResult> {
     if (this.closed) return Promise.reject(new InferenceError('stage runner is closed'));
     // A buffer already handed to the thread is detached (empty): posting it would lose the message, and the call
     // would never settle.
@@ -103,9 +121,12 @@ export class StageRunner {
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const transfer = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
-      this.worker.postMessage({ id, stage, feeds, ...(fused ? { fused } : {}) }, transfer);
+      this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
+      const buffers = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+      if (rule) buffers.push(rule.thresholds.buffer as ArrayBuffer, rule.allExits.buffer as ArrayBuffer);
+      this.worker.postMessage({ id, stage, feeds, ...(fused ? { fused } : {}), ...(rule ? { rule } : {}) }, [
+        ...new Set(buffers),
+      ]);
     });
   }
 

@@ -1,5 +1,6 @@
 // Worker-thread side of StageRunner: owns the onnxruntime sessions, whose run() blocks its thread.
 import { parentPort, workerData } from 'node:worker_threads';
+import { runCascade, type ExitRule } from './cascade.js';
 import { StageSessions, type Feeds, type StageSessionOptions } from './stages.js';
 import type { ModelDir } from './manifest.js';
 
@@ -13,6 +14,8 @@ export interface RunMessage {
   feeds: Feeds;
   /** Run stages `stage`.. as one joined graph. */
   fused?: boolean;
+  /** Run the cascade from `stage` with this exit rule (runCascade) and answer with its passes. */
+  rule?: ExitRule;
 }
 
 const port = parentPort!;
@@ -32,6 +35,12 @@ port.on('message', async (msg: RunMessage | 'close') => {
   }
   const started = performance.now();
   try {
+    if (msg.rule) {
+      const passes = await runCascade(sessions, model.manifest, msg.stage, msg.feeds, msg.rule, msg.fused ?? false);
+      const transfer = new Set(passes.flatMap((p) => [p.rows, ...Object.values(p.logits)].map((a) => a.buffer)));
+      port.postMessage({ id: msg.id, passes }, [...transfer] as ArrayBuffer[]);
+      return;
+    }
     const out = msg.fused ? await sessions.runFused(msg.stage, msg.feeds) : await sessions.run(msg.stage, msg.feeds);
     const transfer = Object.values(out).map((t) => t.data.buffer as ArrayBuffer);
     port.postMessage({ id: msg.id, out, ms: performance.now() - started }, transfer);
