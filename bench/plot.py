@@ -1,5 +1,5 @@
-"""Plots of benchmark results (python bench/plot.py [latest.json | soak.json | scenarios.json]); PNGs go beside the
-JSON."""
+"""Plots of benchmark results (python bench/plot.py [latest.json | soak.json | scenarios.json | edge-budget.json]);
+PNGs go beside the JSON."""
 
 from __future__ import annotations
 
@@ -126,11 +126,41 @@ def scenarios(r: dict, out: Path) -> None:
     print(f"wrote {', '.join(str(out / w) for w in wrote)}")
 
 
+def edge_budget(r: dict, out: Path) -> None:
+    """Answered frames/s and how far behind the camera, per edge CPU budget (edge-budget.json -> edge-budget.png)."""
+    configs = list(dict.fromkeys(x["config"] for x in r["runs"]))
+    budgets = list(dict.fromkeys(x["budget_cores"] for x in r["runs"]))
+    labels = [f"{b} core" if b else "no limit" for b in budgets]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / len(configs)
+    for i, c in enumerate(configs):
+        runs = {x["budget_cores"]: x for x in r["runs"] if x["config"] == c}
+        xs = [j + (i - (len(configs) - 1) / 2) * width for j in range(len(budgets))]
+        a.bar(xs, [runs[k]["answered_fps"] for k in budgets], width, label=c)
+        b.bar(xs, [runs[k]["behind_ms"]["p99"] for k in budgets], width, label=c)
+    a.axhline(r["fps"], color="grey", linestyle=":", label=f"camera ({r['fps']} fps)")
+    a.set(xticks=range(len(budgets)), xticklabels=labels, xlabel="edge CPU budget", ylabel="frames answered per second",
+          title="frames/s the camera gets answered")
+    b.set(xticks=range(len(budgets)), xticklabels=labels, xlabel="edge CPU budget", yscale="log",
+          ylabel="answer behind the camera, p99 (ms)", title="how far answers fall behind the camera")
+    for ax in (a, b):
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.suptitle(r["machine"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "edge-budget.png", dpi=110)
+    plt.close(fig)
+    print(f"wrote {out / 'edge-budget.png'}")
+
+
 def main(path: Path) -> None:
     r = json.loads(path.read_text())
     out = path.parent
     if "samples" in r:
         soak(r, out)
+        return
+    if "runs" in r and "fps" in r:
+        edge_budget(r, out)
         return
     if "drift" in r or "pressure" in r or "link" in r:
         scenarios(r, out)

@@ -10,9 +10,10 @@ import { EdgeAgent, type EdgeOptions, type EdgeResult, type Frame } from '@casca
 import { loadModelDir, operatingPoint, StageRunner, type Feeds, type ModelDir } from '@cascade/runtime';
 import { parseFlags, usage, type Flag } from '@cascade/service';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { CpuLimit } from './cgroup.js';
 import { percentile, sleep } from './stats.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -311,50 +312,6 @@ function series(run: RunOut) {
     });
   }
   return { bins, ticks: run.ticks };
-}
-
-/** A cgroup (v1 cpu controller or v2) that limits the CPU of the processes put in it. */
-class CpuLimit {
-  private constructor(
-    readonly dir: string,
-    private readonly v2: boolean,
-  ) {}
-
-  static create(name: string): CpuLimit {
-    for (const [root, v2] of [
-      ['/sys/fs/cgroup/cpu', false],
-      ['/sys/fs/cgroup', true],
-    ] as const) {
-      if (!existsSync(`${root}/${v2 ? 'cgroup.controllers' : 'cpu.cfs_quota_us'}`)) continue;
-      const dir = `${root}/${name}`;
-      mkdirSync(dir, { recursive: true });
-      return new CpuLimit(dir, v2);
-    }
-    throw new Error('no writable cgroup CPU controller (run as root on Linux): the pressure scenario needs one');
-  }
-
-  /** Limits to `cores` of CPU time (0.5: half a core), over a 10 ms period. */
-  set(cores: number): void {
-    const period = 10_000;
-    const quota = Math.max(1000, Math.round(cores * period));
-    if (this.v2) writeFileSync(`${this.dir}/cpu.max`, `${quota} ${period}`);
-    else {
-      writeFileSync(`${this.dir}/cpu.cfs_period_us`, String(period));
-      writeFileSync(`${this.dir}/cpu.cfs_quota_us`, String(quota));
-    }
-  }
-
-  add(pid: number): void {
-    writeFileSync(`${this.dir}/cgroup.procs`, String(pid));
-  }
-
-  remove(): void {
-    try {
-      rmdirSync(this.dir);
-    } catch {
-      // still has processes: they are gone soon, and an empty cgroup is harmless
-    }
-  }
 }
 
 async function main(): Promise<void> {

@@ -5,6 +5,7 @@
 // Writes bench/results/wire.json and wire.md.
 import { compileEdgeOptions, Offloader } from '@cascade/edge';
 import { validateRequest } from '@cascade/cloud';
+import { decodeTensor } from '@cascade/proto';
 import { decide, exitsHere, loadModelDir, operatingPoint, StageSessions, type Feeds } from '@cascade/runtime';
 import { parseFlags, usage, type Flag } from '@cascade/service';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -106,8 +107,8 @@ async function main(): Promise<void> {
         const ref = reference[v.mode]!;
         const same =
           Buffer.compare(Buffer.from(valid.image), Buffer.from(ref.image)) === 0 &&
-          [...ref.state].every(([name, values]) => {
-            const got = valid.state.get(name)!;
+          [...ref.state].every(([name, t]) => {
+            const [got, values] = [decodeTensor(valid.state.get(name)!), decodeTensor(t)];
             return got.length === values.length && got.every((x, j) => x === values[j]);
           });
         if (!same) changed[k]!++;
