@@ -102,26 +102,31 @@ export function report(r: BenchResult): string {
     '',
     `## 3. Worker batching (state-mode requests through ${cloudLabel}, 1 inference thread, 64 requests in flight)`,
     '',
-    `| max batch | requests/s | mean batch | raw ${cloudLabel} at that batch | ratio | target ≥ 0.90 | worker CPU ms/request | raw CPU ms/sample | CPU ratio (raw ÷ worker) |`,
-    '|---|---|---|---|---|---|---|---|---|',
+    `| max batch | requests/s | mean batch | raw ${cloudLabel} at that batch | ratio | target | worker CPU ms/request | raw CPU ms/sample | CPU ratio (raw ÷ worker) | worker run() ms/request | raw run() ms/sample |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const c of r.worker.capacity) {
     const batch = c.max_batch === 1 ? 1 : 32;
     const raw = rawCloud(r, batch, c.threads);
     const ratio = c.requests_per_second.median / raw;
+    const target = c.max_batch === 1 ? 0.7 : 0.9; // batching: 90 % of raw; one request at a time: 70 %
     const rawCpu = rawCloudCpu(r, batch, c.threads);
     const cpu = c.cpu_seconds_per_request;
     L.push(
-      `| ${c.max_batch} | ${sp(c.requests_per_second)} | ${f1(c.mean_batch)} | ${f0(raw)} | ${f2(ratio)} | ${ok(ratio >= 0.9)} | ` +
+      `| ${c.max_batch} | ${sp(c.requests_per_second)} | ${f1(c.mean_batch)} | ${f0(raw)} | ${f2(ratio)} | ≥ ${f2(target)}: ${ok(ratio >= target)} | ` +
         `${cpu === undefined ? '-' : f2(cpu * 1000)} | ${Number.isNaN(rawCpu) ? '-' : f2(rawCpu * 1000)} | ` +
-        `${cpu === undefined || Number.isNaN(rawCpu) ? '-' : f2(rawCpu / cpu)} |`,
+        `${cpu === undefined || Number.isNaN(rawCpu) ? '-' : f2(rawCpu / cpu)} | ` +
+        `${c.compute_ms_per_request === undefined ? '-' : f2(c.compute_ms_per_request)} | ${f2(1000 / raw)} |`,
     );
   }
   L.push(
     '',
     "Worker CPU is the worker process's user + system time over the measured runs per answered request; raw CPU is the " +
       "benchmark process's time per sample running the same stages at the same batch on its own, so the CPU ratio " +
-      'leaves out what the client and nats-server take from the worker on this machine.',
+      'leaves out what the client and nats-server take from the worker on this machine. "run() ms" is the wall time ' +
+      "of onnxruntime's run of the stages: in the worker's inference thread per request (each batch's share, from the " +
+      "replies' timings), and in the raw measurement per sample. Where the two differ, the gap is inside onnxruntime's " +
+      "run, sharing the cores with the client and nats-server, not in the worker's handling around it.",
   );
   L.push(
     '',

@@ -5,8 +5,19 @@
 // Writes bench/results/wire.json and wire.md.
 import { compileEdgeOptions, Offloader } from '@cascade/edge';
 import { validateRequest } from '@cascade/cloud';
-import { decodeTensor } from '@cascade/proto';
-import { decide, exitsHere, loadModelDir, operatingPoint, StageSessions, type Feeds } from '@cascade/runtime';
+import { decodeTensor, dequantizeInt8, quantizeInt8, toWireTensor } from '@cascade/proto';
+import { compressTensor } from '@cascade/proto/compress';
+import {
+  carriedOutputs,
+  decide,
+  exitsHere,
+  loadModelDir,
+  operatingPoint,
+  runCascade,
+  StageSessions,
+  type Feeds,
+  type ModelDir,
+} from '@cascade/runtime';
 import { parseFlags, usage, type Flag } from '@cascade/service';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -50,6 +61,107 @@ const VARIANTS: Variant[] = [
   { name: 'image, packed', mode: 'image', compression: 'brotli' },
 ];
 
+/** The variant whose bytes the bit study starts from: the default request (state int8, packed). */
+const DEFAULT_VARIANT = 1;
+/** State bit widths the study tries. */
+const BITS = [8, 6, 5, 4, 3, 2];
+
+interface HardFrame {
+  pixels: Uint8Array;
+  label: number;
+  /** Stage 0's outputs, the carried state among them, float32. */
+  state: Feeds;
+  /** The default request's bytes for this frame. */
+  packedBytes: number;
+}
+
+interface BitRow {
+  bits: number;
+  bytes_mean: number;
+  bytes_p99: number;
+  /** Frames whose class differs from running the cloud stages on the float32 state. */
+  changed_vs_fp32: number;
+  /** Frames right minus frames right with the float32 state. */
+  accuracy_change: number;
+}
+
+/**
+ * The hard frames' classes with the state quantised to each bit width, against the float32 state; bytes of each
+ * frame's request with its state packed at that width.
+ */
+async function bitStudy(model: ModelDir, frames: HardFrame[], thresholds: number[]): Promise<BitRow[]> {
+  const m = model.manifest;
+  const cloud = await StageSessions.create(model, { first: 1, threads: 1 });
+  const specs = carriedOutputs(m, 0);
+  const classify = async (states: Map<string, Float32Array>[]): Promise<number[]> => {
+    const out: number[] = [];
+    for (let at = 0; at < frames.length; at += 32) {
+      const batch = frames.slice(at, at + 32);
+      const pixels = m.input.shape.reduce((a, b) => a * b, 1);
+      const image = new Uint8Array(batch.length * pixels);
+      batch.forEach((f, r) => image.set(f.pixels, r * pixels));
+      const feeds: Feeds = { image: { data: image, dims: [batch.length, ...m.input.shape] } };
+      for (const spec of specs) {
+        const per = spec.shape.slice(1).reduce((a, b) => a * b, 1);
+        const data = new Float32Array(batch.length * per);
+        batch.forEach((_, r) => data.set(states[at + r]!.get(spec.name)!, r * per));
+        feeds[spec.name] = { data, dims: [batch.length, ...spec.shape.slice(1)] };
+      }
+      const rule = {
+        thresholds: new Float64Array(batch.length * m.exits.length),
+        allExits: new Uint8Array(batch.length),
+      };
+      batch.forEach((_, r) => rule.thresholds.set(thresholds, r * m.exits.length));
+      const passes = await runCascade(cloud, m, 1, feeds, rule, false);
+      const answer = new Array<number>(batch.length).fill(-1);
+      for (const p of passes)
+        for (const e of m.stages[p.stage]!.exits)
+          p.rows.forEach((row, k) => {
+            if (answer[row]! >= 0) return;
+            const d = decide(p.logits[e]!.subarray(k * m.classes.length, (k + 1) * m.classes.length));
+            if (exitsHere(e, d.confidence, thresholds)) answer[row] = d.classIndex;
+          });
+      out.push(...answer);
+    }
+    return out;
+  };
+  const fp32 = await classify(
+    frames.map((f) => new Map(specs.map((s) => [s.name, f.state[s.name]!.data as Float32Array] as const))),
+  );
+  const rows: BitRow[] = [];
+  for (const bits of BITS) {
+    const bytes: number[] = [];
+    const states = frames.map((f) => {
+      let packed = f.packedBytes;
+      const state = new Map<string, Float32Array>();
+      for (const spec of specs) {
+        const x = f.state[spec.name]!.data as Float32Array;
+        const shape = spec.shape.slice(1);
+        const at8 = quantizeInt8(x, shape, 8);
+        const atBits = quantizeInt8(x, shape, bits);
+        const wire = (q: ReturnType<typeof quantizeInt8>) =>
+          compressTensor(toWireTensor(spec.name, { encoding: 'int8', shape, data: new Uint8Array(q.q.buffer), scales: q.scales, zeroPoints: q.zeroPoints })).data!.byteLength; // prettier-ignore
+        packed += wire(atBits) - wire(at8);
+        state.set(spec.name, dequantizeInt8(atBits.q, atBits.scales, atBits.zeroPoints));
+      }
+      bytes.push(packed);
+      return state;
+    });
+    const classes = await classify(states);
+    const sorted = [...bytes].sort((a, b) => a - b);
+    rows.push({
+      bits,
+      bytes_mean: bytes.reduce((a, b) => a + b, 0) / Math.max(1, bytes.length),
+      bytes_p99: percentile(sorted, 0.99),
+      changed_vs_fp32: classes.filter((c, i) => c !== fp32[i]).length,
+      accuracy_change:
+        classes.filter((c, i) => c === frames[i]!.label).length - fp32.filter((c, i) => c === frames[i]!.label).length,
+    });
+  }
+  await cloud.release();
+  return rows;
+}
+
 interface Row {
   variant: string;
   bytes_all: { mean: number; p50: number; p99: number; max: number };
@@ -86,12 +198,14 @@ async function main(): Promise<void> {
   const buildUs = VARIANTS.map(() => 0);
   const validateUs = VARIANTS.map(() => 0);
   const changed = VARIANTS.map(() => 0);
+  const hardFrames: HardFrame[] = [];
   for (let i = 0; i < n; i++) {
     const pixels = new Uint8Array(records.subarray(i * 3073 + 1, (i + 1) * 3073));
     const out: Feeds = await sessions.run(0, { image: { data: pixels.slice(), dims: [1, ...m.input.shape] } });
     const hard = !m.stages[0]!.exits.some((e) =>
       exitsHere(e, decide(out[m.exits[e]!.output]!.data as Float32Array).confidence, thresholds),
     );
+    if (hard) hardFrames.push({ pixels, label: records[i * 3073]!, state: out, packedBytes: 0 });
     let reference: Record<string, ReturnType<typeof validateRequest>> = {};
     VARIANTS.forEach((v, k) => {
       let t = performance.now();
@@ -102,6 +216,7 @@ async function main(): Promise<void> {
       validateUs[k]! += (performance.now() - t) * 1000;
       bytes[k]!.push(request.byteLength);
       if (hard) hardBytes[k]!.push(request.byteLength);
+      if (hard && k === DEFAULT_VARIANT) hardFrames.at(-1)!.packedBytes = request.byteLength;
       if (v.compression === 'none') reference = { ...reference, [v.mode]: valid };
       else {
         const ref = reference[v.mode]!;
@@ -117,6 +232,8 @@ async function main(): Promise<void> {
     if ((i + 1) % 1000 === 0) log(`${i + 1}/${n}`);
   }
   await sessions.release();
+  log(`fewer bits: ${hardFrames.length} hard frames through the cloud stages at ${BITS.join(', ')} bits`);
+  const bitRows = await bitStudy(model, hardFrames, thresholds);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
   const rows: Row[] = VARIANTS.map((v, k) => {
@@ -141,6 +258,7 @@ async function main(): Promise<void> {
     hard_images: hardBytes[0]!.length,
     operating_point: operatingPoint(m).name,
     rows,
+    bits: bitRows,
   };
   const dir = `${REPO}bench/results`;
   mkdirSync(dir, { recursive: true });
@@ -161,6 +279,22 @@ async function main(): Promise<void> {
         `| ${r.variant} | ${r0(r.bytes_all.mean)} / ${r0(r.bytes_all.p50)} / ${r0(r.bytes_all.p99)} / ${r0(r.bytes_all.max)} | ` +
         `${r0(r.bytes_hard.mean)} / ${r0(r.bytes_hard.p99)} | ${r0(r.build_us_mean)} | ${r0(r.validate_us_mean)} | ` +
         `${r.variant.includes('unpacked') ? '—' : `${r.tensors_changed} of ${n.toLocaleString('en-US')}`} |`,
+    ),
+    '',
+    '## Fewer bits in the int8 state (a study: the edge ships 8)',
+    '',
+    `Each of the ${result.hard_images.toLocaleString('en-US')} hard frames' state quantised per channel to 2^bits levels ` +
+      '(`quantizeInt8(x, shape, bits)`: the same int8 tensor on the wire, decoded by the worker as it is), packed as ' +
+      'the edge packs it, then run through the cloud stages at the operating point. Request bytes are the default ' +
+      "request's with the state's packed bytes swapped in. Only hard frames reach the cloud, so frames that change " +
+      `are counted over all ${n.toLocaleString('en-US')}.`,
+    '',
+    '| state bits | request bytes mean / p99 (hard) | frames whose class differs from the fp32 state | cascade accuracy change, points |',
+    '|---|---|---|---|',
+    ...bitRows.map(
+      (b) =>
+        `| ${b.bits} | ${r0(b.bytes_mean)} / ${r0(b.bytes_p99)} | ${b.changed_vs_fp32} | ` +
+        `${((100 * b.accuracy_change) / n).toFixed(2)} |`,
     ),
     '',
   ].join('\n');

@@ -48,6 +48,8 @@ export interface Capacity {
   mean_batch: number;
   /** CPU time of the worker process per answered request, over the measured runs. */
   cpu_seconds_per_request: number;
+  /** Wall time of onnxruntime's run() in the worker's inference thread per answered request (each batch's share). */
+  compute_ms_per_request?: number;
 }
 
 export interface OpenLoop {
@@ -90,6 +92,7 @@ export async function closedLoop(
     done,
     rps: (done * 1000) / elapsed,
     meanBatch: done ? batchSum / done : 0,
+    computeMs,
     computeBusy: computeMs / elapsed,
   };
 }
@@ -118,12 +121,14 @@ export async function workerCapacity(
         const rps: number[] = [];
         let meanBatch = 0;
         let answered = 0;
+        let computeMs = 0;
         const cpu0 = await processCpuSeconds(w.process.pid!);
         for (let r = 0; r < o.runs; r++) {
           const res = await closedLoop(nc, subject, reqs, o.concurrency, o.ms);
           rps.push(res.rps);
           meanBatch = res.meanBatch;
           answered += res.done;
+          computeMs += res.computeMs;
         }
         const cpu = (await processCpuSeconds(w.process.pid!)) - cpu0;
         out.push({
@@ -132,6 +137,7 @@ export async function workerCapacity(
           requests_per_second: spread(rps),
           mean_batch: meanBatch,
           cpu_seconds_per_request: answered ? cpu / answered : 0,
+          compute_ms_per_request: answered ? computeMs / answered : 0,
         });
         log(
           `worker max-batch ${maxBatch}: ${spread(rps).median.toFixed(0)} requests/s (mean batch ${meanBatch.toFixed(1)})`,

@@ -160,6 +160,20 @@ describe('cascade - edge agent and two workers over NATS', () => {
       [...byIndex(rs)].sort((a, b) => a[0] - b[0]).map(([, r]) => [r.exit, r.class]);
     expect(answers(packed.results)).toEqual(answers(plain.results));
   });
+
+  it('a state quantised to 6 bits (--state-bits 6) is answered by the same workers, in fewer bytes', async () => {
+    const full = await runEdge({ operatingPoint: 'accurate', limit: 300 });
+    const six = await runEdge({ operatingPoint: 'accurate', limit: 300, stateBits: 6 });
+    expect(six.results).toHaveLength(300);
+    expect(six.results.filter((r) => r.outcome === 'fallback' || r.outcome === 'error')).toEqual([]);
+    const offloaded = (rs: EdgeResult[]) => rs.filter((r) => r.outcome === 'offloaded');
+    expect(offloaded(six.results).length).toBe(offloaded(full.results).length); // the edge stages are unchanged
+    const mean = (rs: EdgeResult[]) => rs.reduce((a, r) => a + r.offload_bytes, 0) / rs.length;
+    expect(mean(offloaded(six.results))).toBeLessThan(0.95 * mean(offloaded(full.results)));
+    // Over the 10,000 test images no class changed at 6 bits (bench/results/wire.md); these 300 agree in class.
+    const classes = (rs: EdgeResult[]) => [...byIndex(rs)].sort((a, b) => a[0] - b[0]).map(([, r]) => r.class);
+    expect(classes(six.results)).toEqual(classes(full.results));
+  });
 });
 
 describe('cascade - a worker killed mid-run', () => {

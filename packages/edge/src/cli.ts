@@ -70,6 +70,11 @@ const FLAGS = {
     env: 'CASCADE_INFERENCE_THREAD',
     help: `where edge stages run: inline, worker (a worker thread) or auto (inline under 1 ms a frame) (default ${D.inferenceThread})`,
   },
+  'state-bits': {
+    type: 'string',
+    env: 'CASCADE_STATE_BITS',
+    help: `int8 state: quantisation levels per channel as bits, 2 to 8; fewer pack smaller and may cost accuracy (default ${D.stateBits})`,
+  },
   compression: {
     type: 'string',
     env: 'CASCADE_COMPRESSION',
@@ -182,6 +187,8 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (f.mode) o.mode = f.mode as EdgeOptions['mode'];
   if (f.encoding) o.encoding = f.encoding as EdgeOptions['encoding'];
   if (f.compression) o.compression = f.compression as EdgeOptions['compression'];
+  const stateBits = numberFlag('state-bits', f['state-bits']);
+  if (stateBits !== undefined) o.stateBits = stateBits;
   if (f['inference-thread']) o.inferenceThread = f['inference-thread'] as EdgeOptions['inferenceThread'];
   if (f.backend) o.backend = f.backend as EdgeOptions['backend'];
   if (f.thresholds) o.thresholds = f.thresholds.split(',').map((t, i) => numberFlag(`thresholds[${i}]`, t)!);

@@ -34,6 +34,7 @@ export class Offloader {
     const request = buildInferRequest(this.manifest, this.split, this.thresholds, {
       edgeId: o.id,
       encoding: o.encoding,
+      stateBits: o.stateBits,
       mode: o.mode,
       timeoutMs: o.timeoutMs,
       shadowTimeoutMs: o.shadowTimeoutMs,

@@ -40,6 +40,12 @@ export interface EdgeOptions {
   /** Encoding of the carried state. @default 'int8' */
   encoding?: Encoding;
   /**
+   * int8 only: quantisation levels per channel, 2^stateBits, 2 to 8. Fewer bits pack smaller (the tensor on the wire
+   * is still int8, so every worker decodes it) and cost accuracy: measure it on the model (`scripts/bench wire`).
+   * @default 8
+   */
+  stateBits?: number;
+  /**
    * Packing of the offloaded tensors on the wire: `brotli` (lossless: images with a row delta, state plainly; workers
    * must understand it, as every cascade-cloud since it was added does) or `none`. @default 'brotli'
    */
@@ -131,6 +137,7 @@ export interface CompiledEdgeOptions extends Required<
 export const DEFAULT_EDGE_OPTIONS = {
   mode: 'state',
   encoding: 'int8',
+  stateBits: 8,
   compression: 'brotli',
   timeoutMs: 1000,
   maxInflight: 16,
@@ -197,6 +204,11 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     if (!Number.isInteger(v) || v < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${v}`);
     return v;
   };
+  const stateBits = o.stateBits ?? DEFAULT_EDGE_OPTIONS.stateBits;
+  if (!Number.isInteger(stateBits) || stateBits < 2 || stateBits > 8)
+    throw new ConfigError(`stateBits must be an integer from 2 to 8, got ${stateBits}`);
+  if (stateBits !== 8 && encoding !== 'int8')
+    throw new ConfigError(`stateBits applies to the int8 encoding, not ${encoding}`);
   const backend = oneOf('backend', o.backend ?? DEFAULT_EDGE_OPTIONS.backend, BACKENDS);
   if (o.thresholds?.some((t) => !Number.isFinite(t)))
     throw new ConfigError(`thresholds must be numbers, got ${o.thresholds.join(',')}`);
@@ -216,6 +228,7 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
     mode,
     encoding,
+    stateBits,
     compression,
     timeoutMs: int('timeoutMs', o.timeoutMs ?? DEFAULT_EDGE_OPTIONS.timeoutMs, 1),
     maxInflight: int('maxInflight', o.maxInflight ?? DEFAULT_EDGE_OPTIONS.maxInflight, 1),

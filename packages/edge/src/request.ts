@@ -56,6 +56,8 @@ export interface RequestSettings {
   edgeId: string;
   /** How carried state is encoded: fp32, fp16 or int8. */
   encoding: Encoding;
+  /** int8: levels per channel, 2^stateBits (fewer bits pack smaller). @default 8 */
+  stateBits?: number;
   /** The default mode: state (the split's carried state) or image (the cloud runs every stage). */
   mode: 'state' | 'image' | 'auto';
   timeoutMs: number;
@@ -84,7 +86,7 @@ export function buildInferRequest(
   if (mode === 'state') {
     for (const spec of carriedOutputs(m, split - 1)) {
       const t = carried[spec.name]!;
-      const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), o.encoding);
+      const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), o.encoding, o.stateBits);
       state.push(pack(toWireTensor(spec.name, enc)));
     }
   }

@@ -46,6 +46,25 @@ describe('codec - round trips', () => {
     expect(payloadBytes(e)).toBe(16 * 64 + 16 * 5);
   });
 
+  it('int8 with fewer bits: at most 2^bits codes a channel, half a (coarser) step of error, decoded as any int8', () => {
+    expect(hex(encodeTensor(x, shape, 'int8', 8).data)).toBe(hex(encodeTensor(x, shape, 'int8').data));
+    for (const bits of [6, 4, 2]) {
+      const e = encodeTensor(x, shape, 'int8', bits);
+      const q = new Int8Array(e.data.buffer, e.data.byteOffset, e.data.length);
+      for (let c = 0; c < 16; c++) {
+        const codes = q.subarray(c * 64, (c + 1) * 64);
+        expect(Math.min(...codes)).toBeGreaterThanOrEqual(-128);
+        expect(Math.max(...codes)).toBeLessThanOrEqual(-128 + 2 ** bits - 1);
+      }
+      const y = decodeTensor(e);
+      for (let i = 0; i < x.length; i++) {
+        const step = e.scales![Math.floor(i / 64)]!;
+        expect(Math.abs(y[i]! - x[i]!)).toBeLessThanOrEqual(step / 2 + 1e-6);
+      }
+    }
+    expect(() => encodeTensor(x, shape, 'int8', 9)).toThrow('int8 bits must be 1 to 8, got 9');
+  });
+
   it('fp16 relative error is within half precision', () => {
     const y = decodeTensor(encodeTensor(x, shape, 'fp16'));
     for (let i = 0; i < x.length; i++) {
