@@ -76,3 +76,34 @@ describe('bench - the adaptive scenarios run', () => {
     );
   }, 180_000);
 });
+
+describe('bench - the constrained camera runs', () => {
+  it('all-edge, the cascade and all-cloud each answer every frame, paced as a camera, with the edge as its own process', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'cascade-edge-budget-'));
+    // Budget 0: no cgroup, so the harness is checked on machines without a writable one.
+    await run(
+      process.execPath,
+      [join(REPO, 'bench/dist/edge-budget.js'), '--budgets', '0', '--frames', '40', '--fps', '40', '--out', out],
+      { cwd: REPO, timeout: 170_000 },
+    );
+    const r = JSON.parse(readFileSync(join(out, 'edge-budget.json'), 'utf8'));
+    expect(r.runs.map((x: { config: string }) => x.config)).toEqual([
+      'all-edge',
+      'cascade (balanced)',
+      'all-cloud (image)',
+    ]);
+    for (const x of r.runs) {
+      expect(x.frames).toBe(40);
+      expect(x.answered_fps).toBeGreaterThan(10); // paced at 40/s: the pacing holds answers back, not the edge
+      expect(x.answered_fps).toBeLessThan(60);
+      expect(x.behind_ms.p50).toBeGreaterThanOrEqual(0);
+      expect(x.edge_cpu_ms_per_frame).toBeGreaterThan(0);
+    }
+    const [edge, cascade, cloud] = r.runs;
+    expect(edge.offload_rate).toBe(0);
+    expect(cloud.offload_rate).toBe(1);
+    expect(cascade.offload_rate).toBeGreaterThan(0);
+    expect(cascade.offload_rate).toBeLessThan(1);
+    expect(readFileSync(join(out, 'edge-budget.md'), 'utf8')).toContain('| no limit | cascade (balanced) |');
+  }, 180_000);
+});
