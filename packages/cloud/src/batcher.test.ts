@@ -155,6 +155,29 @@ describe('batcher - one hand-off per batch', () => {
     expect(exits.size).toBeGreaterThanOrEqual(3); // frames leave at several exits, batch rows drop out between stages
   });
 
+  it('a frame that leaves at an early exit is answered while the rest of its batch computes', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 2, maxDelayMs: 20, queueLimit: 64 });
+    const first = m.exits.map((_, i) => (i === 0 || i === m.exits.length - 1 ? 0 : 2)); // leaves at exit 0
+    const at: number[] = [];
+    const replies: JobReply[] = [];
+    await new Promise<void>((resolve) => {
+      [request(1, { thresholds: first }), request(2, { thresholds: never })].forEach((req, i) =>
+        b.submit({
+          req,
+          enqueuedAt: performance.now(),
+          reply: (o) => {
+            [at[i], replies[i]] = [performance.now(), o];
+            if (replies.filter(Boolean).length === 2) resolve();
+          },
+        }),
+      );
+    });
+    const [early, late] = replies as Extract<JobReply, { kind: 'prediction' }>[];
+    expect([early!.exit, late!.exit, early!.batchSize]).toEqual([0, m.exits.length - 1, 2]);
+    // The early frame's answer did not wait for the later stages: it came at least half their compute earlier.
+    expect(at[1]! - at[0]!).toBeGreaterThan(0.5 * (late!.computeMs - early!.computeMs));
+  });
+
   it('a batch that cannot be computed is answered INTERNAL, once a request, and the batcher goes on', async () => {
     const b = new Batcher(runner, m, { maxBatch: 4, maxDelayMs: 5, queueLimit: 64 });
     const bad = request(1, { firstStage: 1 }); // no state: validation would have refused it
@@ -222,6 +245,7 @@ describe('batcher - shadow requests and all exits', () => {
     expect(replies.s3).toMatchObject({ kind: 'error', code: ErrorCode.OVERLOADED });
     expect((replies.s3 as { message: string }).message).toMatch(/2 regular requests wait/);
     await Promise.all(busy);
+    await b.idle(); // answers come stage by stage: the batch may still compute after its frames are answered
     const late = submit('s4', shadow(6));
     const regular = submit('r2', request(7));
     await Promise.all([late, regular]);

@@ -191,9 +191,12 @@ export class Batcher {
         rule.thresholds.set(j.req.thresholds, r * exits);
         rule.allExits[r] = j.req.allExits ? 1 : 0;
       });
-      // One hand-off for the whole batch: the runner's thread runs the stages and drops the rows that leave.
-      const { passes } = await this.runner.runCascade(first, batchInputs(jobs, m, first), rule);
-      this.answer(jobs, passes, replied, started);
+      // One hand-off for the whole batch: the runner's thread runs the stages and drops the rows that leave; each
+      // stage's pass comes back as it finishes, so frames that leave early are answered while later stages compute.
+      const answer = this.answerer(jobs, replied, started);
+      await this.runner.runCascade(first, batchInputs(jobs, m, first), rule, answer);
+      const lost = jobs.findIndex((_, j) => !replied[j]);
+      if (lost >= 0) throw new InferenceError(`the stages left request ${jobs[lost]!.req.requestId} without an answer`);
     } catch (err) {
       jobs.forEach((job, j) => {
         if (replied[j]) return;
@@ -204,17 +207,17 @@ export class Batcher {
   }
 
   /**
-   * Replies to each job at the exit the rule picks, from the passes' logits: the first exit that meets its threshold
-   * (or the last), and with all_exits what every exit said up to the last.
+   * What answers a batch's jobs pass by pass: each at the exit the rule picks, the first that meets its threshold (or
+   * the last), and with all_exits with what every exit said up to the last.
    */
-  private answer(jobs: Job[], passes: StagePass[], replied: Uint8Array, started: number): void {
+  private answerer(jobs: Job[], replied: Uint8Array, started: number): (pass: StagePass) => void {
     const m = this.manifest;
     const classes = m.classes.length;
     const size = jobs.length;
     const answers = new Map<number, { exit: number; classIndex: number; confidence: number; row: Float32Array }>();
     const views = new Map<number, ExitView[]>();
     let computeMs = 0;
-    for (const pass of passes) {
+    return (pass) => {
       computeMs += pass.computeMs;
       if (!pass.joined) this.observer?.stage(pass.stage, pass.computeMs / 1000); // joined: the whole run, once
       for (const e of m.stages[pass.stage]!.exits) {
@@ -248,9 +251,7 @@ export class Batcher {
           });
         });
       }
-    }
-    const lost = jobs.findIndex((_, j) => !replied[j]);
-    if (lost >= 0) throw new InferenceError(`the stages left request ${jobs[lost]!.req.requestId} without an answer`);
+    };
   }
 }
 

@@ -28,7 +28,8 @@ export interface StagePass {
  * anything back between stages: the carried state goes from one stage's outputs to the next stage's inputs as is, or
  * with the leaving rows taken out. With `joined` (stages `first`.. as one graph) every row runs to the last exit in
  * one call, and every pass lists every row. `feeds` holds stage `first`'s inputs for every row of the batch.
- * The same rule applied to the passes' logits answers each row at the exit it left at (Batcher does).
+ * The same rule applied to the passes' logits answers each row at the exit it left at (Batcher does). Each pass goes
+ * to `onPass` as soon as its stage has run, so rows that leave early can be answered while later stages compute.
  */
 export async function runCascade(
   sessions: StageSessions,
@@ -37,6 +38,7 @@ export async function runCascade(
   feeds: Feeds,
   rule: ExitRule,
   joined: boolean,
+  onPass: (pass: StagePass) => void = () => undefined,
 ): Promise<StagePass[]> {
   const n = rule.allExits.length;
   const all = Int32Array.from({ length: n }, (_, i) => i);
@@ -44,13 +46,15 @@ export async function runCascade(
     const t = performance.now();
     const out = await sessions.runFused(first, feeds);
     const computeMs = performance.now() - t;
-    return m.stages.slice(first).map((stage, i) => ({
+    const passes = m.stages.slice(first).map((stage, i) => ({
       stage: stage.index,
       rows: all,
       logits: exitLogits(stage.exits, m, out),
       computeMs: i === 0 ? computeMs : 0,
       ...(i > 0 ? { joined: true } : {}),
     }));
+    passes.forEach(onPass);
+    return passes;
   }
   const exits = m.exits.length;
   const classes = m.classes.length;
@@ -63,8 +67,12 @@ export async function runCascade(
     const out = await sessions.run(s, inputs);
     const computeMs = performance.now() - t;
     const logits = exitLogits(stage.exits, m, out);
-    passes.push({ stage: s, rows, logits, computeMs });
-    if (s === m.stages.length - 1) break;
+    const pass = { stage: s, rows, logits, computeMs };
+    passes.push(pass);
+    if (s === m.stages.length - 1) {
+      onPass(pass);
+      break;
+    }
     const keep: number[] = [];
     rows.forEach((row, p) => {
       if (rule.allExits[row]) return void keep.push(p);
@@ -81,6 +89,7 @@ export async function runCascade(
     }
     inputs = next;
     rows = Int32Array.from(keep, (p) => rows[p]!);
+    onPass(pass); // after the rows are read: the pass's buffers may be handed over
   }
   return passes;
 }

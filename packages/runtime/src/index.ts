@@ -1,7 +1,7 @@
 /** @cascade/runtime: what edge and cloud share for inference: model directories, the exit rule and the stage runner. */
 export * from './core.js';
 export { loadModelDir } from './manifest.js';
-export { InferenceError, StageRunner, type CascadeResult, type StageResult } from './runner.js';
+export { InferenceError, StageRunner, type StageResult } from './runner.js';
 export { runCascade, takeRows, type ExitRule, type StagePass } from './cascade.js';
 export {
   createExecutor,

@@ -15,9 +15,14 @@ export class InferenceError extends CascadeError {
   }
 }
 
-/** What a cascade run hands back: each stage's pass (see runCascade). */
-export interface CascadeResult {
-  passes: StagePass[];
+/** A message from the stage thread: a stage's outputs, a pass of a cascade run, its end, or an error. */
+interface RunReply {
+  id: number;
+  out?: Feeds;
+  ms?: number;
+  pass?: StagePass;
+  done?: boolean;
+  error?: string;
 }
 
 export interface StageResult {
@@ -46,7 +51,10 @@ function workerFile(): string {
  */
 export class StageRunner {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: unknown) => void; reject: (e: Error) => void; onPass?: (pass: StagePass) => void }
+  >();
   private closed = false;
 
   private constructor(
@@ -54,12 +62,21 @@ export class StageRunner {
     /** First stages from which this runner runs the rest as one joined graph (runFused). */
     readonly fused: readonly number[],
   ) {
-    worker.on('message', (msg: { id: number; out?: Feeds; ms?: number; passes?: StagePass[]; error?: string }) => {
+    worker.on('message', (msg: RunReply) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
+      if (msg.pass) {
+        try {
+          p.onPass?.(msg.pass);
+        } catch (err) {
+          this.pending.delete(msg.id); // the caller gave up on this run; the rest of its passes are dropped
+          p.reject(err as Error);
+        }
+        return;
+      }
       this.pending.delete(msg.id);
       if (msg.error !== undefined) p.reject(new InferenceError(msg.error));
-      else if (msg.passes) p.resolve({ passes: msg.passes });
+      else if (msg.done) p.resolve(undefined);
       else p.resolve({ outputs: msg.out!, computeMs: msg.ms! });
     });
     worker.on('error', (err) => this.failAll(err));
@@ -100,16 +117,28 @@ export class StageRunner {
 
   /**
    * Runs a batch from stage `first` to where its last row leaves, in one hand-off (runCascade): the carried state
-   * stays in the thread. Stages `first`.. run as one joined graph when the runner was created with `fused` holding
-   * `first`. Input and rule buffers are transferred.
+   * stays in the thread, and each stage's pass comes to `onPass` as soon as the stage has run. Resolves after the
+   * last pass. Stages `first`.. run as one joined graph when the runner was created with `fused` holding `first`.
+   * Input and rule buffers are transferred.
    */
-  runCascade(first: number, feeds: Feeds, rule: ExitRule): Promise<CascadeResult> {
-    return this.post(first, feeds, this.fused.includes(first), rule);
+  runCascade(first: number, feeds: Feeds, rule: ExitRule, onPass: (pass: StagePass) => void): Promise<void> {
+    return this.post(first, feeds, this.fused.includes(first), { rule, onPass });
   }
 
   private post(stage: number, feeds: Feeds, fused: boolean): Promise<StageResult>;
-  private post(stage: number, feeds: Feeds, fused: boolean, rule: ExitRule): Promise<CascadeResult>;
-  private post(stage: number, feeds: Feeds, fused: boolean, rule?: ExitRule): Promise<StageResult | CascadeResult> {
+  private post(
+    stage: number,
+    feeds: Feeds,
+    fused: boolean,
+    cascade: { rule: ExitRule; onPass: (pass: StagePass) => void },
+  ): Promise<void>;
+  private post(
+    stage: number,
+    feeds: Feeds,
+    fused: boolean,
+    cascade?: { rule: ExitRule; onPass: (pass: StagePass) => void },
+  ): Promise<StageResult | void> {
+    const rule = cascade?.rule;
     if (this.closed) return Promise.reject(new InferenceError('stage runner is closed'));
     // A buffer already handed to the thread is detached (empty): posting it would lose the message, and the call
     // would never settle.
@@ -121,7 +150,11 @@ export class StageRunner {
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
+      this.pending.set(id, {
+        resolve: resolve as (r: unknown) => void,
+        reject,
+        ...(cascade ? { onPass: cascade.onPass } : {}),
+      });
       const buffers = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
       if (rule) buffers.push(rule.thresholds.buffer as ArrayBuffer, rule.allExits.buffer as ArrayBuffer);
       this.worker.postMessage({ id, stage, feeds, ...(fused ? { fused } : {}), ...(rule ? { rule } : {}) }, [

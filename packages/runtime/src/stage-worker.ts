@@ -1,6 +1,6 @@
 // Worker-thread side of StageRunner: owns the onnxruntime sessions, whose run() blocks its thread.
 import { parentPort, workerData } from 'node:worker_threads';
-import { runCascade, type ExitRule } from './cascade.js';
+import { runCascade, type ExitRule, type StagePass } from './cascade.js';
 import { StageSessions, type Feeds, type StageSessionOptions } from './stages.js';
 import type { ModelDir } from './manifest.js';
 
@@ -36,9 +36,11 @@ port.on('message', async (msg: RunMessage | 'close') => {
   const started = performance.now();
   try {
     if (msg.rule) {
-      const passes = await runCascade(sessions, model.manifest, msg.stage, msg.feeds, msg.rule, msg.fused ?? false);
-      const transfer = new Set(passes.flatMap((p) => [p.rows, ...Object.values(p.logits)].map((a) => a.buffer)));
-      port.postMessage({ id: msg.id, passes }, [...transfer] as ArrayBuffer[]);
+      // Each pass as its stage finishes, copied (logits and rows are small; their buffers may be shared or still in
+      // use), then the end of the run.
+      const onPass = (pass: StagePass) => port.postMessage({ id: msg.id, pass });
+      await runCascade(sessions, model.manifest, msg.stage, msg.feeds, msg.rule, msg.fused ?? false, onPass);
+      port.postMessage({ id: msg.id, done: true });
       return;
     }
     const out = msg.fused ? await sessions.runFused(msg.stage, msg.feeds) : await sessions.run(msg.stage, msg.feeds);
