@@ -5,7 +5,7 @@
 // Writes bench/results/wire.json and wire.md.
 import { compileEdgeOptions, Offloader } from '@cascade/edge';
 import { validateRequest } from '@cascade/cloud';
-import { decodeTensor, dequantizeInt8, quantizeInt8, toWireTensor } from '@cascade/proto';
+import { decodeTensor, encodeTensor, toWireTensor } from '@cascade/proto';
 import { compressTensor } from '@cascade/proto/compress';
 import {
   carriedOutputs,
@@ -128,24 +128,21 @@ async function bitStudy(model: ModelDir, frames: HardFrame[], thresholds: number
   const fp32 = await classify(
     frames.map((f) => new Map(specs.map((s) => [s.name, f.state[s.name]!.data as Float32Array] as const))),
   );
+  // Each frame's state as the edge encodes and packs it at a width: the packed bytes and what the worker decodes.
+  const encoded = (f: HardFrame, bits: number) =>
+    specs.map((spec) => {
+      const t = encodeTensor(f.state[spec.name]!.data as Float32Array, spec.shape.slice(1), 'int8', bits);
+      return { name: spec.name, packed: compressTensor(toWireTensor(spec.name, t)).data!.byteLength, t };
+    });
+  // The default request's bytes without its (8-bit) state's packed bytes, once per frame.
+  const rest = frames.map((f) => f.packedBytes - encoded(f, 8).reduce((a, s) => a + s.packed, 0));
   const rows: BitRow[] = [];
   for (const bits of BITS) {
     const bytes: number[] = [];
-    const states = frames.map((f) => {
-      let packed = f.packedBytes;
-      const state = new Map<string, Float32Array>();
-      for (const spec of specs) {
-        const x = f.state[spec.name]!.data as Float32Array;
-        const shape = spec.shape.slice(1);
-        const at8 = quantizeInt8(x, shape, 8);
-        const atBits = quantizeInt8(x, shape, bits);
-        const wire = (q: ReturnType<typeof quantizeInt8>) =>
-          compressTensor(toWireTensor(spec.name, { encoding: 'int8', shape, data: new Uint8Array(q.q.buffer), scales: q.scales, zeroPoints: q.zeroPoints })).data!.byteLength; // prettier-ignore
-        packed += wire(atBits) - wire(at8);
-        state.set(spec.name, dequantizeInt8(atBits.q, atBits.scales, atBits.zeroPoints));
-      }
-      bytes.push(packed);
-      return state;
+    const states = frames.map((f, i) => {
+      const tensors = encoded(f, bits);
+      bytes.push(rest[i]! + tensors.reduce((a, s) => a + s.packed, 0));
+      return new Map(tensors.map((s) => [s.name, decodeTensor(s.t)] as const));
     });
     const classes = await classify(states);
     const sorted = [...bytes].sort((a, b) => a - b);

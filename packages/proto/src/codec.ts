@@ -136,15 +136,25 @@ export function quantizeInt8(
 }
 
 export function dequantizeInt8(q: Int8Array, scales: Float32Array, zeroPoints: Int8Array): Float32Array {
-  const channels = scales.length;
-  const per = q.length / channels;
   const out = new Float32Array(q.length);
-  for (let c = 0; c < channels; c++) {
+  dequantizeInt8Into(q, scales, zeroPoints, out, 0);
+  return out;
+}
+
+/** (q - zero point) * scale per channel, written into `out` from element `offset` on. */
+function dequantizeInt8Into(
+  q: Int8Array,
+  scales: Float32Array,
+  zeroPoints: Int8Array,
+  out: Float32Array,
+  offset: number,
+): void {
+  const per = q.length / scales.length;
+  for (let c = 0; c < scales.length; c++) {
     const s = scales[c]!;
     const z = zeroPoints[c]!;
-    for (let i = 0; i < per; i++) out[c * per + i] = (q[c * per + i]! - z) * s;
+    for (let i = c * per; i < (c + 1) * per; i++) out[offset + i] = (q[i]! - z) * s;
   }
-  return out;
 }
 
 function clamp(v: number, lo: number, hi: number): number {
@@ -221,18 +231,8 @@ export function decodeTensorInto(t: EncodedTensor, out: Float32Array, offset: nu
       for (let i = 0; i < n; i++) out[offset + i] = fromHalfBits(t.data[2 * i]! | (t.data[2 * i + 1]! << 8));
       return;
     }
-    case 'int8': {
-      const q = new Int8Array(t.data.buffer, t.data.byteOffset, n);
-      const scales = t.scales!;
-      const zeroPoints = t.zeroPoints!;
-      const per = n / scales.length;
-      for (let c = 0; c < scales.length; c++) {
-        const s = scales[c]!;
-        const z = zeroPoints[c]!;
-        const base = c * per;
-        for (let i = base; i < base + per; i++) out[offset + i] = (q[i]! - z) * s;
-      }
+    case 'int8':
+      dequantizeInt8Into(new Int8Array(t.data.buffer, t.data.byteOffset, n), t.scales!, t.zeroPoints!, out, offset);
       return;
-    }
   }
 }

@@ -99,7 +99,7 @@ function exitLogits(exits: number[], m: Manifest, out: Feeds): Record<number, Fl
 }
 
 /** The rows `keep` of a batch tensor, in that order, in a buffer of their own. */
-export function takeRows(t: HostTensor, keep: readonly number[]): HostTensor {
+function takeRows(t: HostTensor, keep: readonly number[]): HostTensor {
   const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
   const src = t.data;
   const data = src instanceof Uint8Array ? new Uint8Array(keep.length * per) : new Float32Array(keep.length * per);

@@ -2,7 +2,7 @@
 export * from './core.js';
 export { loadModelDir } from './manifest.js';
 export { InferenceError, StageRunner, type StageResult } from './runner.js';
-export { runCascade, takeRows, type ExitRule, type StagePass } from './cascade.js';
+export { runCascade, type ExitRule, type StagePass } from './cascade.js';
 export {
   createExecutor,
   INFERENCE_THREADS,
