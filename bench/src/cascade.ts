@@ -27,6 +27,11 @@ export interface CascadeRun {
   changed_vs_fp32?: number;
 }
 
+/** Thresholds that send every frame to the last exit (thresholds above any confidence elsewhere). */
+export function lastExitOnly(exits: number): number[] {
+  return Array.from({ length: exits }, (_, i) => (i === exits - 1 ? 0 : 2));
+}
+
 /** Frames of the sample file, paced at `fps` like a camera. */
 async function* paced(samples: string, limit: number, fps: number): AsyncIterable<Frame> {
   const start = performance.now();
@@ -58,7 +63,7 @@ export interface CascadeConfig {
 /** The configurations compared: each operating point, all-cloud, all-edge, then the wire formats at `balanced`. */
 export function cascadeConfigs(model: ModelDir): CascadeConfig[] {
   const m = model.manifest;
-  const last = m.exits.map((_, i) => (i === m.exits.length - 1 ? 0 : 2));
+  const last = lastExitOnly(m.exits.length);
   return [
     ...m.operating_points.map((op) => ({
       name: op.name,

@@ -13,6 +13,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { lastExitOnly } from './cascade.js';
 import { CpuLimit } from './cgroup.js';
 import { percentile, processCpuSeconds } from './stats.js';
 
@@ -35,7 +36,7 @@ interface Config {
   cloud: boolean;
 }
 
-const LAST = (exits: number) => Array.from({ length: exits }, (_, i) => (i === exits - 1 ? 0 : 2)).join(',');
+const LAST = (exits: number) => lastExitOnly(exits).join(',');
 
 const CONFIGS: Config[] = [
   { name: 'all-edge', args: (_n, exits, stages) => ['--thresholds', LAST(exits), '--split', String(stages)], cloud: false }, // prettier-ignore

@@ -2,6 +2,7 @@ import { startWorker, type WorkerProcess } from '@cascade/demo';
 import { encodeTensor, imageTensor, subjects, toWireTensor, v1, type InferRequestMessage } from '@cascade/proto';
 import { carriedOutputs, type ModelDir } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { lastExitOnly } from './cascade.js';
 import { stageInputs } from './raw.js';
 import { percentile, processCpuSeconds, sleep, spread, type Spread } from './stats.js';
 
@@ -15,7 +16,7 @@ export async function realRequests(
   const m = model.manifest;
   const feeds = (await stageInputs(model, images, n))[1]!;
   const specs = carriedOutputs(m, 0);
-  const never = m.exits.map((_, i) => (i === m.exits.length - 1 ? 0 : 2));
+  const never = lastExitOnly(m.exits.length);
   const pixels = 3 * 32 * 32;
   return Array.from({ length: n }, (_, i) => {
     const state = specs.map((spec) => {
