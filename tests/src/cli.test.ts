@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freePort, MODEL, REPO, SAMPLES } from './harness.js';
+import { MODEL, REPO, SAMPLES } from './harness.js';
 
 const cli = (pkg: string, file: string, args: string[], env: Record<string, string> = {}) => {
   const r = spawnSync(process.execPath, [join(REPO, 'packages', pkg, 'dist', file), ...args], {
@@ -34,18 +34,6 @@ describe('cli - exit statuses follow the error code, and messages say what was w
     expect(cli('cloud', 'cli.js', ['--model', MODEL, '--max-batch', '0'])).toMatchObject({
       status: 2,
       stderr: expect.stringMatching(/maxBatch/),
-    });
-  });
-
-  it('a worker that cannot reach NATS exits 1, naming the URL and where it came from', async () => {
-    const url = `nats://127.0.0.1:${await freePort()}`;
-    expect(cli('cloud', 'cli.js', ['--model', MODEL, '--metrics-port', '-1', '--nats', url])).toMatchObject({
-      status: 1,
-      stderr: expect.stringContaining(`cannot connect to NATS at ${url} (set by --nats)`),
-    });
-    expect(cli('cloud', 'cli.js', ['--model', MODEL, '--metrics-port', '-1'], { NATS_URL: url })).toMatchObject({
-      status: 1,
-      stderr: expect.stringContaining(`(set by $NATS_URL)`),
     });
   });
 });

@@ -1,7 +1,16 @@
 // Faults with real processes: a nats-server with JetStream, two cascade-cloud workers and a cascade-edge process over
 // the bundled samples, paced so that the fault lands mid-stream. For each fault: frames in, results at the edge,
 // results in the results stream (unique and duplicated), fallbacks by reason, and how soon workers serve again.
-import { startNatsServer, startWorker, type LocalNats, type WorkerProcess } from '@cascade/demo';
+import {
+  cloudCli,
+  startNatsServer,
+  startWorker,
+  stopChild,
+  track,
+  type LocalNats,
+  type WorkerProcess,
+} from '@cascade/demo';
+import { spawn } from 'node:child_process';
 import { subjects } from '@cascade/proto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -109,7 +118,7 @@ describe('faults - real processes, real nats-server', () => {
       const frames = Math.min(1000, Math.round((downSeconds + 15) * fps));
       const edge = startEdge(first.url, `fault-nats-${downSeconds}`, frames, fps);
       await whenResults(edge, 4 * fps);
-      await first.stop('SIGKILL');
+      await first.stop('SIGKILL', { keepStore: true });
       await new Promise((r) => setTimeout(r, downSeconds * 1000));
       const second = await nats({ port, storeDir: first.storeDir });
       const back = performance.now();
@@ -146,6 +155,60 @@ describe('faults - real processes, real nats-server', () => {
     expect(row).toMatchObject({ frames_in: 400, results_at_edge: 400, results_in_stream: 400, duplicates: 0 });
     expect(edge.results.some((x) => x.r.outcome === 'offloaded')).toBe(true);
     expect(edge.stderr()).toMatch(new RegExp(`nats_unreachable.*cannot connect to NATS at ${url} \\(set by --nats\\)`));
+    // It tried several times while NATS was away, and said so once.
+    expect(edge.stderr().match(/"nats_unreachable"/g)).toHaveLength(1);
+  });
+
+  it('a worker started before NATS waits for it (alive, not ready, one log line), serves once it comes; SIGTERM while waiting exits 0', async () => {
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const waiting = (id: string, metricsPort: number) => {
+      const args = ['--model', MODEL, '--nats', url, '--id', id, '--threads', '1', '--metrics-host', '127.0.0.1'];
+      const proc = track(
+        spawn(process.execPath, [cloudCli(), ...args, '--metrics-port', String(metricsPort)], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        }),
+      );
+      let log = '';
+      proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+      cleanup.push(() => stopChild(proc, 'SIGKILL'));
+      return { proc, exit, log: () => log };
+    };
+    const until = async (what: string, ok: () => boolean, ms = 30_000) => {
+      for (const end = performance.now() + ms; !ok(); await new Promise((r) => setTimeout(r, 50)))
+        if (performance.now() > end) throw new Error(`no ${what} in ${ms} ms`);
+    };
+    const metricsPort = await freePort();
+    const get = async (path: string) => {
+      const r = await fetch(`http://127.0.0.1:${metricsPort}${path}`);
+      return [r.status, await r.text()];
+    };
+    const w = waiting('fw-early', metricsPort);
+    await until('waiting line', () => w.log().includes('"worker_waiting_for_nats"'));
+    await new Promise((r) => setTimeout(r, 3500)); // attempts at about 0, 1 and 3 s
+    expect(await get('/healthz')).toEqual([200, 'ok\n']);
+    expect(await get('/readyz')).toEqual([503, 'not ready: waiting for NATS\n']);
+    expect(w.log().match(/"nats_unreachable"/g)).toHaveLength(1);
+    expect(w.log()).toMatch(new RegExp(`nats_unreachable.*cannot connect to NATS at ${url} \\(set by --nats\\)`));
+    expect(w.proc.exitCode).toBeNull();
+
+    const s = await nats({ port });
+    const served = await secondsUntilServed(s.url, performance.now());
+    expect(served).toBeLessThan(20); // the backoff's longest wait is 15 s
+    expect(await get('/readyz')).toEqual([200, 'ready\n']);
+    expect(w.log().match(/"nats_connected"/g)).toHaveLength(1);
+    expect(w.log()).toContain('"worker_started"');
+    await s.stop('SIGKILL');
+
+    // NATS gone before the worker ever reached it: a stop still drains and exits 0 at once.
+    const late = waiting('fw-never', await freePort());
+    await until('waiting line', () => late.log().includes('"worker_waiting_for_nats"'));
+    const t = performance.now();
+    late.proc.kill('SIGTERM');
+    expect(await late.exit).toBe(0);
+    expect(performance.now() - t).toBeLessThan(5000);
+    expect(late.log()).toContain('"worker_stopped"');
   });
 
   it('SIGTERM of the edge mid-stream: it stops taking frames, answers and stores every frame it took, exits 0', async () => {

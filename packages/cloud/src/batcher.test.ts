@@ -189,6 +189,29 @@ describe('batcher - one hand-off per batch', () => {
   });
 });
 
+describe('batcher - answers are finite', () => {
+  it('a state of finite values near float32 limit that overflows in the stages is answered BAD_REQUEST, not NaN', async () => {
+    const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 5, queueLimit: 64 });
+    const huge = new Map(
+      carriedOutputs(m, 0).map((spec) => {
+        const n = spec.shape.slice(1).reduce((a, x) => a * x, 1);
+        const values = Float32Array.from({ length: n }, (_, k) => (k % 3 === 0 ? -3e38 : 3e38));
+        return [spec.name, encodeTensor(values, spec.shape.slice(1), 'fp32')] as const;
+      }),
+    );
+    const replies = await submitAll(b, [
+      request(1, { firstStage: 1, state: huge, thresholds: never }),
+      request(2, { firstStage: 1, state: await stateAfterStage0(2), thresholds: never }),
+    ]);
+    expect(replies[0]).toEqual([
+      { kind: 'error', code: ErrorCode.BAD_REQUEST, message: expect.stringMatching(/non-finite logit/) },
+    ]);
+    // Its batch mate is answered as usual.
+    expect(replies[1]![0]).toMatchObject({ kind: 'prediction', exit: m.exits.length - 1 });
+    expect(Number.isFinite((replies[1]![0] as { confidence: number }).confidence)).toBe(true);
+  });
+});
+
 describe('batcher - shadow requests and all exits', () => {
   it('all_exits runs to the last exit and reports every exit, but answers at the exit the thresholds pick', async () => {
     const b = new Batcher(runner, m, { maxBatch: 8, maxDelayMs: 5, queueLimit: 64 });

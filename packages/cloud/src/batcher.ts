@@ -227,6 +227,20 @@ export class Batcher {
           const job = jobs[j]!;
           if (replied[j]) return;
           const row = logits.subarray(p * classes, (p + 1) * classes);
+          const bad = row.findIndex((x) => !Number.isFinite(x));
+          if (bad >= 0) {
+            // Finite inputs can still overflow inside the stages (a carried state near float32's limit); never
+            // answer a prediction computed from them.
+            replied[j] = 1;
+            job.reply({
+              kind: 'error',
+              code: ErrorCode.BAD_REQUEST,
+              message:
+                `exit ${e} computed a non-finite logit (${row[bad]}) for this request: its state is outside the ` +
+                'range the model computes in',
+            });
+            return;
+          }
           const d = decide(row);
           if (job.req.allExits) {
             const list = views.get(j) ?? [];

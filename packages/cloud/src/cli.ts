@@ -12,7 +12,7 @@ import {
   usage,
   type Flag,
 } from '@cascade/service';
-import { exitStatus } from '@cascade/proto';
+import { exitStatus, redactSecrets } from '@cascade/proto';
 import { DEFAULT_WORKER_OPTIONS as D, FUSE_MODES, type FuseMode, type WorkerOptions } from './options.js';
 import { CloudWorker } from './worker.js';
 
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
   try {
     options = parseWorkerArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`cascade-cloud: ${(err as Error).message}\n${USAGE}`);
+    process.stderr.write(`cascade-cloud: ${redactSecrets((err as Error).message)}\n${USAGE}`);
     process.exit(2);
   }
   if (options === 'help') {
@@ -142,13 +142,13 @@ async function main(): Promise<void> {
   try {
     worker = await CloudWorker.create(options);
   } catch (err) {
-    process.stderr.write(`cascade-cloud: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-cloud: ${redactSecrets((err as Error).message)}\n`);
     process.exit(exitStatus(err));
   }
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void worker.shutdown());
   await worker.run();
   if (worker.failed) {
-    process.stderr.write(`cascade-cloud: stopping: ${worker.failed.message}\n`);
+    process.stderr.write(`cascade-cloud: stopping: ${redactSecrets(worker.failed.message)}\n`);
     process.exit(1);
   }
   process.exit(0);

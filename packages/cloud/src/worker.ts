@@ -34,7 +34,7 @@ import { RequestError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { peekRequestId, validateRequest } from './validate.js';
 
-export type WorkerState = 'created' | 'running' | 'draining' | 'stopped';
+export type WorkerState = 'created' | 'waiting' | 'running' | 'draining' | 'stopped';
 
 /** Counts kept by a worker, by reply status (`ok` or an error code). */
 export type WorkerCounts = Record<string, number>;
@@ -82,7 +82,6 @@ export class CloudWorker {
     readonly options: CompiledWorkerOptions,
     first: Served,
     private readonly link: NatsLink,
-    private readonly nc: NatsConnection,
     private readonly log: Log,
     readonly metrics: WorkerMetrics,
   ) {
@@ -104,24 +103,25 @@ export class CloudWorker {
       () => link?.connected ?? false,
     );
     const first = await loadVersion(model, o, metrics, log);
-    let link: NatsLink | undefined;
-    try {
-      link = await NatsLink.open({
-        servers: o.nats,
-        via: o.natsVia,
-        name: `cascade-cloud ${o.id}`,
-        auth: o.natsAuth,
-        log,
-        firstConnect: 'now',
-      });
-    } catch (err) {
-      await first.runner.close();
-      throw err;
-    }
-    worker = new CloudWorker(o, first, link, link.nc!, log, metrics);
+    // NATS may come up after the worker (compose, Kubernetes): it is reached in the background, with backoff, and
+    // run() serves once it is there; meanwhile /healthz says alive and /readyz 503.
+    const link = await NatsLink.open({
+      servers: o.nats,
+      via: o.natsVia,
+      name: `cascade-cloud ${o.id}`,
+      auth: o.natsAuth,
+      log,
+      firstConnect: 'wait',
+    });
+    worker = new CloudWorker(o, first, link, log, metrics);
     // Closed for good (not by shutdown): stop, so that the CLI exits non-zero and an orchestrator restarts it.
     void link.lost.then((err) => worker.fail(err));
     return worker;
+  }
+
+  /** The connection: only once run() has reached NATS. */
+  private get nc(): NatsConnection {
+    return this.link.nc!;
   }
 
   /** The model version served first (the oldest still served). */
@@ -156,10 +156,52 @@ export class CloudWorker {
     return n;
   }
 
-  /** Starts serving; resolves when the worker has drained and stopped. */
+  /**
+   * Starts serving once NATS is reached (the metrics and health endpoints answer before: /readyz 503 while waiting);
+   * resolves when the worker has drained and stopped.
+   */
   async run(): Promise<void> {
     if (this.state !== 'created') throw new CascadeError(ERROR_CODES.STATE, `run() called in state ${this.state}`);
     const m = this.model.manifest;
+    if (this.options.metricsPort >= 0) {
+      this.metricsServer = await serveMetrics(
+        this.metrics.registry,
+        this.options.metricsPort,
+        this.options.metricsHost,
+        {
+          '/healthz': async () => {
+            const ok = !this.failure && !(this.link.nc?.isClosed() ?? false);
+            return {
+              status: ok ? 200 : 503,
+              type: 'text/plain',
+              body: ok ? 'ok\n' : `failed: ${this.failure?.message ?? 'NATS closed'}\n`,
+            };
+          },
+          '/readyz': async () => {
+            const ready = this.state === 'running' && this.link.connected;
+            const why =
+              this.state === 'waiting'
+                ? 'waiting for NATS'
+                : this.state !== 'running'
+                  ? this.state
+                  : 'NATS disconnected';
+            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
+          },
+        },
+      );
+    }
+    if (!this.link.connected) {
+      this.state = 'waiting';
+      this.log('worker_waiting_for_nats', { nats: this.options.nats, metrics_port: this.metricsServer?.port ?? null });
+      const reached = await this.link.connection().then(
+        () => true,
+        () => false, // shut down before NATS came
+      );
+      if (!reached || this.shuttingDown) {
+        await this.shutdown();
+        return this.stopped;
+      }
+    }
     await this.serve(this.versions.get(m.version)!);
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
@@ -182,28 +224,6 @@ export class CloudWorker {
       ({ created }) => created.length > 0 && this.log('fleet_buckets_created', { buckets: created }),
       (err: Error) => this.log('fleet_buckets_unchecked', { error: clip(err.message, 200) }),
     );
-    if (this.options.metricsPort >= 0) {
-      this.metricsServer = await serveMetrics(
-        this.metrics.registry,
-        this.options.metricsPort,
-        this.options.metricsHost,
-        {
-          '/healthz': async () => {
-            const ok = !this.failure && !this.nc.isClosed();
-            return {
-              status: ok ? 200 : 503,
-              type: 'text/plain',
-              body: ok ? 'ok\n' : `failed: ${this.failure?.message ?? 'NATS closed'}\n`,
-            };
-          },
-          '/readyz': async () => {
-            const ready = this.state === 'running' && this.link.connected;
-            const why = this.state !== 'running' ? this.state : 'NATS disconnected';
-            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
-          },
-        },
-      );
-    }
     this.state = 'running';
     this.log('worker_started', {
       id: this.options.id,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // cascade: the operator command. Lists the fleet, reads and writes its settings in NATS, keeps the model registry and
 // rolls model versions out.
-import { EDGE_SETTINGS, exitStatus } from '@cascade/proto';
+import { EDGE_SETTINGS, exitStatus, redactSecrets } from '@cascade/proto';
 import {
   FlagError,
   flagSource,
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     f = parseFlags(FLAGS, flags);
     if (!f.help) check(words);
   } catch (err) {
-    process.stderr.write(`cascade: ${(err as Error).message}\n${USAGE}`);
+    process.stderr.write(`cascade: ${redactSecrets((err as Error).message)}\n${USAGE}`);
     process.exit(2);
   }
   if (f.help || words.length === 0) {
@@ -100,7 +100,7 @@ async function main(): Promise<void> {
       firstConnect: 'now',
     });
   } catch (err) {
-    process.stderr.write(`cascade: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade: ${redactSecrets((err as Error).message)}\n`);
     process.exit(1);
   }
   const nc = link.nc!;
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       out({ key, removed: true }, `${key} removed\n`);
     }
   } catch (err) {
-    process.stderr.write(`cascade: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade: ${redactSecrets((err as Error).message)}\n`);
     await link.close();
     process.exit(exitStatus(err));
   }

@@ -2,7 +2,7 @@
 // cascade-demo: nats-server + cloud workers + one edge agent over the bundled CIFAR-10 samples, then a summary.
 import { formatSummary } from '@cascade/edge';
 import { FlagError, isMain, numberFlag, parseFlags, usage, type Flag } from '@cascade/service';
-import { exitStatus } from '@cascade/proto';
+import { exitStatus, redactSecrets } from '@cascade/proto';
 import { fileURLToPath } from 'node:url';
 import { runDemo, type DemoOptions } from './demo.js';
 
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     const limit = numberFlag('limit', f.limit);
     if (limit !== undefined) o.limit = limit;
   } catch (err) {
-    process.stderr.write(`cascade-demo: ${(err as Error).message}\n${USAGE}`);
+    process.stderr.write(`cascade-demo: ${redactSecrets((err as Error).message)}\n${USAGE}`);
     process.exit(2);
   }
   try {
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
       );
     }
   } catch (err) {
-    process.stderr.write(`cascade-demo: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-demo: ${redactSecrets((err as Error).message)}\n`);
     process.exit(exitStatus(err));
   }
 }

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stopChild, track } from './processes.js';
@@ -12,8 +12,11 @@ export interface LocalNats {
   /** JetStream's store: give it to a restarted server to keep its streams. */
   storeDir: string;
   process: ChildProcess;
-  /** Stops it (SIGTERM; `SIGKILL` for a crash) and resolves once it has exited. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Stops it (SIGTERM; `SIGKILL` for a crash) and resolves once it has exited; then removes its temporary directory
+   * (its configuration, and its store when it made one), unless `keepStore` asks to restart a server on the store.
+   */
+  stop(signal?: NodeJS.Signals, options?: { keepStore?: boolean }): Promise<void>;
 }
 
 export interface NatsServerOptions {
@@ -87,6 +90,9 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     port,
     storeDir,
     process: proc,
-    stop: async (signal = 'SIGTERM') => void (await stopChild(proc, signal)),
+    stop: async (signal = 'SIGTERM', { keepStore = false } = {}) => {
+      await stopChild(proc, signal);
+      if (!keepStore) rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

@@ -12,7 +12,7 @@ import {
   usage,
   type Flag,
 } from '@cascade/service';
-import { exitStatus } from '@cascade/proto';
+import { exitStatus, redactSecrets } from '@cascade/proto';
 import { createWriteStream } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -254,7 +254,7 @@ async function web(argv: string[]): Promise<void> {
     options = parseWebArgs(argv);
     if (options === 'help') return void process.stdout.write(WEB_USAGE);
   } catch (err) {
-    process.stderr.write(`cascade-edge web: ${(err as Error).message}\n${WEB_USAGE}`);
+    process.stderr.write(`cascade-edge web: ${redactSecrets((err as Error).message)}\n${WEB_USAGE}`);
     process.exit(2);
   }
   try {
@@ -262,7 +262,7 @@ async function web(argv: string[]): Promise<void> {
     process.stderr.write(`cascade-edge web: serving the browser edge at ${url}\n`);
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => server.close(() => process.exit(0)));
   } catch (err) {
-    process.stderr.write(`cascade-edge web: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-edge web: ${redactSecrets((err as Error).message)}\n`);
     process.exit(exitStatus(err));
   }
 }
@@ -273,7 +273,7 @@ async function main(): Promise<void> {
   try {
     args = parseEdgeArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`cascade-edge: ${(err as Error).message}\n${USAGE}`);
+    process.stderr.write(`cascade-edge: ${redactSecrets((err as Error).message)}\n${USAGE}`);
     process.exit(2);
   }
   if (args === 'help') {
@@ -284,7 +284,7 @@ async function main(): Promise<void> {
   try {
     agent = await EdgeAgent.create(args.options);
   } catch (err) {
-    process.stderr.write(`cascade-edge: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-edge: ${redactSecrets((err as Error).message)}\n`);
     process.exit(exitStatus(err));
   }
   const sink = args.out ? createWriteStream(args.out) : process.stdout;
@@ -310,7 +310,7 @@ async function main(): Promise<void> {
       sink.write(`${JSON.stringify(r)}\n`);
     });
   } catch (err) {
-    process.stderr.write(`cascade-edge: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-edge: ${redactSecrets((err as Error).message)}\n`);
     await agent.close();
     process.exit(exitStatus(err));
   }

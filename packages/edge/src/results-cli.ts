@@ -11,7 +11,7 @@ import {
   usage,
   type Flag,
 } from '@cascade/service';
-import { exitStatus } from '@cascade/proto';
+import { exitStatus, redactSecrets } from '@cascade/proto';
 import { frameResultJson, readResults, type ResultStats } from './results.js';
 
 const FLAGS = {
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     f = parseFlags(FLAGS, process.argv.slice(2));
     stallMs = numberFlag('stall-ms', f['stall-ms']);
   } catch (err) {
-    process.stderr.write(`cascade-results: ${(err as Error).message}\n${USAGE}`);
+    process.stderr.write(`cascade-results: ${redactSecrets((err as Error).message)}\n${USAGE}`);
     process.exit(2);
   }
   if (f.help) {
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
       firstConnect: 'now',
     });
   } catch (err) {
-    process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-results: ${redactSecrets((err as Error).message)}\n`);
     process.exit(1);
   }
   const stop = () => void link.close().then(() => process.exit(0));
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
       },
     );
   } catch (err) {
-    process.stderr.write(`cascade-results: ${(err as Error).message}\n`);
+    process.stderr.write(`cascade-results: ${redactSecrets((err as Error).message)}\n`);
     await link.close();
     process.exit(exitStatus(err));
   }

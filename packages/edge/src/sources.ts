@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { CascadeError, ERROR_CODES } from '@cascade/proto';
+import { CascadeError, ERROR_CODES, redactSecrets } from '@cascade/proto';
 
 /** One frame as the edge takes it in: planar uint8 pixels [3, H, W]. */
 export interface Frame {
@@ -43,7 +43,7 @@ export async function openSource(spec: string, options: SourceOptions): Promise<
     return ffmpegFrames(spec.replace(/^v4l2:/, ''), ['-f', 'v4l2'], options);
   }
   const info = await stat(spec).catch(() => {
-    throw new SourceError(`source ${spec}: no such file or directory`);
+    throw new SourceError(`source ${redactSecrets(spec)}: no such file or directory`);
   });
   if (info.isDirectory()) return imageDirFrames(spec, options);
   return ffmpegFrames(spec, [], options);
@@ -104,8 +104,9 @@ async function* ffmpegFrames(
     'pipe:1',
   ];
   const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const stderr = new Tail(STDERR_TAIL_CHARS); // a lossy stream may warn on every frame, for as long as it runs
+  proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const name = redactSecrets(input); // what logs, errors and frame ids say of the input: no password
   const exited = new Promise<number>((resolve, reject) => {
     proc.on('error', (err) => reject(new SourceError(`ffmpeg could not start (${err.message}): install ffmpeg`)));
     proc.on('close', (code) => resolve(code ?? 1));
@@ -120,7 +121,7 @@ async function* ffmpegFrames(
       while (pending.length >= frameBytes && count < limit) {
         const hwc = pending.subarray(0, frameBytes);
         pending = pending.subarray(frameBytes);
-        yield { id: `${basename(input)}#${count}`, pixels: toPlanar(hwc, size), capturedUnixMs: Date.now() };
+        yield { id: `${basename(name)}#${count}`, pixels: toPlanar(hwc, size), capturedUnixMs: Date.now() };
         count++;
       }
       if (count >= limit) break;
@@ -130,7 +131,25 @@ async function* ffmpegFrames(
   }
   const code = await exited;
   if (count === 0 && code !== 0)
-    throw new SourceError(`source ${input}: ffmpeg failed: ${stderr.trim() || `exit ${code}`}`);
+    throw new SourceError(`source ${name}: ffmpeg failed: ${redactSecrets(stderr.text().trim()) || `exit ${code}`}`);
+}
+
+/** The last characters written to ffmpeg's stderr that an error quotes. */
+export const STDERR_TAIL_CHARS = 4096;
+
+/** The last `max` characters of what was pushed, in memory bounded by twice that whatever the total. */
+export class Tail {
+  private buf = '';
+  constructor(private readonly max: number) {}
+
+  push(s: string): void {
+    this.buf += s;
+    if (this.buf.length > 2 * this.max) this.buf = this.buf.slice(-this.max);
+  }
+
+  text(): string {
+    return this.buf.length > this.max ? this.buf.slice(-this.max) : this.buf;
+  }
 }
 
 /** Interleaved RGB [H, W, 3] to planar [3, H, W]. */

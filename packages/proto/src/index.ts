@@ -51,3 +51,4 @@ export {
   type EdgeSettings,
   type ModelRollout,
 } from './fleet.js';
+export { redactSecrets } from './redact.js';

@@ -1,6 +1,6 @@
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { natsConnectOptions, type NatsAuth } from './nats-auth.js';
-import { CascadeError, ERROR_CODES } from '@cascade/proto';
+import { CascadeError, ERROR_CODES, redactSecrets } from '@cascade/proto';
 
 export type Log = (event: string, fields?: Record<string, unknown>) => void;
 
@@ -20,10 +20,12 @@ export interface LinkOptions {
   auth?: NatsAuth;
   log: Log;
   /**
-   * `background`: return at once and keep trying to connect until `close()` (an edge answers locally meanwhile);
-   * `now`: connect before returning, or throw a LinkError naming the URL and where it came from.
+   * `background`: return at once and keep trying to connect until `close()`, and again whenever the connection is
+   * closed for good (an edge answers locally meanwhile); `wait`: the same until the first connection, then like `now`
+   * (a worker started before NATS waits for it; `connection()` resolves once connected); `now`: connect before
+   * returning, or throw a LinkError naming the URL and where it came from.
    */
-  firstConnect: 'background' | 'now';
+  firstConnect: 'background' | 'wait' | 'now';
 }
 
 /** A connection problem that names the server URL and the flag or variable that set it. */
@@ -49,11 +51,18 @@ export class NatsLink {
   readonly lost: Promise<Error> = new Promise((resolve) => (this.resolveLost = resolve));
   private retry: NodeJS.Timeout | undefined;
   private wakeRetry: (() => void) | undefined;
+  private firstUp!: (nc: NatsConnection) => void;
+  private firstClosed!: (err: Error) => void;
+  private readonly first: Promise<NatsConnection> = new Promise((resolve, reject) => {
+    this.firstUp = resolve;
+    this.firstClosed = reject;
+  });
 
   private constructor(readonly options: LinkOptions) {}
 
   static async open(options: LinkOptions): Promise<NatsLink> {
     const link = new NatsLink(options);
+    void link.first.catch(() => undefined); // rejected only by close(), which nobody need await
     if (options.firstConnect === 'now') {
       try {
         link.attach(await connect(link.connectOptions()));
@@ -64,6 +73,11 @@ export class NatsLink {
       void link.connectInBackground();
     }
     return link;
+  }
+
+  /** Resolves with the first connection once it is made; rejects when `close()` comes first. */
+  connection(): Promise<NatsConnection> {
+    return this.first;
   }
 
   /** The connection, once one has been made (it may be reconnecting: see `connected`). */
@@ -92,6 +106,7 @@ export class NatsLink {
   /** Drains and closes the connection; stops connecting. Idempotent. */
   async close(): Promise<void> {
     this.closing = true;
+    this.firstClosed(new LinkError('closed before NATS was reached'));
     clearTimeout(this.retry);
     this.wakeRetry?.();
     const nc = this.conn;
@@ -115,10 +130,13 @@ export class NatsLink {
   }
 
   private describe(err: Error): string {
-    return `cannot connect to NATS at ${this.options.servers} (set by ${this.options.via}): ${err.message}`;
+    return redactSecrets(
+      `cannot connect to NATS at ${this.options.servers} (set by ${this.options.via}): ${err.message}`,
+    );
   }
 
   private async connectInBackground(): Promise<void> {
+    let said = ''; // one line per state change: a new cause is logged, the same cause again is not
     for (let attempt = 0; !this.closing; attempt++) {
       try {
         const nc = await connect(this.connectOptions());
@@ -130,7 +148,13 @@ export class NatsLink {
         return;
       } catch (err) {
         const wait = Math.min(FIRST_CONNECT_MAX_WAIT_MS, 1000 * 2 ** attempt) + Math.random() * RECONNECT_JITTER_MS;
-        this.options.log('nats_unreachable', { error: this.describe(err as Error), retry_in_ms: Math.round(wait) });
+        const error = this.describe(err as Error);
+        if (error !== said)
+          this.options.log('nats_unreachable', {
+            error,
+            retrying: `with backoff, 1 s doubling to ${FIRST_CONNECT_MAX_WAIT_MS / 1000} s`,
+          });
+        said = error;
         await new Promise<void>((resolve) => {
           this.wakeRetry = resolve;
           this.retry = setTimeout(resolve, wait);
@@ -144,6 +168,7 @@ export class NatsLink {
     this.up = true;
     const { log } = this.options;
     log('nats_connected', { server: nc.getServer() });
+    this.firstUp(nc);
     for (const fn of this.listeners) fn(nc);
     void (async () => {
       for await (const s of nc.status()) {
