@@ -1,10 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileEdgeOptions } from './options.js';
-import { openSource, toPlanar, type Frame } from './sources.js';
+import { openSource, SourceError, Tail, toPlanar, type Frame } from './sources.js';
 
 const SAMPLES = new URL('../../../samples/cifar10-test-1000.bin', import.meta.url).pathname;
 const records = readFileSync(SAMPLES);
@@ -117,5 +118,30 @@ describe('edge options', () => {
       /backend must be one of node, web/,
     );
     expect(() => compileEdgeOptions({ model: 'm', maxInflight: 0 })).toThrow(/maxInflight must be an integer >= 1/);
+  });
+});
+
+describe('sources - what a failing camera leaves in memory and in logs', () => {
+  it("keeps only the tail of ffmpeg's stderr, however much it writes", () => {
+    const tail = new Tail(100);
+    for (let i = 0; i < 100_000; i++) tail.push(`warning ${i}: corrupt macroblock\n`);
+    expect(tail.text().length).toBe(100);
+    expect(tail.text().endsWith('warning 99999: corrupt macroblock\n')).toBe(true);
+    expect((tail as unknown as { buf: string }).buf.length).toBeLessThanOrEqual(200);
+  });
+
+  it("an RTSP camera that cannot be reached fails with the URL's password hidden, in the message and the frame ids", async () => {
+    ffmpeg(['-version']);
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(p)); // nothing listens there now: the connection is refused
+      });
+    });
+    const url = `rtsp://admin:hunter2@127.0.0.1:${port}/Streaming/101`;
+    const err = await collect(await openSource(url, { size: 32, limit: 1 })).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(SourceError);
+    expect((err as Error).message).toContain(`rtsp://admin:***@127.0.0.1:${port}/Streaming/101`);
+    expect((err as Error).message).not.toContain('hunter2');
   });
 });
