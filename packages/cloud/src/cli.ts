@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // cascade-cloud: serve a model's cloud stages on NATS until SIGTERM/SIGINT, then drain and exit 0.
 import {
+  bytesFlag,
+  durationFlag,
   FlagError,
   flagSource,
   isMain,
@@ -67,6 +69,21 @@ const FLAGS = {
     env: 'CASCADE_RESULTS_REPLICAS',
     help: 'copies of the results stream when a worker creates it in a JetStream cluster, 1-5 (default 1)',
   },
+  'results-max-bytes': {
+    type: 'string',
+    env: 'CASCADE_RESULTS_MAX_BYTES',
+    help: 'size limit of the results stream (500MiB, 20GB, ...); applied to an existing stream too (default 1GiB for a new one)',
+  },
+  'results-max-age': {
+    type: 'string',
+    env: 'CASCADE_RESULTS_MAX_AGE',
+    help: 'age limit of the results stream (12h, 7d, ...); applied to an existing stream too (default 7d for a new one)',
+  },
+  'results-dedup-window': {
+    type: 'string',
+    env: 'CASCADE_RESULTS_DEDUP_WINDOW',
+    help: "how long the results stream remembers a result's id to store a resend once (default 10m for a new one)",
+  },
   rollout: {
     type: 'string',
     env: 'CASCADE_ROLLOUT',
@@ -108,6 +125,14 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
       throw new FlagError(`--fuse must be auto, on or off, got ${f.fuse}`);
     o.fuse = f.fuse as FuseMode;
   }
+  const limits = {
+    ...(f['results-max-bytes'] ? { maxBytes: bytesFlag('results-max-bytes', f['results-max-bytes']) } : {}),
+    ...(f['results-max-age'] ? { maxAgeMs: durationFlag('results-max-age', f['results-max-age']) } : {}),
+    ...(f['results-dedup-window']
+      ? { duplicateWindowMs: durationFlag('results-dedup-window', f['results-dedup-window']) }
+      : {}),
+  };
+  if (Object.keys(limits).length > 0) o.resultsLimits = limits;
   const nums = {
     maxBatch: 'max-batch',
     maxDelayMs: 'max-delay-ms',

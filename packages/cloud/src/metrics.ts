@@ -1,4 +1,11 @@
-import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo } from '@cascade/service';
+import {
+  BUCKETS,
+  CASCADE_VERSION,
+  createRegistry,
+  resultsStreamUse,
+  setBuildInfo,
+  type ResultsStreamUse,
+} from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
@@ -90,6 +97,7 @@ export class WorkerMetrics {
     });
     for (const result of ['added', 'dropped', 'refused']) this.modelVersions.inc({ result }, 0);
     natsStats(this.registry, nats, connected);
+    resultsStreamStats(this.registry, nats);
   }
 
   /** The model versions served now: one cascade_build_info series each. */
@@ -138,4 +146,38 @@ export function natsStats(registry: Registry, nats: () => NatsConnection | undef
       this.set(connected() ? 1 : 0);
     },
   });
+}
+
+/**
+ * The results stream's size and age against its limits, read at scrape time (one stream info a scrape, shared by the
+ * gauges), so that alerts see it filling up before it drops results. Absent while the stream cannot be read.
+ */
+export function resultsStreamStats(registry: Registry, nats: () => NatsConnection | undefined): void {
+  let last: { at: number; use: Promise<ResultsStreamUse | undefined> } | undefined;
+  const use = (): Promise<ResultsStreamUse | undefined> => {
+    const nc = nats();
+    if (!nc || nc.isClosed()) return Promise.resolve(undefined);
+    if (!last || performance.now() - last.at > 1000)
+      last = { at: performance.now(), use: resultsStreamUse(nc).catch(() => undefined) };
+    return last.use;
+  };
+  const gauges: [string, string, (u: ResultsStreamUse) => number][] = [
+    ['cascade_results_stream_bytes', 'Bytes the results stream holds.', (u) => u.bytes],
+    ['cascade_results_stream_max_bytes', "The results stream's size limit; past it the oldest results go.", (u) => u.maxBytes],
+    ['cascade_results_stream_messages', 'Results the results stream holds.', (u) => u.messages],
+    ['cascade_results_stream_oldest_age_seconds', 'Age of the oldest result the results stream holds.', (u) => u.oldestAgeMs / 1000],
+    ['cascade_results_stream_max_age_seconds', "The results stream's age limit.", (u) => u.maxAgeMs / 1000],
+  ]; // prettier-ignore
+  for (const [name, help, value] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const u = await use();
+        this.reset();
+        if (u) this.set(value(u));
+      },
+    });
+  }
 }

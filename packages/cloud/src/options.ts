@@ -1,5 +1,5 @@
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '@cascade/runtime';
-import { type NatsAuth } from '@cascade/service';
+import { DEFAULT_RESULTS_LIMITS, type NatsAuth, type ResultsStreamLimits } from '@cascade/service';
 import { hostname } from 'node:os';
 import { ConfigError } from '@cascade/proto';
 
@@ -47,6 +47,13 @@ export interface WorkerOptions {
    */
   resultsReplicas?: number;
   /**
+   * The results stream's limits (size, age, de-duplication window): a new stream is created with them, and an
+   * existing one brought to them (`results_stream_updated`); those not given are the defaults for a new stream and
+   * left as they are on an existing one. Size the stream for the fleet: 50 cameras at 5 frames/s store about 2.5 GB
+   * of results a day.
+   */
+  resultsLimits?: Partial<ResultsStreamLimits>;
+  /**
    * Follow the model's rollout in the fleet's settings bucket (`models.<name>`): serve the versions it lists, fetched
    * from the model registry, and drop the others. @default true
    */
@@ -63,8 +70,8 @@ export interface WorkerOptions {
   maxVersions?: number;
 }
 
-export type CompiledWorkerOptions = Required<Omit<WorkerOptions, 'resultsReplicas' | 'modelCache'>> &
-  Pick<WorkerOptions, 'resultsReplicas' | 'modelCache'>;
+export type CompiledWorkerOptions = Required<Omit<WorkerOptions, 'resultsReplicas' | 'modelCache' | 'resultsLimits'>> &
+  Pick<WorkerOptions, 'resultsReplicas' | 'modelCache' | 'resultsLimits'>;
 
 /** The largest batch a worker forms. */
 export const MAX_BATCH = 1024;
@@ -151,8 +158,21 @@ export function compileWorkerOptions(o: WorkerOptions): CompiledWorkerOptions {
     natsAuth: { inboxPrefix: '_INBOX_worker', ...o.natsAuth },
     natsVia: o.natsVia ?? DEFAULT_WORKER_OPTIONS.natsVia,
     ...(o.resultsReplicas !== undefined ? { resultsReplicas: o.resultsReplicas } : {}),
+    ...(o.resultsLimits ? { resultsLimits: resultsLimits(o.resultsLimits) } : {}),
     rollout: o.rollout ?? DEFAULT_WORKER_OPTIONS.rollout,
     maxVersions: maxVersions(o.maxVersions ?? DEFAULT_WORKER_OPTIONS.maxVersions),
     fuse: fuse === 'auto' ? (ep === 'cpu' ? 'off' : 'on') : fuse,
   };
+}
+
+/** Stream limits as given, checked: a positive size and age, and a window within the age. */
+function resultsLimits(l: Partial<ResultsStreamLimits>): Partial<ResultsStreamLimits> {
+  for (const [k, v] of Object.entries(l))
+    if (!(Number.isFinite(v) && v > 0)) throw new ConfigError(`resultsLimits.${k} must be > 0, got ${v}`);
+  const age = l.maxAgeMs ?? DEFAULT_RESULTS_LIMITS.maxAgeMs;
+  if (l.duplicateWindowMs !== undefined && l.duplicateWindowMs > age)
+    throw new ConfigError(
+      `resultsLimits.duplicateWindowMs (${l.duplicateWindowMs} ms) must not exceed the stream's age limit (${age} ms)`,
+    );
+  return { ...l };
 }

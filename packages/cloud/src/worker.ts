@@ -205,11 +205,18 @@ export class CloudWorker {
     await this.serve(this.versions.get(m.version)!);
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
-    ensureResultsStream(this.nc, replicas === undefined ? {} : { replicas }).then(
+    const limits = this.options.resultsLimits;
+    ensureResultsStream(this.nc, { ...(replicas === undefined ? {} : { replicas }), ...(limits ? { limits } : {}) }).then(
       (stream) => {
         if (stream.created)
-          this.log('results_stream_created', { stream: RESULTS_STREAM.name, replicas: stream.replicas });
-        else if (replicas !== undefined && stream.replicas !== replicas)
+          this.log('results_stream_created', {
+            stream: RESULTS_STREAM.name,
+            replicas: stream.replicas,
+            limits: stream.limits,
+          });
+        if (stream.updated.length > 0)
+          this.log('results_stream_updated', { stream: RESULTS_STREAM.name, changed: stream.updated });
+        if (replicas !== undefined && stream.replicas !== replicas)
           this.log('results_stream_replicas_differ', {
             stream: RESULTS_STREAM.name,
             replicas: stream.replicas,

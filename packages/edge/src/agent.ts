@@ -121,14 +121,27 @@ export class EdgeAgent {
       if (!(await link.waitConnected(o.connectWaitMs))) {
         log('edge_starting_without_nats', { nats: o.nats, waited_ms: o.connectWaitMs });
       }
-      const outbox = Outbox.open({ ...o.outbox }, (reason, n) => {
-        metrics.resultsDropped.inc({ reason }, n);
-        log('results_dropped', {
-          reason,
-          count: n,
-          limits: { max_count: o.outbox.maxCount, max_age_ms: o.outbox.maxAgeMs },
-        });
-      });
+      const outbox = Outbox.open(
+        { ...o.outbox },
+        (reason, n) => {
+          metrics.resultsDropped.inc({ reason }, n);
+          log('results_dropped', {
+            reason,
+            count: n,
+            limits: { max_bytes: o.outbox.maxBytes, max_age_ms: o.outbox.maxAgeMs },
+          });
+        },
+        (level, use) =>
+          log(level > 0 ? 'outbox_filling' : 'outbox_below_limits', {
+            share_of_limit: level,
+            results: use.count,
+            bytes: use.bytes,
+            oldest_age_s: Math.round(use.oldestAgeMs / 1000),
+            limits: { max_bytes: use.maxBytes, max_age_ms: use.maxAgeMs },
+            ...(level > 0 ? { then: 'the oldest results are dropped past a limit' } : {}),
+          }),
+      );
+      metrics.probe.outbox = () => outbox.use();
       if (outbox.size > 0) log('outbox_recovered', { results: outbox.size, dir: o.outbox.dir });
       publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
       metrics.probe.pending = () => publisher!.pending;

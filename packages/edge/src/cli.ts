@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
 import {
+  bytesFlag,
   FlagError,
   flagSource,
   isMain,
@@ -109,10 +110,15 @@ const FLAGS = {
     env: 'CASCADE_OUTBOX_DIR',
     help: 'journal of results the results stream has not acknowledged, kept across restarts; "memory" keeps it in memory (default $XDG_STATE_HOME/cascade/outbox/<id>, else ~/.local/state/...)',
   },
+  'outbox-max-bytes': {
+    type: 'string',
+    env: 'CASCADE_OUTBOX_MAX_BYTES',
+    help: `memory the outbox may take (256MiB, 2GiB, ...; about 370 bytes a result); the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxBytes / 1024 ** 2}MiB)`,
+  },
   'outbox-max-count': {
     type: 'string',
     env: 'CASCADE_OUTBOX_MAX_COUNT',
-    help: `most results in the outbox; the oldest beyond are dropped and counted (default ${DEFAULT_OUTBOX.maxCount})`,
+    help: 'most results in the outbox, a limit besides the size (default: none beyond the size)',
   },
   'outbox-max-age-s': {
     type: 'string',
@@ -229,10 +235,12 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
   const dir = f['outbox-dir'] ?? join(stateHome, 'cascade', 'outbox', id);
   const maxCount = numberFlag('outbox-max-count', f['outbox-max-count']);
+  const maxBytes = bytesFlag('outbox-max-bytes', f['outbox-max-bytes']);
   const maxAge = numberFlag('outbox-max-age-s', f['outbox-max-age-s']);
   o.outbox = {
     ...(dir === 'memory' ? {} : { dir }),
     ...(maxCount !== undefined ? { maxCount } : {}),
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
     ...(maxAge !== undefined ? { maxAgeMs: maxAge * 1000 } : {}),
   };
   return {

@@ -96,9 +96,24 @@ export class MemoryOutbox implements ResultQueue {
 }
 
 /**
+ * The id (`Nats-Msg-Id`) of the last result the results stream holds on a subject, null when it holds none; throws
+ * when it cannot tell (no connection, no permission).
+ */
+export type LastStored = (subject: string) => Promise<string | null>;
+
+/**
  * Sends what an outbox holds to the results stream, in order, a window at a time; an entry leaves the outbox only
- * once the stream has acknowledged it (the de-duplication id makes a second send harmless). While there is no
- * client or no connection it waits, and tries again a second after a failure.
+ * once the stream has acknowledged it. While there is no client or no connection it waits, and tries again a second
+ * after a failure.
+ *
+ * Stored once, however long NATS was away: a result whose acknowledgement was lost (the link cut, the edge killed)
+ * may be stored although it is still in the outbox. Sent again within the stream's de-duplication window it is stored
+ * once; after the window it would be stored twice. So before sending again after a failure or a restart, the pump
+ * asks the stream for the last result it holds on each subject of the window (`lastStored`): the pump sends from the
+ * head of the outbox, in order, on one connection, and the stream stores in that order, so every entry of that
+ * subject up to that result was stored too and is settled without a resend. An entry refused outright (no responders)
+ * is known not stored and is sent again. Without `lastStored`, or when the stream cannot be asked, the window alone
+ * de-duplicates (logged once).
  */
 export class ResultsPump {
   private pumping = false;
@@ -106,6 +121,11 @@ export class ResultsPump {
   private closed = false;
   private failures = 0;
   private readonly idleWaiters: (() => void)[] = [];
+  /** Whether entries of the window may have been stored without an acknowledgement. */
+  private unsure: boolean;
+  /** Entries whose last send was refused outright: not stored. */
+  private readonly refused = new Set<string>();
+  private checkUnavailableSaid = false;
 
   constructor(
     private readonly outbox: ResultQueue,
@@ -113,7 +133,10 @@ export class ResultsPump {
     private readonly connected: () => boolean,
     private readonly log: (event: string, fields: Record<string, unknown>) => void,
     private readonly onDelivered: (n: number, duplicates: number) => void = () => undefined,
-  ) {}
+    private readonly lastStored?: LastStored,
+  ) {
+    this.unsure = outbox.size > 0; // recovered from a journal: sent before the restart, perhaps stored
+  }
 
   /** Results waiting for the stream. */
   get pending(): number {
@@ -161,6 +184,10 @@ export class ResultsPump {
           await this.sleep(RETRY_MS);
           continue;
         }
+        if (this.unsure && !(await this.settleStored())) {
+          await this.sleep(RETRY_MS);
+          continue;
+        }
         const batch = this.outbox.head(PUBLISH_WINDOW);
         if (batch.length === 0) break;
         // Sent back to back on one connection, they reach the stream in order; acknowledgements come back together.
@@ -171,16 +198,21 @@ export class ResultsPump {
         let duplicates = 0;
         let error: Error | undefined;
         acks.forEach((a, i) => {
+          const id = batch[i]!.id;
           if (a.status === 'fulfilled') {
-            delivered.push(batch[i]!.id);
+            delivered.push(id);
+            this.refused.delete(id);
             if (a.value.duplicate) duplicates++;
           } else {
             error ??= a.reason as Error;
+            if (/no responders|503/i.test((a.reason as Error).message)) this.refused.add(id);
+            else this.refused.delete(id);
           }
         });
         this.outbox.settle(delivered);
         if (delivered.length) this.onDelivered(delivered.length, duplicates);
         if (error) {
+          this.unsure = true;
           if (this.failures++ % 30 === 0) {
             this.log('results_publish_failed', {
               stream: RESULTS_STREAM.name,
@@ -199,6 +231,48 @@ export class ResultsPump {
       this.pumping = false;
       if (this.outbox.size === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * Settles the entries of the window that the stream already holds (see the class); true when the window may be
+   * sent, false to try again later (no connection).
+   */
+  private async settleStored(): Promise<boolean> {
+    if (!this.lastStored) {
+      this.unsure = false;
+      return true;
+    }
+    const window = this.outbox.head(PUBLISH_WINDOW);
+    const stored: string[] = [];
+    try {
+      for (const subject of new Set(window.map((e) => e.subject))) {
+        const last = await this.lastStored(subject);
+        const k = last === null ? -1 : window.findIndex((e) => e.id === last);
+        for (let i = 0; i <= k; i++)
+          if (window[i]!.subject === subject && !this.refused.has(window[i]!.id)) stored.push(window[i]!.id);
+      }
+    } catch (err) {
+      if (!this.connected()) return false;
+      if (!this.checkUnavailableSaid)
+        this.log('results_check_unavailable', {
+          stream: RESULTS_STREAM.name,
+          error: (err as Error).message,
+          hint:
+            "results are sent again relying on the stream's de-duplication window alone: let the edge read its own " +
+            `last result ($JS.API.DIRECT.GET.${RESULTS_STREAM.name}.<its results subject>) on a stream with direct gets`,
+        });
+      this.checkUnavailableSaid = true;
+      this.unsure = false;
+      return true;
+    }
+    this.unsure = false;
+    if (stored.length > 0) {
+      this.outbox.settle(stored);
+      for (const id of stored) this.refused.delete(id);
+      this.onDelivered(stored.length, stored.length);
+      this.log('results_already_stored', { count: stored.length, pending: this.outbox.size });
+    }
+    return true;
   }
 
   /** Waits `ms`, or less when kick() or close() wakes the pump. */

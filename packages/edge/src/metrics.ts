@@ -1,5 +1,6 @@
 import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo } from '@cascade/service';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { OutboxUse } from './outbox.js';
 
 /** An edge agent's Prometheus metrics (names are part of the contract; see the package README). */
 export class EdgeMetrics {
@@ -32,7 +33,11 @@ export class EdgeMetrics {
   readonly modelSwitches: Counter<'result'>;
   private readonly build: Record<string, string>;
   /** Read when /metrics is scraped. */
-  readonly probe = { reachable: (): number => 0, pending: (): number => 0 };
+  readonly probe = {
+    reachable: (): number => 0,
+    pending: (): number => 0,
+    outbox: (): OutboxUse | undefined => undefined,
+  };
 
   constructor(labels: { edge: string; model: string; modelVersion: string; backend: string }) {
     this.build = {
@@ -113,7 +118,7 @@ export class EdgeMetrics {
     });
     this.resultsDropped = new Counter({
       name: 'cascade_edge_results_dropped_total',
-      help: 'Results dropped from the outbox before the stream had them, by reason: full (count limit) or expired (age limit).',
+      help: 'Results dropped from the outbox before the stream had them, by reason: full (size or count limit) or expired (age limit).',
       labelNames: ['reason'],
       registers,
     });
@@ -126,6 +131,23 @@ export class EdgeMetrics {
       },
     });
     for (const reason of ['full', 'expired']) this.resultsDropped.inc({ reason }, 0);
+    const outboxGauges: [string, string, (u: OutboxUse) => number][] = [
+      ['cascade_edge_outbox_bytes', "Memory the outbox's results take (bytes, id and subject, plus a fixed overhead each).", (u) => u.bytes],
+      ['cascade_edge_outbox_max_bytes', "The outbox's size limit; past it the oldest results are dropped.", (u) => u.maxBytes],
+      ['cascade_edge_outbox_oldest_age_seconds', 'Age of the oldest result in the outbox.', (u) => u.oldestAgeMs / 1000],
+      ['cascade_edge_outbox_max_age_seconds', "The outbox's age limit; older results are dropped.", (u) => u.maxAgeMs / 1000],
+    ]; // prettier-ignore
+    for (const [name, help, value] of outboxGauges)
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const u = probe.outbox();
+          this.reset();
+          if (u) this.set(value(u));
+        },
+      });
     this.expectedOffloadRate = new Gauge({
       name: 'cascade_edge_expected_offload_rate',
       help: 'Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom or the controller moves them.',

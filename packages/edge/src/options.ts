@@ -76,7 +76,7 @@ export interface EdgeOptions {
   natsVia?: string;
   /**
    * The outbox of results not yet acknowledged by the results stream: a directory for its journal (kept across
-   * restarts; without one it is in memory) and its limits. @default in memory, 100,000 results, 24 h
+   * restarts; without one it is in memory) and its limits. @default in memory, 512 MiB, 24 h
    */
   outbox?: OutboxOptions;
   /** At start, how long to wait for NATS before taking frames (it keeps connecting after). @default 2000 */
@@ -127,7 +127,7 @@ export interface CompiledEdgeOptions extends Required<
   modelCache?: string;
   accuracyBudget?: number;
   natsAuth: NatsAuth;
-  outbox: OutboxOptions & { maxCount: number; maxAgeMs: number };
+  outbox: OutboxOptions & { maxBytes: number; maxAgeMs: number };
   nats?: string;
   split?: number;
   operatingPoint?: string;
@@ -241,7 +241,8 @@ export function compileEdgeOptions(o: EdgeOptions): CompiledEdgeOptions {
     natsVia: o.natsVia ?? DEFAULT_EDGE_OPTIONS.natsVia,
     outbox: {
       ...(o.outbox?.dir ? { dir: o.outbox.dir } : {}),
-      maxCount: int('outbox.maxCount', o.outbox?.maxCount ?? DEFAULT_OUTBOX.maxCount, 1),
+      maxBytes: int('outbox.maxBytes', o.outbox?.maxBytes ?? DEFAULT_OUTBOX.maxBytes, 1),
+      ...(o.outbox?.maxCount ? { maxCount: int('outbox.maxCount', o.outbox.maxCount, 1) } : {}),
       maxAgeMs: int('outbox.maxAgeMs', o.outbox?.maxAgeMs ?? DEFAULT_OUTBOX.maxAgeMs, 1),
       ...(o.outbox?.segmentRecords ? { segmentRecords: int('outbox.segmentRecords', o.outbox.segmentRecords, 1) } : {}),
     },

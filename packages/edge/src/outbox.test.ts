@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Outbox, type OutboxEntry } from './outbox.js';
+import { DEFAULT_OUTBOX, ENTRY_OVERHEAD_BYTES, Outbox, type OutboxEntry } from './outbox.js';
 
 const entry = (i: number, t = Date.now()): OutboxEntry => ({
   id: `e/r/${i}`,
@@ -32,6 +32,45 @@ describe('outbox - order and limits', () => {
       ['full', 1],
       ['full', 1],
     ]);
+  });
+
+  it('is sized by bytes: drops the oldest past the size limit, and says when it fills before it drops', () => {
+    const drops: [string, number][] = [];
+    const levels: number[] = [];
+    const per = 2 + 'e/r/1'.length + 'cascade.v1.results.e'.length + ENTRY_OVERHEAD_BYTES; // entries 1-9
+    const box = Outbox.open(
+      { maxBytes: 20 * per },
+      (reason, n) => drops.push([reason, n]),
+      (level) => levels.push(level),
+    );
+    for (let i = 1; i <= 9; i++) box.append(entry(i));
+    expect(levels).toEqual([]);
+    for (let i = 10; i <= 18; i++) box.append(entry(i));
+    expect(levels).toEqual([0.5, 0.8]); // at 10 and 16 of about 20
+    expect(drops).toEqual([]);
+    for (let i = 19; i <= 40; i++) box.append(entry(i));
+    expect(levels).toEqual([0.5, 0.8, 0.95]);
+    expect(box.use().bytes).toBeLessThanOrEqual(20 * per);
+    expect(drops.reduce((a, [, n]) => a + n, 0)).toBe(40 - box.size);
+    expect(drops.every(([reason]) => reason === 'full')).toBe(true);
+    box.settle(ids(box));
+    expect(levels.at(-1)).toBe(0);
+    expect(box.use()).toMatchObject({ count: 0, bytes: 0 });
+  });
+
+  it('says when its oldest result nears the age limit', () => {
+    const levels: number[] = [];
+    const box = Outbox.open({ maxAgeMs: 1000 }, undefined, (level) => levels.push(level));
+    box.append(entry(1, Date.now() - 850));
+    expect(levels).toEqual([0.8]);
+    expect(box.use().oldestAgeMs).toBeGreaterThanOrEqual(850);
+  });
+
+  it('the count limit is derived from the size: by default it never binds first', () => {
+    const box = Outbox.open();
+    const o = (box as unknown as { o: { maxCount: number; maxBytes: number } }).o;
+    expect(o.maxBytes).toBe(DEFAULT_OUTBOX.maxBytes);
+    expect(o.maxCount * ENTRY_OVERHEAD_BYTES).toBeLessThanOrEqual(o.maxBytes);
   });
 
   it('holds a long backlog (150,000) and settles it in windows, in and out of order', () => {

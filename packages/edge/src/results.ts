@@ -9,6 +9,7 @@ import {
   jetstreamManager,
   type Consumer,
   type JetStreamClient,
+  type JetStreamManager,
 } from '@nats-io/jetstream';
 import type { Outbox } from './outbox.js';
 
@@ -20,6 +21,7 @@ import type { Outbox } from './outbox.js';
  */
 export class ResultsPublisher {
   private js: JetStreamClient | undefined;
+  private jsm: Promise<JetStreamManager> | undefined;
   private readonly pump: ResultsPump;
 
   constructor(
@@ -34,9 +36,15 @@ export class ResultsPublisher {
       () => this.link?.connected ?? false,
       log,
       onDelivered,
+      async (subject) => {
+        const jsm = await (this.jsm ??= jetstreamManager(this.link!.nc!, { checkAPI: false, timeout: ACK_TIMEOUT_MS }));
+        const m = await jsm.direct.getMessage(RESULTS_STREAM.name, { last_by_subj: subject });
+        return m ? (m.header.get('Nats-Msg-Id') ?? '') : null;
+      },
     );
     link?.onConnect((nc) => {
       this.js = jetstream(nc, { timeout: ACK_TIMEOUT_MS });
+      this.jsm = undefined;
       ensureResultsStream(nc).then(
         () => this.pump.kick(),
         (err: Error) => log('results_stream_unchecked', { stream: RESULTS_STREAM.name, error: err.message }),

@@ -87,3 +87,26 @@ export function usage(command: string, table: Record<string, Flag>): string {
   );
   return `usage: ${command}\n${lines.join('\n')}\n`;
 }
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3, t: 1e12, tb: 1e12, tib: 1024 ** 4 }; // prettier-ignore
+
+/** A size flag (`500MiB`, `20GB`, `1073741824`) in bytes, or undefined; throws FlagError naming the flag. */
+export function bytesFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
+  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined || Number(m[1]) <= 0)
+    throw new FlagError(`--${name}: "${v}" is not a size (a number of bytes, or with a unit: 500MiB, 20GB, 1TiB)`);
+  return Math.round(Number(m[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration flag (`90s`, `10m`, `12h`, `7d`, `1500ms`) in ms, or undefined; throws FlagError naming the flag. */
+export function durationFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(v);
+  if (!m || Number(m[1]) <= 0)
+    throw new FlagError(`--${name}: "${v}" is not a duration (a number with ms, s, m, h or d: 90s, 10m, 12h, 7d)`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
+}

@@ -1,5 +1,15 @@
 /** @cascade/service: plumbing every Cascade command shares (flags, NATS, results stream, metrics and health, logs). */
-export { FlagError, flagSource, isMain, numberFlag, parseFlags, usage, type Flag } from './flags.js';
+export {
+  bytesFlag,
+  durationFlag,
+  FlagError,
+  flagSource,
+  isMain,
+  numberFlag,
+  parseFlags,
+  usage,
+  type Flag,
+} from './flags.js';
 export {
   BUCKETS,
   CASCADE_VERSION,
@@ -10,7 +20,15 @@ export {
   type Route,
 } from './metrics.js';
 export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';
-export { ensureResultsStream, type ResultsStreamOptions, type ResultsStreamState } from './streams.js';
+export {
+  DEFAULT_RESULTS_LIMITS,
+  ensureResultsStream,
+  resultsStreamUse,
+  type ResultsStreamLimits,
+  type ResultsStreamOptions,
+  type ResultsStreamState,
+  type ResultsStreamUse,
+} from './streams.js';
 export { LinkError, NatsLink, RECONNECT_JITTER_MS, RECONNECT_WAIT_MS, type LinkOptions, type Log } from './link.js';
 export { stderrLog } from './log.js';
 export {
