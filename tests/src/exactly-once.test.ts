@@ -42,7 +42,7 @@ async function storedIds(subject: string): Promise<string[]> {
 }
 
 describe('exactly once - a journal replayed after the de-duplication window', () => {
-  it("results the stream stored before the edge died are not stored again, though the window that would catch them has passed", async () => {
+  it('results the stream stored before the edge died are not stored again, though the window that would catch them has passed', async () => {
     await ensureResultsStream(nc, { limits: { duplicateWindowMs: 1000 } });
     const subject = 'cascade.v1.results.eo-1';
     const entries = Array.from({ length: 10 }, (_, i) => ({

@@ -206,7 +206,10 @@ export class CloudWorker {
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
     const limits = this.options.resultsLimits;
-    ensureResultsStream(this.nc, { ...(replicas === undefined ? {} : { replicas }), ...(limits ? { limits } : {}) }).then(
+    ensureResultsStream(this.nc, {
+      ...(replicas === undefined ? {} : { replicas }),
+      ...(limits ? { limits } : {}),
+    }).then(
       (stream) => {
         if (stream.created)
           this.log('results_stream_created', {
