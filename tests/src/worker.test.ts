@@ -167,10 +167,16 @@ describe('worker - load and shutdown', () => {
       model: MODEL,
       nats: nats.url,
       id: 'wdrain',
-      extra: ['--threads', '1', '--max-delay-ms', '1500', '--max-batch', '64'],
+      extra: ['--threads', '1', '--max-delay-ms', '5000', '--max-batch', '64'],
     });
     const pending = Array.from({ length: 30 }, (_, i) => ask(encodeRequest(validRequest(m, { requestId: `d${i}` }))));
-    await new Promise((r) => setTimeout(r, 300)); // all 30 are queued, waiting for the batch delay
+    // All 30 queued, waiting for the batch delay: read from the worker's own gauge, not assumed after a pause.
+    const depth = async () =>
+      metricValue(
+        await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text(),
+        'cascade_worker_queue_depth',
+      );
+    while ((await depth()) !== 30) await new Promise((r) => setTimeout(r, 20));
     const exit = w.stop('SIGTERM');
     const replies = await Promise.all(pending);
     expect(replies.map((r) => r.code ?? 'ok')).toEqual(new Array(30).fill('ok'));
