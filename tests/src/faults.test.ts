@@ -195,6 +195,7 @@ describe('faults - real processes, real nats-server', () => {
 
     const s = await nats({ port });
     const served = await secondsUntilServed(s.url, performance.now());
+    console.log(`worker started 3.5 s before NATS: serving ${served.toFixed(1)} s after NATS came`);
     expect(served).toBeLessThan(20); // the backoff's longest wait is 15 s
     expect(await get('/readyz')).toEqual([200, 'ready\n']);
     expect(w.log().match(/"nats_connected"/g)).toHaveLength(1);
