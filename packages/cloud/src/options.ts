@@ -49,7 +49,7 @@ export interface WorkerOptions {
   /**
    * The results stream's limits (size, age, de-duplication window): a new stream is created with them, and an
    * existing one brought to them (`results_stream_updated`); those not given are the defaults for a new stream and
-   * left as they are on an existing one. Size the stream for the fleet: 50 cameras at 5 frames/s store about 2.5 GB
+   * left as they are on an existing one. Size the stream for the fleet: 50 cameras at 5 frames/s store about 5 GB
    * of results a day.
    */
   resultsLimits?: Partial<ResultsStreamLimits>;
