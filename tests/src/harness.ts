@@ -45,20 +45,27 @@ export interface TestNats {
   stop(): Promise<void>;
 }
 
-/** NATS for a test: NATS_URL when set, a testcontainers NATS container when a container runtime exists, else a local nats-server. */
+/**
+ * NATS for a test: NATS_URL when set; else a NATS container through testcontainers when a container engine answers
+ * (DOCKER_HOST; scripts/test starts podman's API socket and builds the local image CASCADE_NATS_IMAGE, Debian's
+ * nats-server: no registry is needed); else a local nats-server. The kind it got is logged, so a run says which.
+ */
 export async function natsForTests(): Promise<TestNats> {
-  if (process.env.NATS_URL) return { url: process.env.NATS_URL, kind: 'NATS_URL', stop: async () => undefined };
-  try {
-    const { getContainerRuntimeClient } = await import('testcontainers');
-    await getContainerRuntimeClient();
-    const { NatsContainer } = await import('@testcontainers/nats');
-    const container = await new NatsContainer('nats:2.10-alpine').withJetStream().start();
+  const got = (n: TestNats) => (console.log(`NATS for this test file: ${n.kind} (${n.url})`), n);
+  if (process.env.NATS_URL) return got({ url: process.env.NATS_URL, kind: 'NATS_URL', stop: async () => undefined });
+  if (process.env.DOCKER_HOST) {
+    const { GenericContainer, Wait, getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient(); // throws at once when no engine answers
+    const container = await new GenericContainer(process.env.CASCADE_NATS_IMAGE ?? 'nats:2.10-alpine')
+      .withCommand(['-js', '-sd', '/tmp/jetstream'])
+      .withExposedPorts(4222)
+      .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
+      .start();
     const url = `nats://${container.getHost()}:${container.getMappedPort(4222)}`;
-    return { url, kind: 'testcontainers', stop: async () => void (await container.stop()) };
-  } catch {
-    const server = await startNatsServer();
-    return { url: server.url, kind: 'nats-server', stop: () => server.stop() };
+    return got({ url, kind: 'testcontainers', stop: async () => void (await container.stop()) });
   }
+  const server = await startNatsServer();
+  return got({ url: server.url, kind: 'nats-server', stop: () => server.stop() });
 }
 
 export function sampleImage(i: number): Uint8Array {

@@ -163,6 +163,7 @@ const FLAGS = {
   limit: { type: 'string', help: 'stop after N frames' },
   repeat: {
     type: 'string',
+    env: 'CASCADE_REPEAT',
     help: 'read the source this many times (0: until stopped; default 1), e.g. to replay files',
   },
   'max-fps': {

@@ -113,7 +113,7 @@ export type LastStored = (subject: string) => Promise<string | null>;
  * head of the outbox, in order, on one connection, and the stream stores in that order, so every entry of that
  * subject up to that result was stored too and is settled without a resend. An entry refused outright (no responders)
  * is known not stored and is sent again. Without `lastStored`, or when the stream cannot be asked, the window alone
- * de-duplicates (logged once).
+ * de-duplicates (logged once per cause).
  */
 export class ResultsPump {
   private pumping = false;
@@ -125,7 +125,7 @@ export class ResultsPump {
   private unsure: boolean;
   /** Entries whose last send was refused outright: not stored. */
   private readonly refused = new Set<string>();
-  private checkUnavailableSaid = false;
+  private checkFailureSaid = '';
 
   constructor(
     private readonly outbox: ResultQueue,
@@ -253,15 +253,17 @@ export class ResultsPump {
       }
     } catch (err) {
       if (!this.connected()) return false;
-      if (!this.checkUnavailableSaid)
-        this.log('results_check_unavailable', {
+      // The stream cannot be asked (no permission, no stream yet, no leader): this round relies on the window.
+      const error = (err as Error).message;
+      if (error !== this.checkFailureSaid)
+        this.log('results_check_failed', {
           stream: RESULTS_STREAM.name,
-          error: (err as Error).message,
+          error,
           hint:
-            "results are sent again relying on the stream's de-duplication window alone: let the edge read its own " +
-            `last result ($JS.API.DIRECT.GET.${RESULTS_STREAM.name}.<its results subject>) on a stream with direct gets`,
+            "results are sent again relying on the stream's de-duplication window alone; the edge must be allowed to " +
+            `read its own last result ($JS.API.DIRECT.GET.${RESULTS_STREAM.name}.<its results subject>)`,
         });
-      this.checkUnavailableSaid = true;
+      this.checkFailureSaid = error;
       this.unsure = false;
       return true;
     }

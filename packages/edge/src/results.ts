@@ -1,6 +1,6 @@
 import { CascadeError, ERROR_CODES, RESULTS_STREAM, v1 } from '@cascade/proto';
 import { ACK_TIMEOUT_MS, ResultsPump } from './delivery.js';
-import { ensureResultsStream, type Log, type NatsLink } from '@cascade/service';
+import { ensureResultsStream, ResultsStreamMissing, type Log, type NatsLink } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   AckPolicy,
@@ -45,9 +45,15 @@ export class ResultsPublisher {
     link?.onConnect((nc) => {
       this.js = jetstream(nc, { timeout: ACK_TIMEOUT_MS });
       this.jsm = undefined;
-      ensureResultsStream(nc).then(
+      // The cloud side owns the stream: the edge only looks for it (its credentials may not create it).
+      ensureResultsStream(nc, { create: false }).then(
         () => this.pump.kick(),
-        (err: Error) => log('results_stream_unchecked', { stream: RESULTS_STREAM.name, error: err.message }),
+        (err: Error) =>
+          log(err instanceof ResultsStreamMissing ? 'results_stream_missing' : 'results_stream_unchecked', {
+            stream: RESULTS_STREAM.name,
+            error: err.message,
+            then: 'results wait in the outbox until the stream is there',
+          }),
       );
       this.pump.kick();
     });

@@ -23,6 +23,7 @@ export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth }
 export {
   DEFAULT_RESULTS_LIMITS,
   ensureResultsStream,
+  ResultsStreamMissing,
   resultsStreamUse,
   type ResultsStreamLimits,
   type ResultsStreamOptions,

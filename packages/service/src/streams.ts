@@ -31,6 +31,19 @@ export interface ResultsStreamOptions {
    * limits differ. Without them an existing stream's limits are left as they are.
    */
   limits?: Partial<ResultsStreamLimits>;
+  /**
+   * Create the stream when it is missing. @default true. An edge passes false: the cloud side owns the stream, and
+   * an edge's credentials may not create it; a missing stream then throws ResultsStreamMissing.
+   */
+  create?: boolean;
+}
+
+/** The results stream is not there, and this client was not to create it. */
+export class ResultsStreamMissing extends Error {
+  constructor() {
+    super(`the results stream ${RESULTS_STREAM.name} does not exist yet: cloud workers create it`);
+    this.name = 'ResultsStreamMissing';
+  }
 }
 
 /** What `ensureResultsStream` found or did: whether it created the stream, its copies, its limits now, what changed. */
@@ -59,7 +72,7 @@ export async function ensureResultsStream(
   nc: NatsConnection,
   options: ResultsStreamOptions = {},
 ): Promise<ResultsStreamState> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, { checkAPI: false }); // no $JS.API.INFO: an edge may not ask it
   const limits = { ...DEFAULT_RESULTS_LIMITS, ...options.limits };
   const config = {
     name: RESULTS_STREAM.name,
@@ -74,6 +87,7 @@ export async function ensureResultsStream(
     num_replicas: options.replicas ?? 1,
   };
   let info = await jsm.streams.info(RESULTS_STREAM.name).catch(() => undefined);
+  if (!info && options.create === false) throw new ResultsStreamMissing();
   if (!info) {
     try {
       await jsm.streams.add(config);
