@@ -3,6 +3,8 @@
 // podman's Docker-compatible socket (DOCKER_HOST; scripts/test starts it and builds the images with scripts/images).
 // The workers come up before NATS and must wait for it; the edge replays the sample video as a camera would; one
 // worker is killed and its restart policy brings it back; every frame the edge took has one result in the stream.
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,19 +25,52 @@ function engine(): NodeJS.ProcessEnv {
   return process.env;
 }
 
-const compose = async (...args: string[]) =>
-  (
-    await run('docker-compose', ['-p', PROJECT, ...FILES, '--env-file', '.env.example', ...args], {
-      cwd: DIR,
-      env: engine(),
-      maxBuffer: 64 * 1024 * 1024,
-    })
-  ).stdout;
+const CLUSTER = `cascade-itc-${process.pid}`;
+const CLUSTER_FILES = [
+  ...['-f', 'docker-compose.yml', '-f', 'docker-compose.cluster.yml', '-f', 'docker-compose.site.yml'],
+  ...['-f', '../../tests/compose/docker-compose.cluster.test.yml'],
+];
+
+const composeOf =
+  (project: string, files: string[]) =>
+  async (...args: string[]) =>
+    (
+      await run('docker-compose', ['-p', project, ...files, '--env-file', '.env.example', ...args], {
+        cwd: DIR,
+        env: engine(),
+        maxBuffer: 64 * 1024 * 1024,
+      })
+    ).stdout;
+const compose = composeOf(PROJECT, FILES);
 const podman = async (...args: string[]) =>
   (await run('podman', args, { env: engine(), maxBuffer: 16 * 1024 * 1024 })).stdout.trim();
 const container = (service: string) => `${PROJECT}_${service}_1`;
-const logs = (service: string) => compose('logs', '--no-color', service);
-const frames = async () => (await logs('edge-agent')).split('\n').filter((l) => l.includes('{"frame"')).length;
+const logs = (service: string, c = compose) => c('logs', '--no-color', service);
+const frameLines = async (c = compose) =>
+  (await logs('edge-agent', c)).split('\n').filter((l) => l.includes('{"frame"'));
+const frames = async (c = compose) => (await frameLines(c)).length;
+
+/** What cascade-results --stats says of one edge's results in the stream, read as the monitor role. */
+async function streamStats(edge: string): Promise<{ messages: number; unique: number; duplicates: number }> {
+  const { stdout } = await run(
+    process.execPath,
+    [
+      join(REPO, 'packages/edge/dist/results-cli.js'),
+      ...['--nats', 'nats://127.0.0.1:4222', '--nats-user', 'monitor', '--nats-password', 'change-me-monitor'],
+      ...['--nats-inbox-prefix', '_INBOX_monitor', '--edge', edge, '--stats'],
+    ],
+    { env: process.env },
+  );
+  return JSON.parse(stdout) as never;
+}
+
+/** Nothing of a project is left: no container, volume or network. */
+async function nothingLeft(project: string): Promise<void> {
+  const label = `label=com.docker.compose.project=${project}`;
+  expect(await podman('ps', '-a', '-q', '--filter', label)).toBe('');
+  expect(await podman('volume', 'ls', '-q', '--filter', label)).toBe('');
+  expect(await podman('network', 'ls', '-q', '--filter', label)).toBe('');
+}
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms: number): Promise<T> {
   const end = performance.now() + ms;
@@ -117,16 +152,7 @@ describe('compose - the stack a user brings up, on a container engine', () => {
     // Every frame the edge took has exactly one result in the stream (the edge drains its outbox on stop).
     await compose('stop', 'edge-agent');
     const taken = await frames();
-    const { stdout } = await run(
-      process.execPath,
-      [
-        join(REPO, 'packages/edge/dist/results-cli.js'),
-        ...['--nats', 'nats://127.0.0.1:4222', '--nats-user', 'monitor', '--nats-password', 'change-me-monitor'],
-        ...['--nats-inbox-prefix', '_INBOX_monitor', '--edge', 'cam-1', '--stats'],
-      ],
-      { env: process.env },
-    );
-    const stats = JSON.parse(stdout) as { messages: number; unique: number; duplicates: number };
+    const stats = await streamStats('cam-1');
     console.log(
       `compose figures: ${JSON.stringify({ up_s: Math.round(upAfter), frames_in: taken, ...stats, worker_restarts: 1 })}`,
     );
@@ -137,9 +163,41 @@ describe('compose - the stack a user brings up, on a container engine', () => {
     expect(violations.map((l) => l.replace(/^.*? - (?=[A-Z])/, ''))).toEqual([]);
 
     await compose('down', '-v');
-    const label = `label=com.docker.compose.project=${PROJECT}`;
-    expect(await podman('ps', '-a', '-q', '--filter', label)).toBe('');
-    expect(await podman('volume', 'ls', '-q', '--filter', label)).toBe('');
-    expect(await podman('network', 'ls', '-q', '--filter', label)).toBe('');
+    await nothingLeft(PROJECT);
+  }, 420_000);
+
+  it('with the cluster and site overlays: three NATS nodes, a camera behind the site answered by the cloud, every result stored once on three copies', async () => {
+    const cluster = composeOf(CLUSTER, CLUSTER_FILES);
+    try {
+      await cluster('up', '-d', 'nats', 'nats-2', 'nats-3', 'worker-1', 'worker-2', 'site-a', 'edge-agent');
+      // The camera behind the site offloads hard frames to the cloud's workers over the leaf link.
+      await until(
+        'frames answered in the cloud for the camera behind the site',
+        async () => (await frameLines(cluster)).filter((l) => l.includes('"tier":"cloud"')).length >= 10,
+        120_000,
+      );
+      await cluster('stop', 'edge-agent');
+      const lines = await frameLines(cluster);
+      const stats = await streamStats('site-a.cam-1');
+      console.log(
+        `compose cluster figures: ${JSON.stringify({ frames_in: lines.length, cloud: lines.filter((l) => l.includes('"tier":"cloud"')).length, ...stats })}`,
+      );
+      expect(lines.every((l) => l.includes('"edge":"site-a.cam-1"'))).toBe(true);
+      expect(stats).toMatchObject({ messages: lines.length, unique: lines.length, duplicates: 0 });
+      // The results stream lives on all three nodes, as the workers were told (CASCADE_RESULTS_REPLICAS=3).
+      const nc = await connect({
+        servers: '127.0.0.1:4222',
+        user: 'monitor',
+        pass: 'change-me-monitor',
+        inboxPrefix: '_INBOX_monitor',
+      });
+      const stream = await (await jetstreamManager(nc)).streams.info('CASCADE_RESULTS').finally(() => nc.close());
+      expect([stream.config.num_replicas, 1 + (stream.cluster?.replicas?.length ?? 0)]).toEqual([3, 3]);
+      const violations = (await logs('nats', cluster)).split('\n').filter((l) => l.includes('Violation'));
+      expect(violations).toEqual([]);
+    } finally {
+      await cluster('down', '-v', '--remove-orphans');
+    }
+    await nothingLeft(CLUSTER);
   }, 420_000);
 });

@@ -110,6 +110,7 @@ async function launch(
           () => false,
         );
         if (ok) return;
+        if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`nats-server ${name} exited:\n${log}`);
         if (performance.now() > until) throw new Error(`nats-server ${name} not healthy in ${timeoutMs} ms:\n${log}`);
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -164,8 +165,11 @@ async function withFreshPorts(start: () => Promise<Promise<NatsNode>[]>): Promis
 
 /** Three cloud nodes from deploy/nats/cluster.conf, routed to each other, with JetStream healthy on each. */
 export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
-  const nodes = await withFreshPorts(() => launchCloud(options));
-  await Promise.all(nodes.map((n) => n.healthy()));
+  // Healthy inside the retry: a node binds its route port after it says it is ready, and a port taken meanwhile
+  // (picked free, then used by another process) ends it there.
+  const nodes = await withFreshPorts(async () =>
+    (await launchCloud(options)).map((p) => p.then(async (n) => (await n.healthy(), n))),
+  );
   return {
     nodes,
     urls: nodes.map((n) => n.url).join(','),

@@ -205,7 +205,8 @@ export class ResultsPump {
             if (a.value.duplicate) duplicates++;
           } else {
             error ??= a.reason as Error;
-            if (/no responders|503/i.test((a.reason as Error).message)) this.refused.add(id);
+            if (NO_STREAM.test((a.reason as Error).message))
+              this.refused.add(id); // nobody took it
             else this.refused.delete(id);
           }
         });
