@@ -124,7 +124,7 @@ export class ResultsPump {
   /** Whether entries of the window may have been stored without an acknowledgement. */
   private unsure: boolean;
   /** Entries whose last send was refused outright: not stored. */
-  private readonly refused = new Set<string>();
+  private refused = new Set<string>();
   private checkFailureSaid = '';
 
   constructor(
@@ -197,17 +197,15 @@ export class ResultsPump {
         const delivered: string[] = [];
         let duplicates = 0;
         let error: Error | undefined;
+        this.refused = new Set(); // what the last send of the window refused: every unsettled entry is in it
         acks.forEach((a, i) => {
           const id = batch[i]!.id;
           if (a.status === 'fulfilled') {
             delivered.push(id);
-            this.refused.delete(id);
             if (a.value.duplicate) duplicates++;
           } else {
             error ??= a.reason as Error;
-            if (NO_STREAM.test((a.reason as Error).message))
-              this.refused.add(id); // nobody took it
-            else this.refused.delete(id);
+            if (NO_STREAM.test((a.reason as Error).message)) this.refused.add(id); // nobody took it
           }
         });
         this.outbox.settle(delivered);
@@ -271,7 +269,6 @@ export class ResultsPump {
     this.unsure = false;
     if (stored.length > 0) {
       this.outbox.settle(stored);
-      for (const id of stored) this.refused.delete(id);
       this.onDelivered(stored.length, stored.length);
       this.log('results_already_stored', { count: stored.length, pending: this.outbox.size });
     }

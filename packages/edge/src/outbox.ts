@@ -145,8 +145,11 @@ export class Outbox implements ResultQueue {
     this.queue.push(held);
     this.index.set(held.id, held);
     this.bytes += cost(held);
-    let over = Math.max(0, this.queue.length - this.o.maxCount);
-    for (let b = this.bytes; over < this.queue.length && b > this.o.maxBytes; over++) b -= cost(this.queue[over]!);
+    // The oldest go until both limits hold: the count, and the size of what is left.
+    const countOver = Math.max(0, this.queue.length - this.o.maxCount);
+    let over = 0;
+    for (let b = this.bytes; over < this.queue.length && (over < countOver || b > this.o.maxBytes); over++)
+      b -= cost(this.queue[over]!);
     if (over > 0) this.drop('full', over);
     this.checkLevel(Date.now());
   }
