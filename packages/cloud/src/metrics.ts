@@ -4,6 +4,7 @@ import {
   createRegistry,
   resultsStreamUse,
   setBuildInfo,
+  snapshotGauges,
   type ResultsStreamUse,
 } from '@cascade/service';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -150,7 +151,7 @@ export function natsStats(registry: Registry, nats: () => NatsConnection | undef
 
 /**
  * The results stream's size and age against its limits, read at scrape time (one stream info a scrape, shared by the
- * gauges), so that alerts see it filling up before it drops results. Absent while the stream cannot be read.
+ * gauges), so that alerts see it filling up before it drops results. They read 0 while the stream cannot be read.
  */
 export function resultsStreamStats(registry: Registry, nats: () => NatsConnection | undefined): void {
   let last: { at: number; use: Promise<ResultsStreamUse | undefined> } | undefined;
@@ -161,23 +162,11 @@ export function resultsStreamStats(registry: Registry, nats: () => NatsConnectio
       last = { at: performance.now(), use: resultsStreamUse(nc).catch(() => undefined) };
     return last.use;
   };
-  const gauges: [string, string, (u: ResultsStreamUse) => number][] = [
+  snapshotGauges(registry, use, [
     ['cascade_results_stream_bytes', 'Bytes the results stream holds.', (u) => u.bytes],
     ['cascade_results_stream_max_bytes', "The results stream's size limit; past it the oldest results go.", (u) => u.maxBytes],
     ['cascade_results_stream_messages', 'Results the results stream holds.', (u) => u.messages],
     ['cascade_results_stream_oldest_age_seconds', 'Age of the oldest result the results stream holds.', (u) => u.oldestAgeMs / 1000],
     ['cascade_results_stream_max_age_seconds', "The results stream's age limit.", (u) => u.maxAgeMs / 1000],
-  ]; // prettier-ignore
-  for (const [name, help, value] of gauges) {
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      async collect() {
-        const u = await use();
-        this.reset();
-        if (u) this.set(value(u));
-      },
-    });
-  }
+  ]); // prettier-ignore
 }

@@ -1,4 +1,4 @@
-import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo } from '@cascade/service';
+import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo, snapshotGauges } from '@cascade/service';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { OutboxUse } from './outbox.js';
 
@@ -131,23 +131,12 @@ export class EdgeMetrics {
       },
     });
     for (const reason of ['full', 'expired']) this.resultsDropped.inc({ reason }, 0);
-    const outboxGauges: [string, string, (u: OutboxUse) => number][] = [
+    snapshotGauges(this.registry, () => probe.outbox(), [
       ['cascade_edge_outbox_bytes', "Memory the outbox's results take (bytes, id and subject, plus a fixed overhead each).", (u) => u.bytes],
       ['cascade_edge_outbox_max_bytes', "The outbox's size limit; past it the oldest results are dropped.", (u) => u.maxBytes],
       ['cascade_edge_outbox_oldest_age_seconds', 'Age of the oldest result in the outbox.', (u) => u.oldestAgeMs / 1000],
       ['cascade_edge_outbox_max_age_seconds', "The outbox's age limit; older results are dropped.", (u) => u.maxAgeMs / 1000],
-    ]; // prettier-ignore
-    for (const [name, help, value] of outboxGauges)
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const u = probe.outbox();
-          this.reset();
-          if (u) this.set(value(u));
-        },
-      });
+    ]); // prettier-ignore
     this.expectedOffloadRate = new Gauge({
       name: 'cascade_edge_expected_offload_rate',
       help: 'Offload rate the operating point promised on the test set (alerting band centre); -1 when thresholds are custom or the controller moves them.',

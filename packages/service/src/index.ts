@@ -16,6 +16,7 @@ export {
   createRegistry,
   serveMetrics,
   setBuildInfo,
+  snapshotGauges,
   type MetricsServer,
   type Route,
 } from './metrics.js';

@@ -43,6 +43,29 @@ export function setBuildInfo(registry: Registry, builds: Record<string, string>[
 
 export const CASCADE_VERSION = '0.1.0';
 
+/**
+ * Gauges read from one snapshot at scrape time: `read` is called once per gauge and scrape (cache it if it costs),
+ * and each gauge takes its value from the snapshot; while `read` gives nothing they read 0 (a ratio of two of them
+ * is then NaN, which no alert matches).
+ */
+export function snapshotGauges<T>(
+  registry: Registry,
+  read: () => T | undefined | Promise<T | undefined>,
+  gauges: readonly (readonly [name: string, help: string, value: (snapshot: T) => number])[],
+): void {
+  for (const [name, help, value] of gauges)
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const snapshot = await read();
+        this.reset();
+        if (snapshot !== undefined) this.set(value(snapshot));
+      },
+    });
+}
+
 /** Serves `GET /metrics` (and extra routes) on host:port; port 0 picks a free one. */
 export interface MetricsServer {
   port: number;

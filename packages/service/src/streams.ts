@@ -134,11 +134,12 @@ export async function resultsStreamUse(nc: NatsConnection): Promise<ResultsStrea
   const info = await jsm.streams.info(RESULTS_STREAM.name).catch(() => undefined);
   if (!info) return undefined;
   const first = info.state.messages > 0 ? Date.parse(info.state.first_ts) : Date.now();
+  const { maxBytes, maxAgeMs } = limitsOf(info);
   return {
     bytes: info.state.bytes,
     messages: info.state.messages,
-    maxBytes: info.config.max_bytes,
-    maxAgeMs: info.config.max_age / 1e6,
+    maxBytes,
+    maxAgeMs,
     oldestAgeMs: Math.max(0, Date.now() - first),
   };
 }
