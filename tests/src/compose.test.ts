@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO, requireProgram } from './harness.js';
+import { REPO, requireProgram, until } from './harness.js';
 
 const run = promisify(execFile);
 const DIR = join(REPO, 'deploy/compose');
@@ -70,16 +70,6 @@ async function nothingLeft(project: string): Promise<void> {
   expect(await podman('ps', '-a', '-q', '--filter', label)).toBe('');
   expect(await podman('volume', 'ls', '-q', '--filter', label)).toBe('');
   expect(await podman('network', 'ls', '-q', '--filter', label)).toBe('');
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms: number): Promise<T> {
-  const end = performance.now() + ms;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v) return v;
-    if (performance.now() > end) throw new Error(`${what}: not within ${ms / 1000} s`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
 }
 
 async function promQuery(q: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {

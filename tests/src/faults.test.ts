@@ -22,7 +22,7 @@ import {
   whenResults,
   type EdgeRun,
 } from './edge-process.js';
-import { encodeRequest, freePort, MODEL, model, validRequest } from './harness.js';
+import { encodeRequest, freePort, MODEL, model, until, validRequest } from './harness.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -175,17 +175,13 @@ describe('faults - real processes, real nats-server', () => {
       cleanup.push(() => stopChild(proc, 'SIGKILL'));
       return { proc, exit, log: () => log };
     };
-    const until = async (what: string, ok: () => boolean, ms = 30_000) => {
-      for (const end = performance.now() + ms; !ok(); await new Promise((r) => setTimeout(r, 50)))
-        if (performance.now() > end) throw new Error(`no ${what} in ${ms} ms`);
-    };
     const metricsPort = await freePort();
     const get = async (path: string) => {
       const r = await fetch(`http://127.0.0.1:${metricsPort}${path}`);
       return [r.status, await r.text()];
     };
     const w = waiting('fw-early', metricsPort);
-    await until('waiting line', () => w.log().includes('"worker_waiting_for_nats"'));
+    await until('waiting line', () => w.log().includes('"worker_waiting_for_nats"'), 30_000, 50);
     await new Promise((r) => setTimeout(r, 3500)); // attempts at about 0, 1 and 3 s
     expect(await get('/healthz')).toEqual([200, 'ok\n']);
     expect(await get('/readyz')).toEqual([503, 'not ready: waiting for NATS\n']);
@@ -204,7 +200,7 @@ describe('faults - real processes, real nats-server', () => {
 
     // NATS gone before the worker ever reached it: a stop still drains and exits 0 at once.
     const late = waiting('fw-never', await freePort());
-    await until('waiting line', () => late.log().includes('"worker_waiting_for_nats"'));
+    await until('waiting line', () => late.log().includes('"worker_waiting_for_nats"'), 30_000, 50);
     const t = performance.now();
     late.proc.kill('SIGTERM');
     expect(await late.exit).toBe(0);

@@ -68,6 +68,27 @@ export async function natsForTests(): Promise<TestNats> {
   return got({ url: server.url, kind: 'nats-server', stop: () => server.stop() });
 }
 
+/**
+ * Polls `probe` every `everyMs` until it gives a truthy value (returned), for at most `ms`; a probe that throws counts
+ * as not yet (a container still starting). Throws naming `what` when the time is up.
+ */
+export async function until<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  ms: number,
+  everyMs = 1000,
+): Promise<T> {
+  const end = performance.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve()
+      .then(probe)
+      .catch(() => undefined);
+    if (v) return v;
+    if (performance.now() > end) throw new Error(`${what}: not within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 export function sampleImage(i: number): Uint8Array {
   const raw = readFileSync(SAMPLES);
   return new Uint8Array(raw.subarray(i * 3073 + 1, (i + 1) * 3073));
