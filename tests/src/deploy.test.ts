@@ -1,6 +1,6 @@
 import { startNatsServer, track } from '@cascade/demo';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -191,6 +191,100 @@ describe('kubernetes manifests', () => {
     expect(ds.spec.template.spec.volumes.find((v: any) => v.name === outbox.name).hostPath.path).toBe(
       '/var/lib/cascade/outbox',
     );
+  });
+});
+
+/** deploy/k8s/check, built by scripts/setup test: the manifests against the API's Go types. */
+function k8sCheck(...paths: string[]): { status: number | null; out: string } {
+  const bin = join(REPO, '.tools/bin/k8s-check');
+  if (!existsSync(bin))
+    throw new Error(`${bin} is missing: run scripts/setup test (it builds deploy/k8s/check with Go)`);
+  const r = spawnSync(bin, paths, { cwd: REPO, encoding: 'utf8' });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+describe('kubernetes manifests against the API schema (k8s-check: Kubernetes 1.37, KEDA 2.21)', () => {
+  it('every object kubectl apply -k would send, of both kustomizations, passes: no unknown field, wrong type or missing required one', () => {
+    const { status, out } = k8sCheck('deploy/k8s/base', 'deploy/k8s/hpa');
+    expect(out).toMatch(/Kubernetes API v0\.37\.\d+, KEDA v2\.21\.\d+/);
+    expect(out, out).not.toContain('FAIL');
+    expect(status, out).toBe(0);
+    // Every manifest of the folders was rendered and checked, the ScaledObject only in base (hpa deletes it).
+    const checked = (dir: string) => out.split('\n').filter((l) => l.startsWith(`ok    deploy/k8s/${dir}:`));
+    expect(checked('base')).toHaveLength(base.length);
+    expect(checked('base').some((l) => l.includes('keda.sh/v1alpha1 ScaledObject cascade/cascade-worker'))).toBe(true);
+    expect(checked('hpa')).toHaveLength(base.length); // less the ScaledObject, plus the HPA
+    expect(checked('hpa').some((l) => l.includes('ScaledObject'))).toBe(false);
+    expect(checked('hpa').some((l) => l.includes('autoscaling/v2 HorizontalPodAutoscaler'))).toBe(true);
+  });
+
+  it('a broken manifest fails, naming the object, the field and what is wrong', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'k8s-check-'));
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: typo }
+spec:
+  selector: { matchLabels: { app: w } }
+  template:
+    metadata: { labels: { app: w } }
+    spec:
+      containers:
+        - image: cascade-worker:0.1.0
+          imagePullPolcy: Always
+          ports: [{ name: metrics }]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: wrong-type }
+spec:
+  replicas: "two"
+  selector: { matchLabels: { app: w } }
+  template:
+    metadata: { labels: { app: w } }
+    spec: { containers: [{ name: w, image: x, imagePullPolicy: Sometimes }] }
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: { name: so }
+spec:
+  scaleTargetRef: { name: w }
+  minReplicas: 1
+  triggers: [{ metadata: { query: q } }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: fine }
+spec: { ports: [{ port: 9464 }] }
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: { name: w }
+`,
+    );
+    const { status, out } = k8sCheck(file);
+    expect(status, out).toBe(1);
+    const fails = out.split('\n').filter((l) => l.startsWith('FAIL'));
+    const at = (object: string, what: string) =>
+      expect(
+        fails.some((l) => l.includes(object) && l.includes(what)),
+        what,
+      ).toBe(true);
+    at('Deployment typo', 'unknown field "spec.template.spec.containers[0].imagePullPolcy"');
+    at('Deployment typo', 'spec.template.spec.containers[0].name: required by Container');
+    at('Deployment typo', 'spec.template.spec.containers[0].ports[0].containerPort: required by ContainerPort');
+    at(
+      'Deployment wrong-type',
+      'cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32',
+    );
+    at('Deployment wrong-type', 'imagePullPolicy: "Sometimes" is not one of Always, Never, IfNotPresent');
+    at('ScaledObject so', 'unknown field "spec.minReplicas"');
+    at('ScaledObject so', 'spec.triggers[0].type: required by ScaleTriggers');
+    at('Widget w', 'not a kind this checker knows');
+    expect(out).toMatch(/^ok {4}\S+broken\.yaml: v1 Service fine$/m);
+    expect(out).toContain('5 objects, 4 failed');
   });
 });
 
