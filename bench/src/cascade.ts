@@ -1,6 +1,6 @@
 import { startWorker } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult, type Frame } from '@cascade/edge';
-import { encodeTensor, type Encoding } from '@cascade/proto';
+import { elementCount, encodeTensor, type Encoding } from '@cascade/proto';
 import type { ModelDir } from '@cascade/runtime';
 import { deflateSync } from 'node:zlib';
 import { stageInputs } from './raw.js';
@@ -165,7 +165,7 @@ export async function compression(model: ModelDir, images: Uint8Array, n: number
   const feeds = (await stageInputs(model, images, n))[1]!;
   const name = model.manifest.stages[1]!.inputs.find((t) => t.name !== 'image')!.name;
   const t = feeds[name]!;
-  const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
+  const per = elementCount(t.dims.slice(1));
   return (['int8', 'fp16'] as const).map((encoding) => {
     let raw = 0;
     let packed = 0;

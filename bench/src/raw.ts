@@ -1,3 +1,4 @@
+import { elementCount } from '@cascade/proto';
 import type { Feeds, ModelDir } from '@cascade/runtime';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ export interface RawResult {
 /** Inputs for every stage at a batch size: real images, carried states from running the stages once. */
 export async function stageInputs(model: ModelDir, images: Uint8Array, batch: number): Promise<Feeds[]> {
   const m = model.manifest;
-  const pixels = m.input.shape.reduce((a, b) => a * b, 1);
+  const pixels = elementCount(m.input.shape);
   const image = { data: images.slice(0, batch * pixels), dims: [batch, ...m.input.shape] };
   const session = (s: number) => ort.InferenceSession.create(join(model.path, m.stages[s]!.file));
   const feeds: Feeds[] = [];

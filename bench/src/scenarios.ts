@@ -5,6 +5,7 @@
 //   drift     the 1,000 samples, then the same images darkened, blurred, noisy and JPEG-compressed (generated here)
 //   pressure  the workers' CPU quota halved mid-run (a cgroup CPU limit, as a container's; needs root)
 //   link      a bandwidth budget below what the operating point sends
+import { seededRandom } from '@cascade/proto';
 import { startNatsServer, startWorker, type WorkerProcess } from '@cascade/demo';
 import { EdgeAgent, type EdgeOptions, type EdgeResult, type Frame } from '@cascade/edge';
 import { loadModelDir, operatingPoint, StageRunner, type Feeds, type ModelDir } from '@cascade/runtime';
@@ -32,16 +33,7 @@ const PIXELS = 3 * 32 * 32;
 // ---------------------------------------------------------------------------------------------------------------
 // Frames and corruptions (deterministic)
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 interface Sample {
   pixels: Uint8Array;

@@ -3,9 +3,9 @@
 // int8, image mode), the edge's time to build a request and the worker's time to validate and unpack it, and whether
 // every unpacked tensor is byte-identical to the unpacked-free original (then predictions cannot change).
 // Writes bench/results/wire.json and wire.md.
-import { compileEdgeOptions, Offloader } from '@cascade/edge';
+import { buildInferRequest, compileEdgeOptions, requestSettings } from '@cascade/edge';
 import { validateRequest } from '@cascade/cloud';
-import { decodeTensor, encodeTensor, toWireTensor } from '@cascade/proto';
+import { decodeTensor, elementCount, encodeTensor, toWireTensor } from '@cascade/proto';
 import { compressTensor } from '@cascade/proto/compress';
 import {
   carriedOutputs,
@@ -97,12 +97,12 @@ async function bitStudy(model: ModelDir, frames: HardFrame[], thresholds: number
     const out: number[] = [];
     for (let at = 0; at < frames.length; at += 32) {
       const batch = frames.slice(at, at + 32);
-      const pixels = m.input.shape.reduce((a, b) => a * b, 1);
+      const pixels = elementCount(m.input.shape);
       const image = new Uint8Array(batch.length * pixels);
       batch.forEach((f, r) => image.set(f.pixels, r * pixels));
       const feeds: Feeds = { image: { data: image, dims: [batch.length, ...m.input.shape] } };
       for (const spec of specs) {
-        const per = spec.shape.slice(1).reduce((a, b) => a * b, 1);
+        const per = elementCount(spec.shape.slice(1));
         const data = new Float32Array(batch.length * per);
         batch.forEach((_, r) => data.set(states[at + r]!.get(spec.name)!, r * per));
         feeds[spec.name] = { data, dims: [batch.length, ...spec.shape.slice(1)] };
@@ -180,15 +180,8 @@ async function main(): Promise<void> {
   log(`${n} images from ${source}`);
   const thresholds = operatingPoint(m).thresholds;
   const sessions = await StageSessions.create(model, { last: 0, threads: 1 });
-  const offloaders = VARIANTS.map(
-    (v) =>
-      new Offloader(
-        m,
-        1,
-        thresholds,
-        compileEdgeOptions({ model: model.path, mode: v.mode, compression: v.compression }),
-        undefined,
-      ),
+  const settings = VARIANTS.map((v) =>
+    requestSettings(compileEdgeOptions({ model: model.path, mode: v.mode, compression: v.compression })),
   );
   const bytes = VARIANTS.map(() => [] as number[]);
   const hardBytes = VARIANTS.map(() => [] as number[]);
@@ -206,7 +199,7 @@ async function main(): Promise<void> {
     let reference: Record<string, ReturnType<typeof validateRequest>> = {};
     VARIANTS.forEach((v, k) => {
       let t = performance.now();
-      const { request } = offloaders[k]!.build(pixels, out);
+      const request = buildInferRequest(m, 1, thresholds, settings[k]!, pixels, out);
       buildUs[k]! += (performance.now() - t) * 1000;
       t = performance.now();
       const valid = validateRequest(request, m, 1 << 20);

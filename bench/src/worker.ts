@@ -1,5 +1,13 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
-import { encodeTensor, imageTensor, subjects, toWireTensor, v1, type InferRequestMessage } from '@cascade/proto';
+import {
+  elementCount,
+  encodeTensor,
+  imageTensor,
+  subjects,
+  toWireTensor,
+  v1,
+  type InferRequestMessage,
+} from '@cascade/proto';
 import { carriedOutputs, type ModelDir } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { lastExitOnly } from './cascade.js';
@@ -21,7 +29,7 @@ export async function realRequests(
   return Array.from({ length: n }, (_, i) => {
     const state = specs.map((spec) => {
       const t = feeds[spec.name]!;
-      const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
+      const per = elementCount(t.dims.slice(1));
       return toWireTensor(
         spec.name,
         encodeTensor((t.data as Float32Array).slice(i * per, (i + 1) * per), t.dims.slice(1), encoding),

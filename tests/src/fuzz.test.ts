@@ -1,5 +1,5 @@
 import { startWorker, type WorkerProcess } from '@cascade/demo';
-import { subjects, v1, type DType, type InferRequestMessage } from '@cascade/proto';
+import { elementCount, seededRandom, subjects, v1, type DType, type InferRequestMessage } from '@cascade/proto';
 import type { ModelDir } from '@cascade/runtime';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,14 +16,7 @@ import {
 
 /** Deterministic generator (mulberry32), so every run sends the same requests. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const next = seededRandom(seed);
   return {
     next,
     int: (n: number) => Math.floor(next() * n),
@@ -59,7 +52,7 @@ function kinds(m: ModelDir) {
     });
   const stateSpec = () => {
     const s = man.stages[1]!.inputs.find((t) => t.name !== 'image')!;
-    return { name: s.name, shape: s.shape.slice(1), n: s.shape.slice(1).reduce((a, b) => a * b, 1) };
+    return { name: s.name, shape: s.shape.slice(1), n: elementCount(s.shape.slice(1)) };
   };
   return {
     random_bytes: (r: ReturnType<typeof rng>) => Uint8Array.from({ length: r.int(600) }, () => r.int(256)),

@@ -1,6 +1,14 @@
 import { startNatsServer } from '@cascade/demo';
 import { EdgeAgent, openSource, type EdgeOptions, type EdgeResult } from '@cascade/edge';
-import { encodeTensor, imageTensor, toWireTensor, v1, type InferReply, type InferRequestMessage } from '@cascade/proto';
+import {
+  elementCount,
+  encodeTensor,
+  imageTensor,
+  toWireTensor,
+  v1,
+  type InferReply,
+  type InferRequestMessage,
+} from '@cascade/proto';
 import { carriedOutputs, loadModelDir, operatingPoint, type ModelDir } from '@cascade/runtime';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -103,7 +111,7 @@ export function validRequest(m: ModelDir, overrides: Partial<InferRequestMessage
   const man = m.manifest;
   const state = carriedOutputs(man, 0).map((spec) => {
     const shape = spec.shape.slice(1);
-    const values = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => (i % 7) * 0.1);
+    const values = new Float32Array(elementCount(shape)).map((_, i) => (i % 7) * 0.1);
     return toWireTensor(spec.name, encodeTensor(values, shape, 'int8'));
   });
   return {

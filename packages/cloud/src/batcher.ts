@@ -271,7 +271,7 @@ export class Batcher {
 
 /** Stage `first`'s inputs for a batch: the images, and each carried state decoded straight into its batch rows. */
 function batchInputs(jobs: Job[], m: Manifest, first: number): Feeds {
-  const pixels = m.input.shape.reduce((a, b) => a * b, 1);
+  const pixels = elementCount(m.input.shape);
   const image = new Uint8Array(jobs.length * pixels);
   jobs.forEach((j, r) => image.set(j.req.image, r * pixels));
   const feeds: Feeds = { image: { data: image, dims: [jobs.length, ...m.input.shape] } };

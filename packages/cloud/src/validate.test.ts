@@ -1,4 +1,4 @@
-import { decodeTensor, ErrorCode, v1, type InferRequestMessage } from '@cascade/proto';
+import { decodeTensor, elementCount, ErrorCode, v1, type InferRequestMessage } from '@cascade/proto';
 import { compressTensor } from '@cascade/proto/compress';
 import { brotliCompressSync } from 'node:zlib';
 import { loadModelDir, operatingPoint } from '@cascade/runtime';
@@ -11,7 +11,7 @@ const m = model.manifest;
 const thresholds = operatingPoint(m).thresholds;
 const state = m.stages[1]!.inputs.filter((t) => t.name !== 'image')[0]!;
 const per = state.shape.slice(1);
-const n = per.reduce((a, b) => a * b, 1);
+const n = elementCount(per);
 
 function request(over: Partial<InferRequestMessage> = {}): Uint8Array {
   return v1.InferRequest.encode({

@@ -15,9 +15,10 @@ import {
   type ShadowRecord,
   type TickInputs,
 } from './adaptive.js';
-import type { EdgeResult, EdgeViews, ModeChooser } from './frame.js';
+import type { EdgeViews } from './local.js';
 import type { EdgeMetrics } from './metrics.js';
-import type { ExitView, OffloadOutcome } from './offload.js';
+import type { EdgeResult, ModeChooser } from './path.js';
+import type { ExitView, OffloadOutcome } from './request.js';
 
 /** The settings that may change while the edge runs (from the fleet configuration). */
 export interface AdaptSettings {
@@ -50,20 +51,19 @@ export class Adaptation {
   last: Decision | undefined;
   /** Bytes per offload in each mode (a moving average), for `--mode auto`. */
   private readonly modeBytes = { state: 0, image: 0 };
-  /** `--mode auto`: the mode chooser handed to the frame path (undefined for a fixed mode). */
-  modes: ModeChooser | undefined;
+  /** The thresholds in force and, for `--mode auto`, the mode chooser: what the frame path decides frames by. */
+  readonly policy: { thresholds: readonly number[]; modes?: ModeChooser };
   /** Frames and offloads since the start. */
   readonly totals = { frames: 0, offloads: 0 };
   private readonly recent = { at: { frames: 0, offloads: 0 } };
 
   /**
-   * `thresholds` is the array the frame path and the offloader read: the controller changes it in place, between
-   * frames. `base` is what the operating point (or the fleet configuration) asks for.
+   * `base` is the thresholds the operating point (or the fleet configuration) asks for; the controller moves the
+   * policy's from there, between frames.
    */
   constructor(
     private readonly manifest: Manifest,
     private readonly edgeExits: number,
-    readonly thresholds: number[],
     private base: number[],
     private settings: AdaptSettings,
     windowSize: number,
@@ -72,6 +72,7 @@ export class Adaptation {
     private readonly sendShadow: ((pixels: Uint8Array) => Promise<OffloadOutcome>) | undefined,
     private readonly random: () => number = Math.random,
   ) {
+    this.policy = { thresholds: [...base] };
     this.shadows = new ShadowWindow(windowSize);
     this.frames = new FrameWindow(edgeExits);
     this.apply(settings, base);
@@ -83,7 +84,7 @@ export class Adaptation {
    */
   chooseModes(macs: ModeCosts['macs'], weights: ModeWeights): void {
     const b = this.modeBytes;
-    this.modes = {
+    this.policy.modes = {
       choose: () => chooseMode({ bytes: b, macs }, weights, this.binding),
       note: (mode, bytes) => (b[mode] = b[mode] ? 0.9 * b[mode] + 0.1 * bytes : bytes),
       seen: (mode) => b[mode] > 0,
@@ -246,8 +247,13 @@ export class Adaptation {
     return frames > 0 ? offloads / frames : 0;
   }
 
+  /** The thresholds in force. */
+  get thresholds(): readonly number[] {
+    return this.policy.thresholds;
+  }
+
   private set(values: readonly number[]): void {
-    for (let e = 0; e < this.thresholds.length; e++) this.thresholds[e] = values[e]!;
+    this.policy.thresholds = [...values];
   }
 
   private setBinding(b: Binding): void {

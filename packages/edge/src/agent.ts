@@ -1,13 +1,5 @@
 import { CascadeError, ConfigError, ERROR_CODES, type EdgeHeartbeat, type EdgeSettings } from '@cascade/proto';
-import {
-  createExecutor,
-  loadModelDir,
-  operatingPoint,
-  type Manifest,
-  type ModelDir,
-  type OperatingPoint,
-  type StageExecutor,
-} from '@cascade/runtime';
+import { loadModelDir, type ModelDir } from '@cascade/runtime';
 import {
   defaultModelCache,
   fetchModel,
@@ -19,19 +11,18 @@ import {
   type MetricsServer,
 } from '@cascade/service';
 import { randomBytes } from 'node:crypto';
-import { FramePath, type EdgeResult, type FrameContext } from './frame.js';
-import { liveRoutes } from './live.js';
-import { Adaptation, type AdaptSettings } from './adapt.js';
+import type { Adaptation } from './adapt.js';
+import { toFrameResult } from './delivery.js';
 import { FleetClient } from './fleet.js';
+import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
-import { Offloader, type ExitView } from './offload.js';
+import { EdgeModel, type EdgeEnv } from './model.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
-import { toFrameResult } from './delivery.js';
+import type { EdgeResult, Frame } from './path.js';
 import { ResultsPublisher } from './results.js';
-import type { Frame } from './sources.js';
 
-export type { EdgeResult, Outcome } from './frame.js';
+export type { EdgeResult, Outcome } from './path.js';
 
 /** `running` until close(); `closing` while it finishes offloads and flushes results; then `closed`. */
 export type EdgeState = 'running' | 'closing' | 'closed';
@@ -40,19 +31,18 @@ export type EdgeState = 'running' | 'closing' | 'closed';
  * An edge agent: runs stages 0..split-1 in a worker thread, ends a frame at the first confident exit, and offloads
  * the rest over NATS with a deadline; any failure of the offload answers with the best local exit (a fallback).
  * It starts without NATS and connects when it can; every result also goes to the results stream through an outbox.
- * What happens to one frame is in frame.ts; this file is the lifecycle and the loop.
+ * What happens to one frame is in path.ts, a model version in model.ts; this file is the lifecycle and admission.
  */
 export class EdgeAgent {
   state: EdgeState = 'running';
   /** Names this start of the agent in result ids (`<edge>/<run>/<sequence>`). */
   readonly runId = randomBytes(6).toString('hex');
   private sequence = 0;
-  private inflight = 0;
-  private slotWaiters: (() => void)[] = [];
+  /** Offload slots: a hard frame waits for one (the source then waits too). */
+  private readonly slots: Slots;
+  /** Frames under way, until their result is emitted. */
   private readonly pending = new Set<Promise<void>>();
   private metricsServer: MetricsServer | undefined;
-  /** 1 after a reply from a worker, 0 after a timeout, no responders or a disconnection. */
-  private reachable = 0;
   /** The fleet configuration and registry (with NATS). */
   fleet: FleetClient | undefined;
   /** Model versions a switch replaced, closing once their frames have finished. */
@@ -66,7 +56,10 @@ export class EdgeAgent {
     private readonly publisher: ResultsPublisher | undefined,
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
-  ) {}
+    private readonly env: EdgeEnv,
+  ) {
+    this.slots = new Slots(options.maxInflight);
+  }
 
   get model(): ModelDir {
     return this.current.model;
@@ -76,9 +69,9 @@ export class EdgeAgent {
     return this.current.split;
   }
 
-  /** The thresholds in force (the controller moves them in place). */
-  get thresholds(): number[] {
-    return this.current.thresholds;
+  /** The thresholds in force (the adaptation's policy: the controller moves them between frames). */
+  get thresholds(): readonly number[] {
+    return this.current.adapt.thresholds;
   }
 
   /** Shadow sampling, the accuracy estimate and the threshold controller of the running model. */
@@ -146,15 +139,17 @@ export class EdgeAgent {
       publisher = new ResultsPublisher(outbox, link, log, (n) => metrics.resultsPublished.inc(n));
       metrics.probe.pending = () => publisher!.pending;
     }
+    let reachable = 0; // 1 after a reply from a worker, 0 after a timeout, no responders or a disconnection
+    const env: EdgeEnv = { o, metrics, log, link, reachable: (up) => (reachable = up ? 1 : 0) };
     let current: EdgeModel;
     try {
-      current = await EdgeModel.load(model, o, {}, metrics, log, link);
+      current = await EdgeModel.load(model, {}, env);
     } catch (err) {
       publisher?.close();
       await link?.close();
       throw err;
     }
-    const agent = new EdgeAgent(o, current, link, publisher, log, metrics);
+    const agent = new EdgeAgent(o, current, link, publisher, log, metrics, env);
     current.start();
     if (link && o.fleet) {
       agent.fleet = new FleetClient(link, o.id, agent, {
@@ -164,7 +159,7 @@ export class EdgeAgent {
       }, log); // prettier-ignore
       agent.fleet.start();
     }
-    metrics.probe.reachable = () => (link?.connected ? agent.reachable : 0);
+    metrics.probe.reachable = () => (link?.connected ? reachable : 0);
     if (o.metricsPort >= 0) {
       try {
         agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost, {
@@ -197,60 +192,48 @@ export class EdgeAgent {
     if (this.state !== 'running')
       throw new CascadeError(ERROR_CODES.STATE, `run() on an edge agent that is ${this.state}`);
     let count = 0;
-    const emit = (cur: EdgeModel, ctx: FrameContext, r: EdgeResult) => {
-      cur.path.observe(r);
-      cur.adapt.observe(r);
-      onResult(r);
-      if (this.publisher) {
-        const { id, subject, data } = toFrameResult(r, this.runId, ctx.frame.capturedUnixMs);
-        this.publisher.publish(id, subject, data);
-      }
-    };
-    const setReachable = (up: boolean) => (this.reachable = up ? 1 : 0);
+    /** Frames in their edge stages (or waiting for an offload slot). */
     const local = new Set<Promise<void>>();
     for await (const frame of frames) {
       count++;
-      const ctx: FrameContext = { frame, sequence: ++this.sequence, started: performance.now() };
       // The model version at the frame's start finishes it, even when another one takes over meanwhile.
       const cur = this.current;
       cur.active++;
-      const job = cur.path.local(frame).then(
-        async (out) => {
-          cur.adapt.frame(out.views);
-          const sampled = cur.adapt.sample();
-          if ('exited' in out) {
-            emit(cur, ctx, cur.path.result(ctx, out.exited, 'edge', 'exited'));
-            if (sampled) cur.adapt.shadow(frame.pixels);
-            return;
-          }
-          await this.acquireSlot();
-          const record = (exits: ExitView[]) => cur.adapt.record(out.views, exits);
-          cur.active++;
-          const offload = cur.path
-            .offload(ctx, out.best, out.state, setReachable, sampled, record, cur.adapt.modes)
-            .then(
-              (r) => emit(cur, ctx, r),
-              (err: Error) => emit(cur, ctx, cur.path.errorResult(ctx, err)),
-            )
-            .finally(() => {
-              this.releaseSlot();
-              this.pending.delete(offload);
-              cur.done();
-            });
-          this.pending.add(offload);
-        },
-        (err: Error) => emit(cur, ctx, cur.path.errorResult(ctx, err)),
-      );
-      local.add(job);
-      void job.finally(() => {
-        local.delete(job);
-        cur.done();
-      });
+      let leave!: () => void;
+      const left = new Promise<void>((resolve) => (leave = resolve));
+      const admit = async () => {
+        const release = await this.slots.acquire();
+        this.metrics.inflight.inc();
+        leave();
+        return () => {
+          this.metrics.inflight.dec();
+          release();
+        };
+      };
+      const done = cur.path
+        .process(frame, ++this.sequence, admit)
+        .then((r) => this.emit(r, frame, onResult))
+        .finally(() => {
+          leave();
+          this.pending.delete(done);
+          cur.done();
+        });
+      this.pending.add(done);
+      local.add(left);
+      void left.then(() => local.delete(left));
       if (local.size >= this.options.pipeline) await Promise.race(local);
     }
-    await Promise.all(local);
     await Promise.all(this.pending);
     return count;
+  }
+
+  /** A frame's result to the caller and, through the outbox, to the results stream. */
+  private emit(r: EdgeResult, frame: Frame, onResult: (r: EdgeResult) => void): void {
+    onResult(r);
+    if (this.publisher) {
+      const { id, subject, data } = toFrameResult(r, this.runId, frame.capturedUnixMs);
+      this.publisher.publish(id, subject, data);
+    }
   }
 
   /**
@@ -275,7 +258,7 @@ export class EdgeAgent {
     const { dir } = await fetchModel(this.link?.nc, name, version, o.modelCache ?? defaultModelCache());
     const model = await loadModelDir(dir);
     if (model.manifest.name !== name) throw new ConfigError(`${dir} holds ${model.manifest.name}, not ${name}`);
-    const next = await EdgeModel.load(model, o, settings, this.metrics, this.log, this.link);
+    const next = await EdgeModel.load(model, settings, this.env);
     if (this.state !== 'running') {
       await next.close();
       throw new CascadeError(ERROR_CODES.STATE, 'the edge agent closed during the switch');
@@ -332,20 +315,6 @@ export class EdgeAgent {
     return this.publisher?.pending ?? 0;
   }
 
-  private acquireSlot(): Promise<void> {
-    if (this.inflight < this.options.maxInflight) {
-      this.inflight++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.slotWaiters.push(() => resolve()));
-  }
-
-  private releaseSlot(): void {
-    const next = this.slotWaiters.shift();
-    if (next) next();
-    else this.inflight--;
-  }
-
   /**
    * Finishes offloads in flight, waits up to `flushTimeoutMs` for the results stream to acknowledge every result
    * (what is left stays in the outbox for the next start), then closes NATS and the stage runner. Idempotent.
@@ -372,160 +341,23 @@ export class EdgeAgent {
   }
 }
 
-/**
- * One model version as an edge runs it: its edge stages (in their own inference thread), the operating point, the
- * path of a frame and the adaptation. The agent replaces it between frames to switch versions.
- */
-class EdgeModel {
-  readonly path: FramePath;
-  readonly adapt: Adaptation;
-  operatingPointName: string;
-  /** Frames (and their offloads) under way on this version. */
-  active = 0;
-  private drainWaiters: (() => void)[] = [];
+/** A counting semaphore: acquire() resolves with the slot's release once one of `size` is free. */
+class Slots {
+  private used = 0;
+  private readonly waiters: (() => void)[] = [];
 
-  /** The thresholds in force: the frame path, the offloader and the controller share this array. */
-  readonly thresholds: number[];
+  constructor(private readonly size: number) {}
 
-  private constructor(
-    readonly model: ModelDir,
-    readonly split: number,
-    private readonly runner: StageExecutor,
-    readonly thread: 'inline' | 'worker',
-    readonly medianMs: number | undefined,
-    private readonly o: CompiledEdgeOptions,
-    point: FleetPoint,
-    private readonly metrics: EdgeMetrics,
-    log: Log,
-    link: NatsLink | undefined,
-  ) {
-    const m = model.manifest;
-    const thresholds = [...point.base]; // the controller moves these, in place
-    this.thresholds = thresholds;
-    const offloader = new Offloader(m, split, thresholds, o, link);
-    this.path = new FramePath(o.id, model, split, thresholds, runner, offloader, metrics, log);
-    const sendShadow = link
-      ? (pixels: Uint8Array) => {
-          const { request, bytes } = offloader.build(pixels, {}, { shadow: true });
-          return offloader.send(request, bytes, o.shadowTimeoutMs);
-        }
-      : undefined;
-    const edgeExits = m.stages.slice(0, split).reduce((n, s) => n + s.exits.length, 0);
-    this.adapt = new Adaptation(m, edgeExits, thresholds, point.base, point.settings, o.shadowWindow, metrics, log, sendShadow); // prettier-ignore
-    if (o.mode === 'auto') {
-      const cloud = (first: number) => m.stages.slice(first).reduce((n, s) => n + s.macs, 0);
-      this.adapt.chooseModes({ state: cloud(split), image: cloud(0) }, { bytesPerKB: o.bytesWeight, perMMAC: o.computeWeight }); // prettier-ignore
-    }
-    this.operatingPointName = point.op?.name ?? 'custom';
-    metrics.expectedOffloadRate.set(promisedOffloadRate(m, point.op, split, point.settings.controller));
+  async acquire(): Promise<() => void> {
+    if (this.used < this.size) this.used++;
+    else await new Promise<void>((resolve) => this.waiters.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.used--;
+    };
   }
-
-  /** Starts the model's edge stages and checks the options and `settings` against it. */
-  static async load(
-    model: ModelDir,
-    o: CompiledEdgeOptions,
-    settings: EdgeSettings,
-    metrics: EdgeMetrics,
-    log: Log,
-    link: NatsLink | undefined,
-  ): Promise<EdgeModel> {
-    const m = model.manifest;
-    const split = o.split ?? m.default_split ?? 1;
-    if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
-    const point = fleetPoint(m, o, settings); // settings that do not fit the model fail here, before the stages start
-    const { executor, thread, medianMs } = await createExecutor(model, {
-      last: split - 1,
-      threads: o.threads,
-      backend: o.backend,
-      thread: o.inferenceThread,
-      probe: () => ({
-        image: { data: new Uint8Array(m.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...m.input.shape] },
-      }),
-    });
-    try {
-      return new EdgeModel(model, split, executor, thread, medianMs, o, point, metrics, log, link);
-    } catch (err) {
-      await executor.close();
-      throw err;
-    }
-  }
-
-  /** Applies fleet settings over the options; throws a ConfigError, changing nothing, when they do not fit. */
-  apply(s: EdgeSettings): void {
-    const m = this.model.manifest;
-    const { op, base, settings } = fleetPoint(m, this.o, s);
-    this.adapt.apply(settings, base);
-    this.operatingPointName = op?.name ?? 'custom';
-    this.metrics.expectedOffloadRate.set(promisedOffloadRate(m, op, this.split, settings.controller));
-  }
-
-  start(): void {
-    this.adapt.start(this.o.controlIntervalMs);
-  }
-
-  /** A frame (or its offload) finished. */
-  done(): void {
-    if (--this.active === 0) for (const w of this.drainWaiters.splice(0)) w();
-  }
-
-  /** Resolves once no frame is under way on this version. */
-  drained(): Promise<void> {
-    return this.active === 0 ? Promise.resolve() : new Promise((resolve) => this.drainWaiters.push(resolve));
-  }
-
-  async close(): Promise<void> {
-    this.adapt.stop();
-    await this.runner.close();
-  }
-}
-
-/** What fleet settings over the command's options make of a model: its operating point, thresholds, adaptation. */
-interface FleetPoint {
-  /** None for custom thresholds. */
-  op: OperatingPoint | undefined;
-  base: number[];
-  settings: AdaptSettings;
-}
-
-/** Accuracy the controller may give up when neither the options nor the operating point say. */
-const DEFAULT_BUDGET = 0.005;
-
-/**
- * The operating point (none for thresholds), its thresholds and the adaptation's settings (the controller's budget
- * included), from the fleet settings `s` over the command's options. Throws a ConfigError when the point is not the
- * model's or the thresholds do not fit.
- */
-function fleetPoint(m: Manifest, o: CompiledEdgeOptions, s: EdgeSettings): FleetPoint {
-  const custom = s.thresholds ?? (s.operating_point ? undefined : o.thresholds);
-  const op = custom ? undefined : operatingPoint(m, s.operating_point ?? o.operatingPoint);
-  const base = custom ?? op!.thresholds;
-  if (base.length !== m.exits.length)
-    throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${base.length}`);
-  const settings = adaptSettings(o, s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET);
-  if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
-  if (s.controller !== undefined) settings.controller = s.controller;
-  if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
-  if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
-  return { op, base, settings };
-}
-
-/**
- * The offload rate the operating point promised on the test set, the centre of the alerting band; -1 for custom
- * thresholds, another split, or the controller on (the thresholds are then its own; its panel watches the rate).
- */
-function promisedOffloadRate(m: Manifest, op: OperatingPoint | undefined, split: number, controller: boolean): number {
-  return op?.test && split === (m.default_split ?? 1) && !controller ? 1 - op.test.edge_exit_rate : -1;
-}
-
-/** The live settings of the adaptation, from the agent's options. */
-export function adaptSettings(o: CompiledEdgeOptions, budget: number): AdaptSettings {
-  return {
-    shadowRate: o.shadowRate,
-    controller: o.controller,
-    latencyTargetMs: o.latencyTargetMs,
-    bandwidthBytesPerS: o.bandwidthBytesPerS,
-    step: o.controlStep,
-    minRecords: o.minShadowRecords,
-    budget,
-  };
 }

@@ -43,6 +43,8 @@ function importGraph(entry: string): { files: string[]; external: { spec: string
 
 describe('modules shared with a browser page', () => {
   it.each([
+    '@cascade/edge/path',
+    '@cascade/edge/transport',
     '@cascade/edge/local',
     '@cascade/edge/request',
     '@cascade/edge/delivery',

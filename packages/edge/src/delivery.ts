@@ -3,9 +3,9 @@
 // (results.ts); the browser keeps its queue in memory.
 import { resultMessageId, RESULTS_STREAM, subjects, v1 } from '@cascade/proto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { EdgeResult } from './frame.js';
+import type { EdgeResult } from './path.js';
 
-export type { EdgeResult } from './frame.js';
+export type { EdgeResult } from './path.js';
 
 /** One result waiting for the results stream's acknowledgement. */
 export interface OutboxEntry {

@@ -24,7 +24,7 @@ export type RunStage = (stage: number, feeds: Record<string, StateTensor>) => Pr
 export async function runEdgeStages(
   m: Manifest,
   split: number,
-  thresholds: number[],
+  thresholds: readonly number[],
   pixels: Uint8Array,
   run: RunStage,
 ): Promise<LocalOutcome> {

@@ -1,6 +1,8 @@
 import { BUCKETS, CASCADE_VERSION, createRegistry, setBuildInfo, snapshotGauges } from '@cascade/service';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { OutboxUse } from './outbox.js';
+import type { EdgeResult } from './path.js';
+import type { OffloadOutcome } from './request.js';
 
 /** An edge agent's Prometheus metrics (names are part of the contract; see the package README). */
 export class EdgeMetrics {
@@ -216,6 +218,24 @@ export class EdgeMetrics {
       registers,
     });
     for (const result of ['switched', 'refused']) this.modelSwitches.inc({ result }, 0);
+  }
+
+  /** Counts a frame's result. */
+  result(r: EdgeResult): void {
+    this.frames.inc({ outcome: r.outcome, model_version: r.model_version });
+    this.frameSeconds.observe({ outcome: r.outcome }, r.latency_ms / 1000);
+    if (r.fallback_reason) this.fallbacks.inc({ reason: r.fallback_reason });
+    if (r.exit >= 0) {
+      this.exits.inc({ exit: String(r.exit), tier: r.tier });
+      this.confidence.observe({ tier: r.tier }, r.confidence);
+    }
+  }
+
+  /** Counts an offload that reached the wire: its size and how long its answer (or failure) took. */
+  offloaded(out: OffloadOutcome, seconds: number): void {
+    if (out.bytes === 0) return;
+    this.offloadBytes.observe(out.bytes);
+    this.offloadSeconds.observe({ result: out.kind === 'answered' ? 'ok' : out.reason }, seconds);
   }
 
   /** The model version now running (in cascade_build_info); the exits' thresholds are the new model's. */

@@ -66,43 +66,88 @@ export interface RequestSettings {
   pack?: (t: TensorMessage) => TensorMessage;
 }
 
+/** A frame's tensors as they go on the wire: the image, and the carried state when the request may use it. */
+export interface RequestParts {
+  image: TensorMessage;
+  state: TensorMessage[];
+}
+
+/** What a request asks for besides the frame. */
+export interface RequestHow {
+  allExits?: boolean;
+  shadow?: boolean;
+  mode?: 'state' | 'image';
+}
+
+/** The mode a request goes in: a shadow carries the image alone (the frame may have left before the split). */
+export function requestMode(o: RequestSettings, how: RequestHow = {}): 'state' | 'image' {
+  return how.shadow ? 'image' : (how.mode ?? (o.mode === 'image' ? 'image' : 'state'));
+}
+
 /**
- * Encodes a frame's request: image, carried state (state mode), deadline, the edge's thresholds (the cloud exits
- * apply them), and whether it is a shadow or asks for every exit.
+ * Encodes (and packs) a frame's tensors once: the image, and with `withState` the state the split carries. Requests
+ * in either mode are then assembled from the same parts.
  */
-export function buildInferRequest(
+export function encodeParts(
   m: Manifest,
   split: number,
-  thresholds: number[],
   o: RequestSettings,
   pixels: Uint8Array,
   carried: Record<string, StateTensor>,
-  how: { allExits?: boolean; shadow?: boolean; mode?: 'state' | 'image' } = {},
-): Uint8Array {
+  withState: boolean,
+): RequestParts {
   const pack = o.pack ?? ((t: TensorMessage) => t);
   const state: TensorMessage[] = [];
-  // A shadow request carries the image alone: the frame may have left before the state the split carries.
-  const mode = how.shadow ? 'image' : (how.mode ?? (o.mode === 'image' ? 'image' : 'state'));
-  if (mode === 'state') {
+  if (withState) {
     for (const spec of carriedOutputs(m, split - 1)) {
       const t = carried[spec.name]!;
       const enc = encodeTensor(t.data as Float32Array, t.dims.slice(1), o.encoding, o.stateBits);
       state.push(pack(toWireTensor(spec.name, enc)));
     }
   }
+  return { image: pack(imageTensor(pixels, m.input.shape)), state };
+}
+
+/**
+ * A frame's request from its encoded parts: image, carried state (state mode), deadline, the edge's thresholds
+ * (the cloud exits apply them), and whether it is a shadow or asks for every exit.
+ */
+export function assembleRequest(
+  m: Manifest,
+  split: number,
+  thresholds: readonly number[],
+  o: RequestSettings,
+  parts: RequestParts,
+  how: RequestHow = {},
+): Uint8Array {
+  const mode = requestMode(o, how);
   return v1.InferRequest.encode({
     requestId: globalThis.crypto.randomUUID(),
     edgeId: o.edgeId,
     model: m.name,
     modelVersion: m.version,
     firstStage: mode === 'state' ? split : 0,
-    image: pack(imageTensor(pixels, m.input.shape)),
-    state,
+    image: parts.image,
+    state: mode === 'state' ? parts.state : [],
     deadlineUnixMs: Date.now() + (how.shadow ? o.shadowTimeoutMs : o.timeoutMs),
-    thresholds,
+    thresholds: [...thresholds],
     shadow: how.shadow ?? false,
     allExits: how.allExits ?? how.shadow ?? false,
   }).finish();
+}
+
+/** Encodes a frame's request in one step (encodeParts, then assembleRequest). */
+export function buildInferRequest(
+  m: Manifest,
+  split: number,
+  thresholds: readonly number[],
+  o: RequestSettings,
+  pixels: Uint8Array,
+  carried: Record<string, StateTensor>,
+  how: RequestHow = {},
+): Uint8Array {
+  const parts = encodeParts(m, split, o, pixels, carried, requestMode(o, how) === 'state');
+  return assembleRequest(m, split, thresholds, o, parts, how);
 }
 
 /** What a worker's reply means for the frame: its answer, or a fallback with the reason. `bytes`: the request's. */

@@ -3,15 +3,9 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { CascadeError, ERROR_CODES, redactSecrets } from '@cascade/proto';
+import type { Frame } from './path.js';
 
-/** One frame as the edge takes it in: planar uint8 pixels [3, H, W]. */
-export interface Frame {
-  id: string;
-  pixels: Uint8Array;
-  /** Ground truth, when the source has it (CIFAR files). */
-  label?: number;
-  capturedUnixMs: number;
-}
+export type { Frame } from './path.js';
 
 export interface SourceOptions {
   /** Model input height and width. */

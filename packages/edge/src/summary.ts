@@ -1,4 +1,4 @@
-import type { EdgeResult } from './agent.js';
+import type { EdgeResult } from './path.js';
 import { QuantileSketch } from './sketch.js';
 
 /** A run's figures, as the CLIs print them (`--summary`, the demo's table and `--json`). */

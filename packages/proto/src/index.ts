@@ -1,5 +1,6 @@
 /** @cascade/proto: the cascade.v1 wire format, its tensor codec, and the error base every package uses. */
 export { CascadeError, ConfigError, ERROR_CODES, exitStatus, type CascadeErrorCode } from './errors.js';
+export { seededRandom } from './random.js';
 export {
   clip,
   CodecError,

@@ -1,3 +1,4 @@
+import { elementCount } from '@cascade/proto';
 import type { Manifest } from './manifest-core.js';
 import { decide, exitsHere } from './policy.js';
 import type { Feeds, HostTensor, StageSessions } from './stages.js';
@@ -100,7 +101,7 @@ function exitLogits(exits: number[], m: Manifest, out: Feeds): Record<number, Fl
 
 /** The rows `keep` of a batch tensor, in that order, in a buffer of their own. */
 function takeRows(t: HostTensor, keep: readonly number[]): HostTensor {
-  const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
+  const per = elementCount(t.dims.slice(1));
   const src = t.data;
   const data = src instanceof Uint8Array ? new Uint8Array(keep.length * per) : new Float32Array(keep.length * per);
   keep.forEach((r, i) => data.set(src.subarray(r * per, (r + 1) * per), i * per));

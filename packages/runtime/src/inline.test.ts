@@ -1,3 +1,4 @@
+import { elementCount } from '@cascade/proto';
 import { describe, expect, it } from 'vitest';
 import { createExecutor, InlineRunner, INLINE_MAX_MS } from './inline.js';
 import { loadModelDir } from './manifest.js';
@@ -7,7 +8,7 @@ const model = await loadModelDir(new URL('../../../models/ranet-cifar10', import
 const shape = model.manifest.input.shape;
 const image = () => ({
   image: {
-    data: Uint8Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => (i * 31) & 255),
+    data: Uint8Array.from({ length: elementCount(shape) }, (_, i) => (i * 31) & 255),
     dims: [1, ...shape],
   },
 });

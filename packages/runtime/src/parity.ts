@@ -1,4 +1,4 @@
-import { ConfigError } from '@cascade/proto';
+import { ConfigError, elementCount } from '@cascade/proto';
 import type { ModelDir } from './manifest.js';
 import { StageRunner, type StageResult } from './runner.js';
 import type { ExecutionProvider, Feeds } from './stages.js';
@@ -37,7 +37,7 @@ export async function checkAgainstCpu(
   const fused = runner.fused ?? [];
   if (ep === 'cpu' && fused.length === 0) return { images: 0, maxRelativeDiff: 0 };
   const m = model.manifest;
-  const size = m.input.shape.reduce((a, b) => a * b, 1);
+  const size = elementCount(m.input.shape);
   const image = new Uint8Array(images * size).map((_, i) => (i * 7919 + 13) % 256);
   const cpu = await StageRunner.create(model, { executionProvider: 'cpu', threads: 1 });
   let worst = 0;

@@ -1,7 +1,6 @@
-import { ConfigError } from '@cascade/proto';
+import { ConfigError, elementCount } from '@cascade/proto';
 import type { ExecutionProvider, Feeds } from './stages.js';
 import type { ModelDir } from './manifest.js';
-import type { StageRunner } from './runner.js';
 
 /** What is missing when an execution provider cannot start, and how to get it. */
 export function providerHelp(ep: ExecutionProvider, cause: string): string {
@@ -29,19 +28,24 @@ export function providerHelp(ep: ExecutionProvider, cause: string): string {
  * that a provider that cannot run the graphs fails at start (not on the first request) and GPU kernels are compiled
  * before traffic arrives. Throws ConfigError with providerHelp() on failure.
  */
-export async function warmUp(runner: StageRunner, model: ModelDir, ep: ExecutionProvider, first = 0): Promise<void> {
+export async function warmUp(
+  runner: { run(stage: number, feeds: Feeds): Promise<{ outputs: Feeds }> },
+  model: ModelDir,
+  ep: ExecutionProvider,
+  first = 0,
+): Promise<void> {
   const m = model.manifest;
   let carried: Feeds = {};
   try {
     for (let s = first; s < m.stages.length; s++) {
       const feeds: Feeds = {
-        image: { data: new Uint8Array(m.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...m.input.shape] },
+        image: { data: new Uint8Array(elementCount(m.input.shape)), dims: [1, ...m.input.shape] },
       };
       for (const t of m.stages[s]!.inputs) {
         if (t.name === 'image') continue;
         const shape = t.shape.slice(1);
         feeds[t.name] = carried[t.name] ?? {
-          data: new Float32Array(shape.reduce((a, b) => a * b, 1)),
+          data: new Float32Array(elementCount(shape)),
           dims: [1, ...shape],
         };
       }

@@ -6,7 +6,7 @@ import type { ExitRule, StagePass } from './cascade.js';
 import type { ModelDir } from './manifest.js';
 import { providerHelp } from './providers.js';
 import type { Feeds, StageSessionOptions } from './stages.js';
-import { CascadeError, ConfigError, ERROR_CODES } from '@cascade/proto';
+import { CascadeError, ConfigError, elementCount, ERROR_CODES } from '@cascade/proto';
 
 /** Thrown when inference fails in the worker thread; the message is onnxruntime's. */
 export class InferenceError extends CascadeError {
@@ -143,7 +143,7 @@ export class StageRunner {
     // A buffer already handed to the thread is detached (empty): posting it would lose the message, and the call
     // would never settle.
     for (const [name, t] of Object.entries(feeds)) {
-      if (t.data.length !== t.dims.reduce((a, b) => a * b, 1))
+      if (t.data.length !== elementCount(t.dims))
         return Promise.reject(
           new InferenceError(`stage ${stage}: input "${name}" holds ${t.data.length} values for dims [${t.dims}]`),
         );

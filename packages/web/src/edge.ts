@@ -1,10 +1,10 @@
 // The browser edge: a model directory loaded over HTTP (every stage checked against the manifest's SHA-256), its
-// edge stages run with onnxruntime-web, and each frame decided by the same code as the Node edge's
-// (@cascade/edge/local over @cascade/runtime/core).
+// edge stages run with onnxruntime-web, and each frame taken through the Node edge's own frame path
+// (@cascade/edge/path: the same decision, offload and fallback), offloaded over NATS's WebSocket listener.
 import { MemoryOutbox, ResultsPump, toFrameResult, type EdgeResult } from '@cascade/edge/delivery';
 import { runEdgeStages, type LocalOutcome, type RunStage } from '@cascade/edge/local';
-import { buildInferRequest, readReply, requestFailure, type FallbackReason } from '@cascade/edge/request';
-import { subjects } from '@cascade/proto';
+import { FramePath } from '@cascade/edge/path';
+import { NatsTransport } from '@cascade/edge/transport';
 import { checkManifest, operatingPoint, type Manifest } from '@cascade/runtime/core';
 import { jetstream } from '@nats-io/jetstream';
 import { wsconnect, type NatsConnection } from '@nats-io/nats-core';
@@ -77,9 +77,13 @@ export class BrowserEdge {
     readonly split: number,
     readonly thresholds: number[],
     private readonly sessions: ort.InferenceSession[],
-  ) {}
+  ) {
+    this.path = this.framePath();
+  }
 
   private cloud: { nc: NatsConnection; o: Required<Pick<CloudOptions, 'id' | 'timeoutMs'>> } | undefined;
+  /** The frame path: local only until connect(), then offloading to the cloud's workers. */
+  private path: FramePath;
   /** Results on their way to the results stream (held in memory while the cloud is away). */
   private results: ResultsPump | undefined;
   /** Names this page's results (with `sequence`): a new one each time the page loads. */
@@ -100,6 +104,7 @@ export class BrowserEdge {
       maxReconnectAttempts: -1,
     });
     this.cloud = { nc, o: { id: o.id, timeoutMs: o.timeoutMs ?? 1000 } };
+    this.path = this.framePath();
     const js = jetstream(nc);
     this.results = new ResultsPump(
       new MemoryOutbox(),
@@ -129,63 +134,32 @@ export class BrowserEdge {
     await this.cloud?.nc.close();
     this.cloud = undefined;
     this.results = undefined;
+    this.path = this.framePath();
   }
 
   /**
-   * One frame end to end: the edge stages; a hard frame offloaded to a worker (state mode, int8), or answered by its
-   * best local exit when there is no cloud or the offload fails (with the reason).
+   * One frame end to end, as the Node edge takes it: the edge stages; a hard frame offloaded to a worker (state
+   * mode, int8), or answered by its best local exit when there is no cloud or the offload fails (with the reason).
    */
   async process(pixels: Uint8Array, frame?: string): Promise<BrowserResult> {
-    const started = performance.now();
-    const capturedUnixMs = Date.now();
     const sequence = ++this.sequence;
-    const edge = this.cloud?.o.id ?? 'web';
-    const local = await this.classify(pixels);
-    type Answer = Omit<BrowserResult, 'latency_ms' | 'frame' | 'edge' | 'sequence' | 'class_name' | 'model_version'>;
-    const done = (a: Answer): BrowserResult => {
-      const r: BrowserResult = {
-        ...a,
-        frame: frame ?? `web#${sequence}`,
-        edge,
-        sequence,
-        class_name: this.manifest.classes[a.class] ?? '', // as the Node edge names it
-        model_version: this.manifest.version,
-        latency_ms: performance.now() - started,
-      };
-      this.stats.add(r);
-      if (this.results) {
-        const { id, subject, data } = toFrameResult(r, this.runId, capturedUnixMs);
-        this.results.publish(id, subject, data);
-      }
-      return r;
-    };
-    if ('exited' in local) {
-      const a = local.exited;
-      return done({ class: a.classIndex, confidence: a.confidence, exit: a.exit, tier: 'edge', outcome: 'exited', offload_bytes: 0 }); // prettier-ignore
+    const capturedUnixMs = Date.now();
+    const r = await this.path.process({ id: frame ?? `web#${sequence}`, pixels, capturedUnixMs }, sequence);
+    this.stats.add(r);
+    if (this.results) {
+      const { id, subject, data } = toFrameResult(r, this.runId, capturedUnixMs);
+      this.results.publish(id, subject, data);
     }
-    const best = local.best;
-    const fallback = (reason: FallbackReason, bytes: number) =>
-      done({ class: best.classIndex, confidence: best.confidence, exit: best.exit, tier: 'edge', outcome: 'fallback', fallback_reason: reason, offload_bytes: bytes }); // prettier-ignore
+    return r;
+  }
+
+  /** The frame path for the cloud connected now (none: every hard frame falls back, `no_cloud`). */
+  private framePath(): FramePath {
     const cloud = this.cloud;
-    if (!cloud) return fallback('no_cloud', 0);
-    if (cloud.nc.isClosed()) return fallback('disconnected', 0);
-    const m = this.manifest;
-    const request = buildInferRequest(m, this.split, this.thresholds, {
-      edgeId: cloud.o.id,
-      encoding: 'int8',
-      mode: 'state',
-      timeoutMs: cloud.o.timeoutMs,
-      shadowTimeoutMs: cloud.o.timeoutMs,
-    }, pixels, local.state); // prettier-ignore
-    let data: Uint8Array;
-    try {
-      data = (await cloud.nc.request(subjects.infer(m.name, m.version), request, { timeout: cloud.o.timeoutMs })).data;
-    } catch (err) {
-      return fallback(requestFailure(err as Error), request.byteLength);
-    }
-    const out = readReply(data, request.byteLength);
-    if (out.kind === 'fallback') return fallback(out.reason, out.bytes);
-    return done({ class: out.answer.classIndex, confidence: out.answer.confidence, exit: out.answer.exit, tier: 'cloud', outcome: 'offloaded', worker: out.worker, offload_bytes: out.bytes }); // prettier-ignore
+    const timeoutMs = cloud?.o.timeoutMs ?? 1000;
+    const settings = { edgeId: cloud?.o.id ?? 'web', encoding: 'int8' as const, mode: 'state' as const, timeoutMs, shadowTimeoutMs: timeoutMs }; // prettier-ignore
+    const transport = cloud && new NatsTransport(this.manifest, () => (cloud.nc.isClosed() ? undefined : cloud.nc));
+    return new FramePath(this.manifest, this.split, settings, this.stage, transport, { thresholds: this.thresholds });
   }
 
   /** Loads the model at `base` (a URL of a model directory); throws naming what is wrong. */
@@ -205,17 +179,19 @@ export class BrowserEdge {
     return new BrowserEdge(manifest, split, thresholds, sessions);
   }
 
-  /** The edge's decision on one frame (uint8 pixels in the model's input layout). */
+  /** Runs one edge stage with onnxruntime-web. */
+  private readonly stage: RunStage = async (stage, feeds) => {
+    const inputs: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds))
+      inputs[name] = new ort.Tensor(t.data instanceof Uint8Array ? 'uint8' : 'float32', t.data, t.dims);
+    const out = await this.sessions[stage]!.run(inputs);
+    return Object.fromEntries(
+      Object.entries(out).map(([name, t]) => [name, { data: t.data as Float32Array, dims: [...t.dims] }]),
+    );
+  };
+
+  /** The edge's decision on one frame (uint8 pixels in the model's input layout), without offloading it. */
   classify(pixels: Uint8Array): Promise<LocalOutcome> {
-    const run: RunStage = async (stage, feeds) => {
-      const inputs: Record<string, ort.Tensor> = {};
-      for (const [name, t] of Object.entries(feeds))
-        inputs[name] = new ort.Tensor(t.data instanceof Uint8Array ? 'uint8' : 'float32', t.data, t.dims);
-      const out = await this.sessions[stage]!.run(inputs);
-      return Object.fromEntries(
-        Object.entries(out).map(([name, t]) => [name, { data: t.data as Float32Array, dims: [...t.dims] }]),
-      );
-    };
-    return runEdgeStages(this.manifest, this.split, this.thresholds, pixels, run);
+    return runEdgeStages(this.manifest, this.split, this.thresholds, pixels, this.stage);
   }
 }

@@ -1,6 +1,6 @@
 import { NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { requestFailure } from './offload.js';
+import { requestFailure } from './request.js';
 
 describe('offload - failures classified by the client error types', () => {
   it('timeouts, no responders and the rest', () => {
