@@ -148,7 +148,7 @@ export async function runCascade(
       },
     };
   } finally {
-    await agent.close();
+    await agent.shutdown();
     await worker?.stop();
   }
 }

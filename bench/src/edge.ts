@@ -47,7 +47,7 @@ export async function edgeOverhead(
         p50.push(percentile(lat, 0.5));
       }
     } finally {
-      await agent.close();
+      await agent.shutdown();
     }
     out.push({ threads, pipeline, frames: o.frames, frames_per_second: spread(fps), latency_ms_p50: spread(p50) });
     log(`edge threads ${threads} pipeline ${pipeline}: ${spread(fps).median.toFixed(0)} frames/s`);

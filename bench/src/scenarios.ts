@@ -226,7 +226,7 @@ async function runEdge(
     );
   } finally {
     clearInterval(sampler);
-    await agent.close();
+    await agent.shutdown();
   }
   results.sort((a, b) => a.sequence - b.sequence);
   return { results, ticks };

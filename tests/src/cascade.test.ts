@@ -58,7 +58,7 @@ async function runEdge({ limit, onResult, ...edge }: RunOptions = {}) {
     const metrics = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
     return { frames, results, metrics };
   } finally {
-    await agent.close();
+    await agent.shutdown();
   }
 }
 

@@ -60,7 +60,7 @@ describe('dashboards - every panel query returns data from a real Prometheus scr
   });
 
   afterAll(async () => {
-    await agent?.close();
+    await agent?.shutdown();
     await Promise.all(workers.map((w) => w.stop()));
     await prom?.stop();
     await nats?.stop();

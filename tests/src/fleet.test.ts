@@ -46,7 +46,7 @@ describe('fleet configuration - live settings through a key-value bucket', () =>
   afterAll(async () => {
     stop.now = true;
     await running;
-    await agent?.close();
+    await agent?.shutdown();
     await nats?.stop();
   });
 
@@ -160,7 +160,7 @@ describe('fleet configuration - permissions in the shipped NATS configuration', 
       expect(JSON.parse(entry!.string())).toMatchObject({ id: 'cam-1', shadow_rate: 0.05 });
       await admin.close();
     } finally {
-      await agent.close();
+      await agent.shutdown();
     }
     const edge = await connect({
       servers: server.url,

@@ -158,7 +158,7 @@ export async function runEdge(options: EdgeOptions, frames: number): Promise<Edg
   try {
     await agent.run(await openSource(SAMPLES, { size: 32, limit: frames }), (r) => results.push(r));
   } finally {
-    await agent.close();
+    await agent.shutdown();
   }
   return results;
 }

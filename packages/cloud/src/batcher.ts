@@ -1,7 +1,6 @@
 import { decodeTensorInto, elementCount, ErrorCode } from '@cascade/proto';
 import {
   decide,
-  exitsHere,
   InferenceError,
   softmax,
   type ExitRule,
@@ -207,8 +206,8 @@ export class Batcher {
   }
 
   /**
-   * What answers a batch's jobs pass by pass: each at the exit the rule picks, the first that meets its threshold (or
-   * the last), and with all_exits with what every exit said up to the last.
+   * What answers a batch's jobs pass by pass: each at the exit the runner's pass names for it (runCascade applies
+   * the exit rule, here it is not applied again), and with all_exits with what every exit said up to the last.
    */
   private answerer(jobs: Job[], replied: Uint8Array, started: number): (pass: StagePass) => void {
     const m = this.manifest;
@@ -247,8 +246,7 @@ export class Batcher {
             views.set(j, list);
             list.push({ exit: e, ...d, probabilities: Array.from(softmax(row)) });
           }
-          if (!answers.has(j) && exitsHere(e, d.confidence, job.req.thresholds))
-            answers.set(j, { exit: e, ...d, row: row.slice() });
+          if (!answers.has(j) && pass.exitAt[p] === e) answers.set(j, { exit: e, ...d, row: row.slice() });
           if (!answers.has(j) || (job.req.allExits && !last)) return;
           const a = answers.get(j)!;
           replied[j] = 1;

@@ -11,46 +11,37 @@ import {
   v1,
   type InferReplyMessage,
 } from '@cascade/proto';
-import { checkAgainstCpu, loadModelDir, StageRunner, warmUp, type ModelDir, type ParityReport } from '@cascade/runtime';
+import { loadModelDir, type ModelDir } from '@cascade/runtime';
 import {
-  defaultModelCache,
   ensureFleetBuckets,
-  fetchModel,
+  ensureResultsStream,
   KeyWatch,
   resolveModel,
-  Serial,
-  ensureResultsStream,
+  healthRoutes,
   NatsLink,
   serveMetrics,
   stderrLog,
+  type Lifecycle,
   type Log,
   type MetricsServer,
 } from '@cascade/service';
-import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import type { ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Batcher, type JobReply } from './batcher.js';
+import type { JobReply } from './batcher.js';
 import { WorkerMetrics } from './metrics.js';
 import { RequestError } from './errors.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { peekRequestId, validateRequest } from './validate.js';
+import { loadVersion, Versions, type Served } from './versions.js';
 
-export type WorkerState = 'created' | 'waiting' | 'running' | 'draining' | 'stopped';
+/** The worker's lifecycle: created, waiting (for NATS), running, draining, stopped. */
+export type WorkerState = Lifecycle;
 
 /** Counts kept by a worker, by reply status (`ok` or an error code). */
 export type WorkerCounts = Record<string, number>;
 
 /** Longest error message a reply carries. */
 const MAX_ERROR_MESSAGE = 300;
-
-/** One model version a worker serves: its stages, its batcher, and a service instance with its endpoints. */
-interface Served {
-  model: ModelDir;
-  runner: StageRunner;
-  batcher: Batcher;
-  service?: Service;
-  /** Dropped by a rollout: takes no new requests, finishes what it has. */
-  draining: boolean;
-}
 
 /**
  * A cloud worker: NATS service endpoints on cascade.v1.infer.<model>.<version> (and the unversioned subject of older
@@ -62,21 +53,14 @@ interface Served {
 export class CloudWorker {
   state: WorkerState = 'created';
   readonly counts: WorkerCounts = {};
-  /** The versions loaded, in the order they were added. */
-  private readonly versions = new Map<string, Served>();
+  /** The model versions served, following the rollout. */
+  private readonly versions: Versions;
   private stopped!: Promise<void>;
   private resolveStopped!: () => void;
   private shuttingDown: Promise<void> | undefined;
   private metricsServer: MetricsServer | undefined;
   private failure: Error | undefined;
   private rollout: KeyWatch | undefined;
-  /** The versions the rollout asks for (undefined: no rollout), and the reconciliation with them. */
-  private wanted: string[] | undefined;
-  private readonly reconciler = new Serial(() => this.reconcile());
-  /** Versions that failed to load, not tried again until the rollout changes. */
-  private refused = new Map<string, string>();
-  /** Versions being dropped, until their requests are answered and their stages closed. */
-  private readonly drops = new Map<string, Promise<void>>();
 
   private constructor(
     readonly options: CompiledWorkerOptions,
@@ -85,7 +69,9 @@ export class CloudWorker {
     private readonly log: Log,
     readonly metrics: WorkerMetrics,
   ) {
-    this.versions.set(first.model.manifest.version, first);
+    const nc = () => this.link.nc!;
+    const running = () => this.state === 'running';
+    this.versions = new Versions(first, options, metrics, log, nc, running, (msg, s, legacy) => this.handle(msg, s, legacy)); // prettier-ignore
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
   }
 
@@ -126,12 +112,12 @@ export class CloudWorker {
 
   /** The model version served first (the oldest still served). */
   get model(): ModelDir {
-    return [...this.versions.values()][0]!.model;
+    return this.versions.first.model;
   }
 
   /** The model versions served now, oldest first (not those being dropped). */
   get servedVersions(): string[] {
-    return [...this.versions].filter(([, s]) => !s.draining).map(([v]) => v);
+    return this.versions.served;
   }
 
   /** Why the worker stopped on its own (its NATS connection was lost for good), if it did. */
@@ -151,9 +137,7 @@ export class CloudWorker {
 
   /** Regular requests waiting, over every version. */
   get queueDepth(): number {
-    let n = 0;
-    for (const s of this.versions.values()) n += s.batcher.depth;
-    return n;
+    return this.versions.queueDepth;
   }
 
   /**
@@ -168,26 +152,14 @@ export class CloudWorker {
         this.metrics.registry,
         this.options.metricsPort,
         this.options.metricsHost,
-        {
-          '/healthz': async () => {
-            const ok = !this.failure && !(this.link.nc?.isClosed() ?? false);
-            return {
-              status: ok ? 200 : 503,
-              type: 'text/plain',
-              body: ok ? 'ok\n' : `failed: ${this.failure?.message ?? 'NATS closed'}\n`,
-            };
+        healthRoutes({
+          alive: () =>
+            this.failure || this.link.nc?.isClosed() ? (this.failure?.message ?? 'NATS closed') : undefined,
+          ready: () => {
+            if (this.state === 'running') return this.link.connected ? undefined : 'NATS disconnected';
+            return this.state === 'waiting' ? 'waiting for NATS' : this.state;
           },
-          '/readyz': async () => {
-            const ready = this.state === 'running' && this.link.connected;
-            const why =
-              this.state === 'waiting'
-                ? 'waiting for NATS'
-                : this.state !== 'running'
-                  ? this.state
-                  : 'NATS disconnected';
-            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
-          },
-        },
+        }),
       );
     }
     if (!this.link.connected) {
@@ -202,7 +174,7 @@ export class CloudWorker {
         return this.stopped;
       }
     }
-    await this.serve(this.versions.get(m.version)!);
+    await this.versions.serve(this.versions.first);
     // The cloud side owns the results stream: create it when missing, so that edges' results have somewhere to go.
     const replicas = this.options.resultsReplicas;
     const limits = this.options.resultsLimits;
@@ -247,119 +219,18 @@ export class CloudWorker {
       const key = configKey.model(m.name);
       this.rollout = new KeyWatch(this.link, FLEET.configBucket, [key], (e) => {
         if (e.operation !== 'PUT') return; // a deleted rollout leaves the worker serving what it serves
+        let wanted: string[];
         try {
-          this.wanted = parseModelRollout(e.string(), e.key).workers;
+          wanted = parseModelRollout(e.string(), e.key).workers;
         } catch (err) {
           this.log('model_rollout_refused', { key, revision: e.revision, error: clip((err as Error).message, 300) });
           return;
         }
-        this.refused.clear();
-        this.reconciler.kick();
+        this.versions.follow(wanted);
       }, this.log, 'model_rollout'); // prettier-ignore
       this.rollout.start();
     }
     await this.stopped;
-  }
-
-  /** Starts a version's service instance: its own subject and the unversioned one, in the queue group. */
-  private async serve(s: Served): Promise<void> {
-    const m = s.model.manifest;
-    s.service = await new Svcm(this.nc).add({
-      name: 'cascade-worker',
-      version: '0.1.0',
-      description: `finishes ${m.name}@${m.version} frames from stage 1 on`,
-      metadata: {
-        model: m.name,
-        model_version: m.version,
-        worker: this.options.id,
-        ep: this.options.executionProvider,
-      },
-      queue: this.options.queue,
-    });
-    const handler = (legacy: boolean) => (err: Error | null, msg: ServiceMsg) => {
-      if (err) this.log('endpoint_error', { error: err.message });
-      else this.handle(msg, s, legacy);
-    };
-    s.service.addEndpoint('infer', { subject: subjects.infer(m.name, m.version), handler: handler(false) });
-    s.service.addEndpoint('infer-unversioned', { subject: subjects.infer(m.name), handler: handler(true) });
-    await this.nc.flush(); // the server has the subscriptions before the version counts as served
-  }
-
-  /**
-   * Brings the versions served to what the rollout wants: first adds the missing ones (fetched from the registry,
-   * checked, warmed up, served), then drops the others, but never the last version that serves: a rollout none of
-   * whose versions loads leaves the worker as it was.
-   */
-  private async reconcile(): Promise<void> {
-    const wanted = this.wanted;
-    if (!wanted) return;
-    for (const version of wanted) {
-      await this.drops.get(version); // wanted again while being dropped: added again once it is gone
-      if (this.state !== 'running' || this.versions.has(version) || this.refused.has(version)) continue;
-      await this.add(version);
-    }
-    if (this.state !== 'running') return;
-    const serving = this.servedVersions;
-    if (!wanted.some((v) => serving.includes(v))) {
-      this.log('model_rollout_unserved', { wanted, serving, hint: 'none of the versions wanted loaded: the worker keeps serving what it serves' }); // prettier-ignore
-      return;
-    }
-    for (const version of serving) if (!wanted.includes(version)) this.drop(version);
-  }
-
-  private async add(version: string): Promise<void> {
-    const name = this.model.manifest.name;
-    const o = this.options;
-    if (this.servedVersions.length >= o.maxVersions) {
-      this.refuse(version, `the worker serves ${o.maxVersions} versions already (--max-versions)`);
-      return;
-    }
-    const started = performance.now();
-    let s: Served | undefined;
-    try {
-      const { dir, from } = await fetchModel(this.nc, name, version, o.modelCache ?? defaultModelCache());
-      const model = await loadModelDir(dir);
-      if (model.manifest.name !== name || model.manifest.version !== version)
-        throw new CascadeError(ERROR_CODES.MODEL_DIR, `${dir} holds ${model.manifest.name}@${model.manifest.version}`);
-      s = await loadVersion(model, o, this.metrics, this.log);
-      if (this.state !== 'running') throw new CascadeError(ERROR_CODES.STATE, `the worker is ${this.state}`);
-      this.versions.set(version, s);
-      await this.serve(s);
-      this.metrics.setVersions(this.servedVersions);
-      this.metrics.modelVersions.inc({ result: 'added' });
-      this.log('model_version_added', { model: name, version, from, ms: Math.round(performance.now() - started), serving: this.servedVersions }); // prettier-ignore
-    } catch (err) {
-      if (s) {
-        this.versions.delete(version);
-        await s.service?.stop().catch(() => undefined);
-        await s.runner.close();
-      }
-      this.refuse(version, (err as Error).message);
-    }
-  }
-
-  private refuse(version: string, why: string): void {
-    this.refused.set(version, why);
-    this.metrics.modelVersions.inc({ result: 'refused' });
-    this.log('model_version_refused', { model: this.model.manifest.name, version, error: clip(why, 300), serving: this.servedVersions, hint: 'the worker keeps serving the versions it has' }); // prettier-ignore
-  }
-
-  /** Stops a version's endpoints, answers what it has queued, then closes its stages. */
-  private drop(version: string): void {
-    const s = this.versions.get(version);
-    if (!s || s.draining) return;
-    s.draining = true;
-    this.metrics.setVersions(this.servedVersions);
-    const dropped = (async () => {
-      await s.service?.stop().catch(() => undefined);
-      await s.batcher.idle();
-      await s.runner.close();
-      this.versions.delete(version);
-      this.metrics.modelVersions.inc({ result: 'dropped' });
-      this.log('model_version_dropped', { model: this.model.manifest.name, version, serving: this.servedVersions });
-    })();
-    this.drops.set(version, dropped);
-    void dropped.finally(() => this.drops.delete(version));
   }
 
   /**
@@ -410,10 +281,10 @@ export class CloudWorker {
     }
     try {
       const serves = legacy
-        ? [...this.versions.values()].filter((v) => !v.draining || v === s).map((v) => v.model.manifest)
+        ? [...this.versions.map.values()].filter((v) => !v.draining || v === s).map((v) => v.model.manifest)
         : s.model.manifest;
       const req = validateRequest(msg.data, serves, this.options.maxRequestBytes);
-      answering = this.versions.get(req.modelVersion)!;
+      answering = this.versions.map.get(req.modelVersion)!;
       answering.batcher.submit({ req, enqueuedAt, reply: (o) => reply(o, req.requestId, req.shadow) });
     } catch (err) {
       const e = err instanceof RequestError ? err : new RequestError(ErrorCode.INTERNAL, (err as Error).message);
@@ -429,16 +300,10 @@ export class CloudWorker {
       if (this.state === 'running') {
         this.state = 'draining';
         this.log('worker_draining', { queued: this.queueDepth });
-        await this.reconciler.idle();
-        const stopping = [...this.versions.values()].map(
-          async (s) => void (await s.service?.stop().catch(() => undefined)),
-        );
-        await Promise.all(stopping);
-        await Promise.all([...this.versions.values()].map((s) => s.batcher.idle()));
+        await this.versions.drain();
       }
-      await Promise.all(this.drops.values());
       await this.link.close();
-      for (const s of this.versions.values()) await s.runner.close();
+      await this.versions.close();
       await this.metricsServer?.close();
       this.state = 'stopped';
       this.log('worker_stopped', { counts: this.counts, ...(this.failure ? { error: this.failure.message } : {}) });
@@ -446,49 +311,6 @@ export class CloudWorker {
     })();
     return this.shuttingDown;
   }
-}
-
-/**
- * Loads a model version's stages on the worker's provider, warms them up and checks them against the CPU provider
- * (a provider that cannot run the graphs, or miscomputes a kernel, fails here, not on the first request).
- */
-async function loadVersion(
-  model: ModelDir,
-  o: CompiledWorkerOptions,
-  metrics: WorkerMetrics,
-  log: Log,
-): Promise<Served> {
-  const stages = model.manifest.stages.length;
-  const runner = await StageRunner.create(model, {
-    executionProvider: o.executionProvider,
-    threads: o.threads,
-    // Every first stage a request can name, but the last (one stage is one graph already).
-    fused: o.fuse === 'on' ? Array.from({ length: stages - 1 }, (_, s) => s) : [],
-  });
-  const warm = performance.now();
-  let parity: ParityReport;
-  try {
-    await warmUp(runner, model, o.executionProvider);
-    parity = await checkAgainstCpu(runner, model, o.executionProvider);
-  } catch (err) {
-    await runner.close();
-    throw err;
-  }
-  log('worker_warmed_up', {
-    version: model.manifest.version,
-    ep: o.executionProvider,
-    ...(runner.fused.length ? { one_graph_from_stages: runner.fused } : {}),
-    ms: Math.round(performance.now() - warm),
-    ...(parity.images ? { cpu_parity_max_relative_diff: Number(parity.maxRelativeDiff.toPrecision(3)) } : {}),
-  });
-  const batcher = new Batcher(runner, model.manifest, o, {
-    batch: (size, queued) => {
-      metrics.batchSize.observe(size);
-      for (const q of queued) metrics.queueSeconds.observe(q);
-    },
-    stage: (stage, seconds) => metrics.computeSeconds.observe({ stage: String(stage) }, seconds),
-  });
-  return { model, runner, batcher, draining: false };
 }
 
 function toReply(o: JobReply, requestId: string, workerId: string, classes: string[]): InferReplyMessage {

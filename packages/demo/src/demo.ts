@@ -81,7 +81,7 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport }> {
       const source = await openSource(o.images, { size: m.input.shape[1]!, ...(o.limit ? { limit: o.limit } : {}) });
       frames += await agent.run(paced(source, fps, o.signal), (r) => summary.add(r));
     } while (o.livePort !== undefined && !o.signal?.aborted);
-    await agent.close();
+    await agent.shutdown();
     const stored = nats ? await storedResults(url) : null;
     const op = operatingPoint(m, o.operatingPoint);
     const test = op.test;
@@ -104,7 +104,7 @@ export async function runDemo(o: DemoOptions): Promise<{ report: DemoReport }> {
       },
     };
   } finally {
-    await agent?.close();
+    await agent?.shutdown();
     await Promise.all(workers.map((w) => w.stop()));
     await nats?.stop();
   }

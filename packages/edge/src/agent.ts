@@ -3,10 +3,12 @@ import { loadModelDir, type ModelDir } from '@cascade/runtime';
 import {
   defaultModelCache,
   fetchModel,
+  healthRoutes,
   NatsLink,
   resolveModel,
   serveMetrics,
   stderrLog,
+  type Lifecycle,
   type Log,
   type MetricsServer,
 } from '@cascade/service';
@@ -25,7 +27,7 @@ import { ResultsPublisher } from './results.js';
 export type { EdgeResult, Outcome } from './path.js';
 
 /** `running` until close(); `closing` while it finishes offloads and flushes results; then `closed`. */
-export type EdgeState = 'running' | 'closing' | 'closed';
+export type EdgeState = Extract<Lifecycle, 'running' | 'draining' | 'stopped'>;
 
 /**
  * An edge agent: runs stages 0..split-1 in a worker thread, ends a frame at the first confident exit, and offloads
@@ -43,6 +45,7 @@ export class EdgeAgent {
   /** Frames under way, until their result is emitted. */
   private readonly pending = new Set<Promise<void>>();
   private metricsServer: MetricsServer | undefined;
+  private shuttingDown: Promise<void> | undefined;
   /** The fleet configuration and registry (with NATS). */
   fleet: FleetClient | undefined;
   /** Model versions a switch replaced, closing once their frames have finished. */
@@ -164,15 +167,16 @@ export class EdgeAgent {
       try {
         agent.metricsServer = await serveMetrics(metrics.registry, o.metricsPort, o.metricsHost, {
           ...liveRoutes(metrics.registry, o.id),
-          '/healthz': async () => ({ status: 200, type: 'text/plain', body: 'ok\n' }),
-          '/readyz': async () => {
-            const ready = agent.state === 'running' && (!link || link.connected);
-            const why = link?.connected === false ? 'NATS disconnected' : agent.state;
-            return { status: ready ? 200 : 503, type: 'text/plain', body: ready ? 'ready\n' : `not ready: ${why}\n` };
-          },
+          ...healthRoutes({
+            alive: () => undefined,
+            ready: () => {
+              if (agent.state === 'running' && (!link || link.connected)) return undefined;
+              return link?.connected === false ? 'NATS disconnected' : agent.state;
+            },
+          }),
         });
       } catch (err) {
-        await agent.close();
+        await agent.shutdown();
         throw err;
       }
     }
@@ -295,11 +299,6 @@ export class EdgeAgent {
     };
   }
 
-  /** Whether close() has been called. */
-  get isClosed(): boolean {
-    return this.state !== 'running';
-  }
-
   /** Whether the agent's NATS connection is up now. */
   get connected(): boolean {
     return this.link?.connected ?? false;
@@ -319,25 +318,27 @@ export class EdgeAgent {
    * Finishes offloads in flight, waits up to `flushTimeoutMs` for the results stream to acknowledge every result
    * (what is left stays in the outbox for the next start), then closes NATS and the stage runner. Idempotent.
    */
-  async close(): Promise<void> {
-    if (this.state !== 'running') return;
-    this.state = 'closing';
-    await this.fleet?.close(); // and a model switch under way
-    this.adapt.stop();
-    await Promise.all(this.pending);
-    if (this.publisher) {
-      const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
-      if (!flushed) {
-        const dir = this.options.outbox.dir ?? 'memory (lost)';
-        this.log('results_kept_in_outbox', { results: this.publisher.pending, dir });
+  shutdown(): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      this.state = 'draining';
+      await this.fleet?.close(); // and a model switch under way
+      this.adapt.stop();
+      await Promise.all(this.pending);
+      if (this.publisher) {
+        const flushed = await this.publisher.flush(this.options.flushTimeoutMs);
+        if (!flushed) {
+          const dir = this.options.outbox.dir ?? 'memory (lost)';
+          this.log('results_kept_in_outbox', { results: this.publisher.pending, dir });
+        }
+        this.publisher.close();
       }
-      this.publisher.close();
-    }
-    await this.link?.close();
-    await Promise.all(this.retiring);
-    await this.current.close();
-    await this.metricsServer?.close();
-    this.state = 'closed';
+      await this.link?.close();
+      await Promise.all(this.retiring);
+      await this.current.close();
+      await this.metricsServer?.close();
+      this.state = 'stopped';
+    })();
+    return this.shuttingDown;
   }
 }
 

@@ -320,10 +320,10 @@ async function main(): Promise<void> {
     });
   } catch (err) {
     process.stderr.write(`cascade-edge: ${redactSecrets((err as Error).message)}\n`);
-    await agent.close();
+    await agent.shutdown();
     process.exit(exitStatus(err));
   }
-  await agent.close();
+  await agent.shutdown();
   if (sink !== process.stdout)
     await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
   if (args.summary) {

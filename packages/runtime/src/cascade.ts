@@ -18,6 +18,11 @@ export interface StagePass {
   rows: Int32Array;
   /** Each of the stage's exits' logits (rows × classes), by exit index. */
   logits: Record<number, Float32Array>;
+  /**
+   * For each row of `rows`, the exit of this stage the rule answers it at (the first whose confidence reaches the
+   * row's threshold, the last exit always), or -1: the one place the exit rule is applied to a batch.
+   */
+  exitAt: Int32Array;
   /** Wall time of onnxruntime's run() for this stage; a joined graph's whole run is on its first stage. */
   computeMs: number;
   /** Computed by a joined graph whose run is counted on an earlier pass. */
@@ -47,18 +52,20 @@ export async function runCascade(
     const t = performance.now();
     const out = await sessions.runFused(first, feeds);
     const computeMs = performance.now() - t;
-    const passes = m.stages.slice(first).map((stage, i) => ({
-      stage: stage.index,
-      rows: all,
-      logits: exitLogits(stage.exits, m, out),
-      computeMs: i === 0 ? computeMs : 0,
-      ...(i > 0 ? { joined: true } : {}),
-    }));
+    const passes = m.stages.slice(first).map((stage, i) => {
+      const logits = exitLogits(stage.exits, m, out);
+      return {
+        stage: stage.index,
+        rows: all,
+        logits,
+        exitAt: exitsOf(stage.exits, logits, all, rule, m),
+        computeMs: i === 0 ? computeMs : 0,
+        ...(i > 0 ? { joined: true } : {}),
+      };
+    });
     passes.forEach(onPass);
     return passes;
   }
-  const exits = m.exits.length;
-  const classes = m.classes.length;
   const passes: StagePass[] = [];
   let rows = all;
   let inputs = feeds; // the next stage's inputs, for `rows`
@@ -68,7 +75,8 @@ export async function runCascade(
     const out = await sessions.run(s, inputs);
     const computeMs = performance.now() - t;
     const logits = exitLogits(stage.exits, m, out);
-    const pass = { stage: s, rows, logits, computeMs };
+    const exitAt = exitsOf(stage.exits, logits, rows, rule, m);
+    const pass = { stage: s, rows, logits, exitAt, computeMs };
     passes.push(pass);
     if (s === m.stages.length - 1) {
       onPass(pass);
@@ -76,12 +84,7 @@ export async function runCascade(
     }
     const keep: number[] = [];
     rows.forEach((row, p) => {
-      if (rule.allExits[row]) return void keep.push(p);
-      const th = rule.thresholds.subarray(row * exits, (row + 1) * exits);
-      const leaves = stage.exits.some((e) =>
-        exitsHere(e, decide(logits[e]!.subarray(p * classes, (p + 1) * classes)).confidence, th),
-      );
-      if (!leaves) keep.push(p);
+      if (rule.allExits[row] || exitAt[p]! < 0) keep.push(p); // all_exits rows run on past their answer
     });
     const next: Feeds = {};
     for (const t of m.stages[s + 1]!.inputs) {
@@ -93,6 +96,25 @@ export async function runCascade(
     onPass(pass); // after the rows are read: the pass's buffers may be handed over
   }
   return passes;
+}
+
+/** Each row's exit among a stage's `exits` under the rule (-1: none of them), from the exits' logits. */
+function exitsOf(
+  exits: number[],
+  logits: Record<number, Float32Array>,
+  rows: Int32Array,
+  rule: ExitRule,
+  m: Manifest,
+): Int32Array {
+  const n = m.exits.length;
+  const classes = m.classes.length;
+  return rows.map((row, p) => {
+    const th = rule.thresholds.subarray(row * n, (row + 1) * n);
+    const e = exits.find((e) =>
+      exitsHere(e, decide(logits[e]!.subarray(p * classes, (p + 1) * classes)).confidence, th),
+    );
+    return e ?? -1;
+  });
 }
 
 function exitLogits(exits: number[], m: Manifest, out: Feeds): Record<number, Float32Array> {

@@ -14,9 +14,11 @@ export {
   BUCKETS,
   CASCADE_VERSION,
   createRegistry,
+  healthRoutes,
   serveMetrics,
   setBuildInfo,
   snapshotGauges,
+  type Lifecycle,
   type MetricsServer,
   type Route,
 } from './metrics.js';

@@ -74,6 +74,30 @@ export interface MetricsServer {
 
 export type Route = () => Promise<{ status: number; type: string; body: string }>;
 
+/** A service's states, the same words for the edge agent and the worker. */
+export type Lifecycle = 'created' | 'waiting' | 'running' | 'draining' | 'stopped';
+
+/**
+ * `/healthz` and `/readyz` for an orchestrator: each check gives undefined when healthy (ready), else why not; the
+ * route answers 200 `ok`/`ready`, or 503 with the reason (`failed: …`, `not ready: …`).
+ */
+export function healthRoutes(checks: {
+  alive(): string | undefined;
+  ready(): string | undefined;
+}): Record<string, Route> {
+  const route =
+    (check: () => string | undefined, ok: string, not: string): Route =>
+    async () => {
+      const why = check();
+      return {
+        status: why === undefined ? 200 : 503,
+        type: 'text/plain',
+        body: why === undefined ? `${ok}\n` : `${not}: ${why}\n`,
+      };
+    };
+  return { '/healthz': route(checks.alive, 'ok', 'failed'), '/readyz': route(checks.ready, 'ready', 'not ready') };
+}
+
 export async function serveMetrics(
   registry: Registry,
   port: number,
