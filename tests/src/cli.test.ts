@@ -33,7 +33,7 @@ describe('cli - exit statuses follow the error code, and messages say what was w
     });
     expect(cli('cloud', 'cli.js', ['--model', MODEL, '--max-batch', '0'])).toMatchObject({
       status: 2,
-      stderr: expect.stringMatching(/maxBatch/),
+      stderr: expect.stringMatching(/--max-batch must be an integer from 1 to 1024, got 0/),
     });
   });
 });

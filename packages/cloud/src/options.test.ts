@@ -12,7 +12,9 @@ describe('worker options', () => {
 
   it('bad values are refused naming the field', () => {
     expect(() => compileWorkerOptions({ model: '' })).toThrow(/model/);
-    expect(() => compileWorkerOptions({ model: 'm', maxBatch: 0 })).toThrow(/maxBatch must be an integer >= 1/);
+    expect(() => compileWorkerOptions({ model: 'm', maxBatch: 0 })).toThrow(
+      /maxBatch must be an integer from 1 to 1024, got 0/,
+    );
     expect(() => compileWorkerOptions({ model: 'm', executionProvider: 'tpu' as never })).toThrow(/cpu, webgpu, cuda/);
   });
 
@@ -42,7 +44,7 @@ describe('worker flags - negative numbers', () => {
     expect([gpu.maxBatch, gpu.maxDelayMs, gpu.batchesInFlight, gpu.queueLimit]).toEqual([256, 5, 2, 2048]);
     expect(compileWorkerOptions({ model: 'm', executionProvider: 'webgpu', maxBatch: 1024 }).maxBatch).toBe(1024);
     expect(() => compileWorkerOptions({ model: 'm', maxBatch: 1025 })).toThrow(
-      /maxBatch must be at most 1024, got 1025/,
+      /maxBatch must be an integer from 1 to 1024, got 1025/,
     );
     expect(() => compileWorkerOptions({ model: 'm', batchesInFlight: 0 })).toThrow(/batchesInFlight/);
   });
@@ -55,7 +57,7 @@ describe('worker flags - negative numbers', () => {
     expect(parseWorkerArgs(['--model', 'a', '--fuse', 'on'], {})).toMatchObject({ fuse: 'on' });
     expect(parseWorkerArgs(['--model', 'a'], { CASCADE_FUSE: 'off' })).toMatchObject({ fuse: 'off' });
     expect(() => parseWorkerArgs(['--model', 'a', '--fuse', 'yes'], {})).toThrow(
-      /--fuse must be auto, on or off, got yes/,
+      /--fuse must be one of auto, on, off, got yes/,
     );
   });
 
@@ -63,8 +65,10 @@ describe('worker flags - negative numbers', () => {
     expect(compileWorkerOptions({ model: 'm' }).resultsReplicas).toBeUndefined();
     expect(parseWorkerArgs(['--model', 'a'], { CASCADE_RESULTS_REPLICAS: '3' })).toMatchObject({ resultsReplicas: 3 });
     expect(() => compileWorkerOptions({ model: 'm', resultsReplicas: 0 })).toThrow(
-      /resultsReplicas must be an integer >= 1/,
+      /resultsReplicas must be an integer from 1 to 5, got 0/,
     );
-    expect(() => compileWorkerOptions({ model: 'm', resultsReplicas: 7 })).toThrow(/at most 5/);
+    expect(() => compileWorkerOptions({ model: 'm', resultsReplicas: 7 })).toThrow(
+      /resultsReplicas must be an integer from 1 to 5, got 7/,
+    );
   });
 });

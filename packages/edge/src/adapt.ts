@@ -17,20 +17,18 @@ import {
 } from './adaptive.js';
 import type { EdgeViews } from './local.js';
 import type { EdgeMetrics } from './metrics.js';
+import type { CompiledEdgeOptions } from './options.js';
 import type { EdgeResult, ModeChooser } from './path.js';
 import type { ExitView, OffloadOutcome } from './request.js';
 
-/** The settings that may change while the edge runs (from the fleet configuration). */
-export interface AdaptSettings {
-  shadowRate: number;
-  controller: boolean;
-  latencyTargetMs: number;
-  bandwidthBytesPerS: number;
-  step: number;
-  minRecords: number;
+/** The adaptation's settings: the agent's options of those names, with fleet settings over them. */
+export type AdaptSettings = Pick<
+  CompiledEdgeOptions,
+  'shadowRate' | 'controller' | 'latencyTargetMs' | 'bandwidthBytesPerS' | 'controlStep' | 'minShadowRecords'
+> & {
   /** Accuracy the controller may give up against the last exit. */
-  budget: number;
-}
+  accuracyBudget: number;
+};
 
 /** Offload failures that say the cloud is short of capacity, not that the link is down. */
 const PRESSURE = new Set(['OVERLOADED', 'EXPIRED', 'DRAINING', 'timeout']);
@@ -116,17 +114,17 @@ export class Adaptation {
     if (!settings.controller) this.controller = undefined;
     else if (rebase || retune || !this.controller) {
       this.controller = new Controller(this.thresholds, this.edgeExits, {
-        budget: settings.budget,
+        budget: settings.accuracyBudget,
         latencyTargetMs: settings.latencyTargetMs,
         bandwidthBytesPerS: settings.bandwidthBytesPerS,
-        step: settings.step,
-        minRecords: settings.minRecords,
+        step: settings.controlStep,
+        minRecords: settings.minShadowRecords,
         holdTicks: 5,
         floor: [],
       });
     }
     this.metrics.controllerEnabled.set(settings.controller ? 1 : 0);
-    this.metrics.accuracyBudget.set(settings.budget);
+    this.metrics.accuracyBudget.set(settings.accuracyBudget);
     this.setBinding(settings.controller ? 'no_data' : 'off');
     this.publish();
   }

@@ -1,6 +1,6 @@
 // One model version as the Node edge runs it: its edge stages in their own inference thread, the frame path over
 // NATS, and the adaptation that owns the thresholds; and the fleet settings that choose its operating point.
-import { ConfigError, elementCount, type EdgeSettings } from '@cascade/proto';
+import { ConfigError, EDGE_LIVE_OPTIONS, elementCount, liveOptions, type EdgeSettings } from '@cascade/proto';
 import { compressTensor } from '@cascade/proto/compress';
 import {
   createExecutor,
@@ -162,6 +162,8 @@ interface FleetPoint {
 /** Accuracy the controller may give up when neither the options nor the operating point say. */
 const DEFAULT_BUDGET = 0.005;
 
+const LIVE = liveOptions(EDGE_LIVE_OPTIONS);
+
 /**
  * The operating point (none for thresholds), its thresholds and the adaptation's settings (the controller's budget
  * included), from the fleet settings `s` over the command's options. Throws a ConfigError when the point is not the
@@ -173,11 +175,22 @@ function fleetPoint(m: Manifest, o: CompiledEdgeOptions, s: EdgeSettings): Fleet
   const base = custom ?? op!.thresholds;
   if (base.length !== m.exits.length)
     throw new ConfigError(`thresholds: ${m.exits.length} needed (one per exit), got ${base.length}`);
-  const settings = adaptSettings(o, s.accuracy_budget ?? o.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET);
-  if (s.shadow_rate !== undefined) settings.shadowRate = s.shadow_rate;
-  if (s.controller !== undefined) settings.controller = s.controller;
-  if (s.latency_target_ms !== undefined) settings.latencyTargetMs = s.latency_target_ms;
-  if (s.bandwidth_bytes_per_s !== undefined) settings.bandwidthBytesPerS = s.bandwidth_bytes_per_s;
+  // Each fleet setting over the option it sets (EDGE_LIVE_OPTIONS names both).
+  const live: Record<string, unknown> = { ...o };
+  for (const [setting, { option }] of Object.entries(LIVE)) {
+    const v = s[setting as keyof EdgeSettings];
+    if (v !== undefined) live[option] = v;
+  }
+  const x = live as CompiledEdgeOptions;
+  const settings: AdaptSettings = {
+    shadowRate: x.shadowRate,
+    controller: x.controller,
+    latencyTargetMs: x.latencyTargetMs,
+    bandwidthBytesPerS: x.bandwidthBytesPerS,
+    controlStep: x.controlStep,
+    minShadowRecords: x.minShadowRecords,
+    accuracyBudget: x.accuracyBudget ?? op?.max_drop ?? DEFAULT_BUDGET,
+  };
   return { op, base, settings };
 }
 
@@ -187,17 +200,4 @@ function fleetPoint(m: Manifest, o: CompiledEdgeOptions, s: EdgeSettings): Fleet
  */
 function promisedOffloadRate(m: Manifest, op: OperatingPoint | undefined, split: number, controller: boolean): number {
   return op?.test && split === (m.default_split ?? 1) && !controller ? 1 - op.test.edge_exit_rate : -1;
-}
-
-/** The live settings of the adaptation, from the agent's options. */
-function adaptSettings(o: CompiledEdgeOptions, budget: number): AdaptSettings {
-  return {
-    shadowRate: o.shadowRate,
-    controller: o.controller,
-    latencyTargetMs: o.latencyTargetMs,
-    bandwidthBytesPerS: o.bandwidthBytesPerS,
-    step: o.controlStep,
-    minRecords: o.minShadowRecords,
-    budget,
-  };
 }

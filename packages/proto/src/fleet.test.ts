@@ -21,7 +21,7 @@ describe('fleet settings', () => {
     ['{"thresholds":[0.5,"x"]}', /thresholds must be a list of numbers/],
     ['{"operating_point":"a b"}', /operating_point must be a name/],
     ['{"shadow_rte":0.1}', /unknown setting "shadow_rte"; the settings are operating_point, thresholds/],
-    ['{"latency_target_ms":-1}', /latency_target_ms must be milliseconds >= 0/],
+    ['{"latency_target_ms":-1}', /latency_target_ms must be a number from 0 to 3600000, got -1/],
   ])('refuses %s, naming the key and the field', (text, why) => {
     expect(() => parseEdgeSettings(text, configKey.edge('cam-1'))).toThrow(why);
     expect(() => parseEdgeSettings(text, configKey.edge('cam-1'))).toThrow(ConfigError);

@@ -1,6 +1,7 @@
 // The fleet's configuration and registry in NATS key-value buckets: the contract between edges, workers and the
 // `cascade` operator command.
 import { ConfigError } from './errors.js';
+import { checkOption, liveOptions, type OptionSpecs, type OptionValue } from './options.js';
 
 export const FLEET = {
   /** Settings: `edges.default` for the whole fleet, `edges.<edge-id>` for one edge; JSON `EdgeSettings`. */
@@ -28,40 +29,89 @@ export const configKey = {
   model: (name: string): string => `models.${name}`,
 };
 
-/** What an operator may set for an edge (or the fleet): every field optional, a missing one keeps the edge's own. */
-export interface EdgeSettings {
-  /** An operating point of the edge's model. */
-  operating_point?: string;
-  /** One per exit; overrides the operating point. */
-  thresholds?: number[];
-  /** Share of frames shadow-sampled, 0 to 1. */
-  shadow_rate?: number;
-  /** The threshold controller on or off. */
-  controller?: boolean;
-  /** Accuracy the controller may give up against the last exit, 0 to 1 (0.005 = 0.5 points). */
-  accuracy_budget?: number;
-  /** Offload p95 above which the controller sheds load; 0: not watched. */
-  latency_target_ms?: number;
-  /** Offload bytes per second the controller keeps under; 0: no limit. */
-  bandwidth_bytes_per_s?: number;
-}
+/**
+ * The edge options an operator may also set while the edge runs, for the whole fleet or one edge (`live`: the
+ * setting's name in `EdgeSettings`). Declared here, in the fleet's contract, once: the edge's option spec includes
+ * them, and the settings are checked against them.
+ */
+export const EDGE_LIVE_OPTIONS = {
+  operatingPoint: {
+    type: 'string',
+    pattern: /^[A-Za-z0-9_-]{1,64}$/,
+    means: 'a name',
+    flag: 'operating-point',
+    env: 'CASCADE_OPERATING_POINT',
+    live: 'operating_point',
+    defaultDoc: "the manifest's default",
+    help: 'threshold set from the manifest',
+  },
+  thresholds: {
+    type: 'numbers',
+    flag: 'thresholds',
+    env: 'CASCADE_THRESHOLDS',
+    live: 'thresholds',
+    help: 'comma-separated thresholds, one per exit; overrides the operating point',
+  },
+  shadowRate: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: 0.02,
+    flag: 'shadow-rate',
+    env: 'CASCADE_SHADOW_RATE',
+    live: 'shadow_rate',
+    help: "share of frames also finished to the last exit, to measure the edge exits' accuracy; 0 turns it off",
+  },
+  controller: {
+    type: 'switch',
+    default: false,
+    flag: 'controller',
+    env: 'CASCADE_CONTROLLER',
+    live: 'controller',
+    help: 'on: move the thresholds to hold the accuracy budget at the lowest offload rate, and shed load under pressure',
+  },
+  accuracyBudget: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    flag: 'accuracy-budget',
+    env: 'CASCADE_ACCURACY_BUDGET',
+    live: 'accuracy_budget',
+    defaultDoc: "the operating point's max_drop, else 0.005",
+    help: 'accuracy the controller may give up against the last exit (0.005: half a point)',
+  },
+  latencyTargetMs: {
+    type: 'number',
+    min: 0,
+    max: 3_600_000,
+    default: 500,
+    flag: 'latency-target-ms',
+    env: 'CASCADE_LATENCY_TARGET_MS',
+    live: 'latency_target_ms',
+    help: 'offload p95 above which the controller sheds load; 0: not watched',
+  },
+  bandwidthBytesPerS: {
+    type: 'number',
+    min: 0,
+    default: 0,
+    flag: 'bandwidth-budget',
+    env: 'CASCADE_BANDWIDTH_BUDGET',
+    live: 'bandwidth_bytes_per_s',
+    help: 'offload bytes per second the controller keeps under; 0: no limit',
+  },
+} as const satisfies OptionSpecs;
 
-const FIELDS: Record<keyof EdgeSettings, (v: unknown) => string | undefined> = {
-  operating_point: (v) => (typeof v === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(v) ? undefined : 'a name'),
-  thresholds: (v) =>
-    Array.isArray(v) && v.length > 0 && v.length <= 64 && v.every((x) => typeof x === 'number' && Number.isFinite(x))
-      ? undefined
-      : 'a list of numbers, one per exit',
-  shadow_rate: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'a number from 0 to 1'),
-  controller: (v) => (typeof v === 'boolean' ? undefined : 'true or false'),
-  accuracy_budget: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'a number from 0 to 1'),
-  latency_target_ms: (v) => (typeof v === 'number' && v >= 0 && v <= 3_600_000 ? undefined : 'milliseconds >= 0'),
-  bandwidth_bytes_per_s: (v) =>
-    typeof v === 'number' && v >= 0 && Number.isFinite(v) ? undefined : 'bytes per second >= 0',
+type LiveOf<T> = {
+  -readonly [K in keyof T as T[K] extends { live: infer L extends string } ? L : never]?: OptionValue<T[K]>;
 };
 
+/** What an operator may set for an edge (or the fleet): every field optional, a missing one keeps the edge's own. */
+export type EdgeSettings = LiveOf<typeof EDGE_LIVE_OPTIONS>;
+
+const LIVE = liveOptions(EDGE_LIVE_OPTIONS);
+
 /** The setting names, in the order they are documented. */
-export const EDGE_SETTINGS = Object.keys(FIELDS) as (keyof EdgeSettings)[];
+export const EDGE_SETTINGS = Object.keys(LIVE) as (keyof EdgeSettings)[];
 
 /** A key's value as JSON, or a ConfigError naming the key. */
 function parseValue(text: string, key: string): unknown {
@@ -81,11 +131,13 @@ export function parseEdgeSettings(text: string, key: string): EdgeSettings {
 export function checkEdgeSettings(v: unknown, key: string): EdgeSettings {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${key}: must be a JSON object`);
   for (const [name, value] of Object.entries(v)) {
-    const check = FIELDS[name as keyof EdgeSettings];
-    if (!check)
-      throw new ConfigError(`${key}: unknown setting "${name}"; the settings are ${EDGE_SETTINGS.join(', ')}`);
-    const want = check(value);
-    if (want) throw new ConfigError(`${key}: ${name} must be ${want}, got ${JSON.stringify(value)}`);
+    const live = LIVE[name];
+    if (!live) throw new ConfigError(`${key}: unknown setting "${name}"; the settings are ${EDGE_SETTINGS.join(', ')}`);
+    try {
+      checkOption(name, live.spec, value);
+    } catch (err) {
+      throw new ConfigError(`${key}: ${(err as Error).message}`);
+    }
   }
   return v as EdgeSettings;
 }

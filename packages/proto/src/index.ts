@@ -2,6 +2,18 @@
 export { CascadeError, ConfigError, ERROR_CODES, exitStatus, type CascadeErrorCode } from './errors.js';
 export { seededRandom } from './random.js';
 export {
+  checkOption,
+  compileOptions,
+  expected,
+  liveOptions,
+  optionDefaults,
+  type CompiledOptionsOf,
+  type OptionSpec,
+  type OptionSpecs,
+  type OptionsOf,
+  type OptionValue,
+} from './options.js';
+export {
   clip,
   CodecError,
   ENCODINGS,
@@ -44,6 +56,7 @@ export {
   configKey,
   edgeVersion,
   EDGE_ID,
+  EDGE_LIVE_OPTIONS,
   EDGE_SETTINGS,
   FLEET,
   parseEdgeSettings,

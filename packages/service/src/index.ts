@@ -4,10 +4,14 @@ export {
   durationFlag,
   FlagError,
   flagSource,
+  flagTable,
   isMain,
   numberFlag,
+  optionFlags,
+  optionsFromFlags,
   parseFlags,
   usage,
+  withFlagTable,
   type Flag,
 } from './flags.js';
 export {
@@ -50,6 +54,7 @@ export {
   fetchModel,
   listModels,
   MODEL_FLAGS,
+  MODEL_OPTIONS,
   MODEL_REF,
   pushModel,
   RegistryError,

@@ -1,31 +1,38 @@
 // The model registry: model directories in a JetStream object store, by name and version (the manifest's version,
 // a content hash), each file checked against the manifest's SHA-256 on the way out, and a local cache that serves
 // when NATS is away.
-import { CascadeError, clip, ERROR_CODES, FLEET } from '@cascade/proto';
+import { CascadeError, clip, ERROR_CODES, FLEET, type OptionSpecs } from '@cascade/proto';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
+import { optionFlags, type Flag } from './flags.js';
 import type { Log } from './link.js';
 import { natsConnectOptions, type NatsAuth } from './nats-auth.js';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** The model flags of the commands that load a model (cascade-edge, cascade-cloud). */
-export const MODEL_FLAGS = {
+/** The model options of the commands that load a model (cascade-edge, cascade-cloud), and their flags. */
+export const MODEL_OPTIONS = {
   model: {
     type: 'string',
+    means: 'a model directory or NAME@VERSION',
+    flag: 'model',
     env: 'CASCADE_MODEL',
-    help: 'model directory, or NAME@VERSION from the model registry in NATS (required)',
+    help: 'model directory, or NAME@VERSION from the model registry in NATS (fetched, checked against its hashes, cached; the cache serves while NATS is away) (required)',
   },
-  'model-cache': {
+  modelCache: {
     type: 'string',
+    flag: 'model-cache',
     env: 'CASCADE_MODEL_CACHE',
-    help: 'cache of registry models (default $XDG_CACHE_HOME/cascade/models, else ~/.cache/...)',
+    defaultDoc: '$XDG_CACHE_HOME/cascade/models, else ~/.cache/cascade/models',
+    help: 'where registry models are cached',
   },
-} as const;
+} as const satisfies OptionSpecs;
+
+export const MODEL_FLAGS = optionFlags(MODEL_OPTIONS) as { model: Flag; 'model-cache': Flag };
 
 /** A model reference: `<name>@<version>`. */
 export const MODEL_REF = /^([A-Za-z0-9_-]+)@([A-Za-z0-9_-]+)$/;
