@@ -2,19 +2,17 @@
 // the agent's frames and metrics. The arithmetic is in adaptive.ts.
 import type { Manifest } from '@cascade/runtime';
 import type { Log } from '@cascade/service';
+import { FrameWindow, ShadowWindow, type ShadowRecord } from './adaptive.js';
 import {
   BINDINGS,
   chooseMode,
   Controller,
-  FrameWindow,
-  ShadowWindow,
   type Binding,
   type Decision,
   type ModeCosts,
   type ModeWeights,
-  type ShadowRecord,
   type TickInputs,
-} from './adaptive.js';
+} from './controller.js';
 import type { EdgeViews } from './local.js';
 import type { EdgeMetrics } from './metrics.js';
 import type { CompiledEdgeOptions } from './options.js';

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '@cascade/proto';
-import {
-  chooseMode,
-  Controller,
-  exitUnder,
-  FrameWindow,
-  ShadowWindow,
-  type ControlSettings,
-  type ShadowRecord,
-  type TickInputs,
-} from './adaptive.js';
+import { exitUnder, FrameWindow, ShadowWindow, type ShadowRecord } from './adaptive.js';
+import { chooseMode, Controller, type ControlSettings, type TickInputs } from './controller.js';
 
 const rng = seededRandom;
 

@@ -23,6 +23,7 @@ import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from '
 import { Outbox } from './outbox.js';
 import type { EdgeResult, Frame } from './path.js';
 import { ResultsPublisher } from './results.js';
+import { Slots } from './slots.js';
 
 export type { EdgeResult, Outcome } from './path.js';
 
@@ -339,26 +340,5 @@ export class EdgeAgent {
       this.state = 'stopped';
     })();
     return this.shuttingDown;
-  }
-}
-
-/** A counting semaphore: acquire() resolves with the slot's release once one of `size` is free. */
-class Slots {
-  private used = 0;
-  private readonly waiters: (() => void)[] = [];
-
-  constructor(private readonly size: number) {}
-
-  async acquire(): Promise<() => void> {
-    if (this.used < this.size) this.used++;
-    else await new Promise<void>((resolve) => this.waiters.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.used--;
-    };
   }
 }

@@ -9,48 +9,15 @@ import {
   encodeParts,
   requestMode,
   type ExitView,
-  type FallbackReason,
   type LocalAnswer,
   type OffloadOutcome,
   type RequestSettings,
   type StateTensor,
 } from './request.js';
+import type { EdgeResult, Frame, Outcome } from './result.js';
 import type { Transport } from './transport.js';
 
-/** One frame as the edge takes it in: planar uint8 pixels [3, H, W]. */
-export interface Frame {
-  id: string;
-  pixels: Uint8Array;
-  /** Ground truth, when the source has it (CIFAR files). */
-  label?: number;
-  capturedUnixMs: number;
-}
-
-export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
-
-/** The one result every frame yields. */
-export interface EdgeResult {
-  frame: string;
-  edge: string;
-  /** n-th frame this edge took in (from 1); with the edge's run id it names the result in the results stream. */
-  sequence: number;
-  /** Ground truth, when the source has it. */
-  label?: number;
-  class: number;
-  /** The predicted class's name (`label` is the ground truth). */
-  class_name: string;
-  confidence: number;
-  exit: number;
-  tier: 'edge' | 'cloud';
-  outcome: Outcome;
-  latency_ms: number;
-  offload_bytes: number;
-  /** Why a hard frame was answered locally. */
-  fallback_reason?: FallbackReason;
-  worker?: string;
-  error?: string;
-  model_version: string;
-}
+export type { EdgeResult, Frame, Outcome } from './result.js';
 
 /** `--mode auto`: picks each offload's mode and learns what each costs in bytes. */
 export interface ModeChooser {
