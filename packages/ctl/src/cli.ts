@@ -2,6 +2,7 @@
 // cascade: the operator command. Lists the fleet, reads and writes its settings in NATS, keeps the model registry and
 // rolls model versions out.
 import { EDGE_SETTINGS, exitStatus, redactSecrets } from '@cascade/proto';
+import { join } from 'node:path';
 import {
   FlagError,
   flagSource,
@@ -15,6 +16,8 @@ import {
 } from '@cascade/service';
 import { getSettings, listFleet, removeSettings, setSettings } from './fleet.js';
 import { formatFleet } from './format.js';
+import { deviceCommand } from './device-cli.js';
+import { AuthDir } from './devices.js';
 import { modelCommand } from './models.js';
 import { rolloutCommand } from './rollout-cli.js';
 
@@ -31,6 +34,12 @@ const FLAGS = {
   edges: { type: 'string', help: 'cascade rollout: these edges (comma-separated ids) run the new version' },
   undo: { type: 'boolean', help: 'cascade rollout: go back to the rollout before the current one' },
   'timeout-s': { type: 'string', help: 'cascade rollout: longest wait for each step (default 120)' },
+  auth: {
+    type: 'string',
+    env: 'CASCADE_AUTH_DIR',
+    help: 'the keys of cascade auth init (operator mode): cascade device needs them, and the command then logs in as monitor',
+  },
+  out: { type: 'string', help: 'cascade device add: where to write the credentials (default AUTH/devices/ID.creds)' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
 
@@ -52,6 +61,12 @@ const COMMANDS = `commands:
                                          each step waits until every worker and edge has taken it
   cascade rollout --undo NAME            the same steps back to the rollout before
   cascade rollout status NAME            the stored rollout, and what each worker serves and edge runs
+  cascade auth init DIR                  operator mode: an operator, its accounts, server.conf for nats-server,
+                                         and the credentials of the system user, workers and operators
+  cascade device add SITE.AGENT          credentials for an edge agent (--auth DIR): its cameras SITE.AGENT.*
+                                         may publish their own results and read their own inboxes, nothing else
+  cascade device ls                      the devices issued, and those revoked
+  cascade device revoke SITE.AGENT       refuse a device from now on: the servers close its connections
 settings: ${EDGE_SETTINGS.join(', ')}
 `;
 const USAGE = `${usage('cascade COMMAND [ARGS] [options]', FLAGS)}${COMMANDS}`;
@@ -89,13 +104,27 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (words[0] === 'auth') {
+    try {
+      const a = await AuthDir.init(words[2]!);
+      process.stdout.write(
+        `${a.dir}: server.conf for nats-server (include it), sys.creds, worker.creds, monitor.creds\n`,
+      );
+    } catch (err) {
+      process.stderr.write(`cascade: ${redactSecrets((err as Error).message)}\n`);
+      process.exit(exitStatus(err));
+    }
+    return;
+  }
+  const auth = natsAuthFromFlags(f);
+  if (f.auth && !auth.creds && !auth.user && !auth.token) auth.creds = join(f.auth, 'monitor.creds');
   let link: NatsLink;
   try {
     link = await NatsLink.open({
       servers: f.nats ?? 'nats://127.0.0.1:4222',
       via: flagSource(FLAGS, 'nats', flags),
       name: 'cascade',
-      auth: { inboxPrefix: '_INBOX_monitor', ...natsAuthFromFlags(f) },
+      auth: { inboxPrefix: '_INBOX_monitor', ...auth },
       log: () => undefined,
       firstConnect: 'now',
     });
@@ -114,6 +143,8 @@ async function main(): Promise<void> {
       await modelCommand(nc, sub!, target, f, out);
     } else if (cmd === 'rollout') {
       await rolloutCommand(nc, words.slice(1), f, out);
+    } else if (cmd === 'device') {
+      await deviceCommand(nc, words.slice(1), f, out);
     } else if (sub === 'get') {
       const s = await getSettings(nc, target ?? 'default');
       out(s, `${s.key} (revision ${s.revision}): ${JSON.stringify(s.settings)}\n`);
@@ -144,6 +175,11 @@ function check(words: string[]): void {
   if (cmd === 'rollout') {
     if (sub === 'status' && target && rest.length === 0) return;
     if (sub && sub !== 'status' && !target) return;
+  }
+  if (cmd === 'auth' && sub === 'init' && target && rest.length === 0) return;
+  if (cmd === 'device') {
+    if (sub === 'ls' && words.length === 2) return;
+    if ((sub === 'add' || sub === 'revoke') && target && rest.length === 0) return;
   }
   if (cmd === 'config') {
     if (sub === 'get' && words.length <= 3) return;

@@ -27,6 +27,8 @@ export interface NatsServerOptions {
   maxPayload?: number;
   /** More configuration, appended as is. */
   extraConfig?: string;
+  /** The nats-server program. @default nats-server on PATH */
+  binary?: string;
 }
 
 export class NatsServerMissingError extends CascadeError {
@@ -46,7 +48,7 @@ export function ensureNatsServer(): void {
 
 /** Starts nats-server on 127.0.0.1 with JetStream; resolves once it accepts clients. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<LocalNats> {
-  ensureNatsServer();
+  if (!options.binary) ensureNatsServer();
   const dir = mkdtempSync(join(tmpdir(), 'cascade-nats-'));
   const storeDir = options.storeDir ?? join(dir, 'jetstream');
   const conf = join(dir, 'nats.conf');
@@ -59,7 +61,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       options.extraConfig ?? '',
     ].join('\n'),
   );
-  const proc = track(spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const proc = track(spawn(options.binary ?? 'nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const port = await new Promise<number>((resolve, reject) => {
     let log = '';
     const timer = setTimeout(

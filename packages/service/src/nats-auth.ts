@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ConnectionOptions } from '@nats-io/transport-node';
+import { credsAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import type { Flag } from './flags.js';
 
 /** How a part authenticates to NATS and secures the connection. Secrets never reach logs. */
@@ -9,6 +9,11 @@ export interface NatsAuth {
   password?: string;
   passwordFile?: string;
   token?: string;
+  /**
+   * A credentials file (a user JWT and its NKey seed, as `cascade device add` writes it) for servers in operator
+   * mode (decentralised authentication).
+   */
+  creds?: string;
   /** PEM files: the CA to trust, and a client certificate and key for mutual TLS. */
   ca?: string;
   cert?: string;
@@ -25,6 +30,11 @@ export const NATS_AUTH_FLAGS = {
   'nats-password': { type: 'string', env: 'NATS_PASSWORD', help: 'NATS password (prefer --nats-password-file)' },
   'nats-password-file': { type: 'string', env: 'NATS_PASSWORD_FILE', help: 'file holding the NATS password' },
   'nats-token': { type: 'string', env: 'NATS_TOKEN', help: 'NATS token' },
+  'nats-creds': {
+    type: 'string',
+    env: 'NATS_CREDS',
+    help: 'credentials file (user JWT and NKey seed) for decentralised authentication, as cascade device add writes it',
+  },
   'nats-ca': { type: 'string', env: 'NATS_CA', help: 'CA certificate (PEM) to verify the server; turns TLS on' },
   'nats-cert': { type: 'string', env: 'NATS_CERT', help: 'client certificate (PEM) for mutual TLS' },
   'nats-key': { type: 'string', env: 'NATS_KEY', help: 'client key (PEM) for mutual TLS' },
@@ -49,6 +59,7 @@ export function natsAuthFromFlags(v: AuthValues): NatsAuth {
   set('password', s('nats-password'));
   set('passwordFile', s('nats-password-file'));
   set('token', s('nats-token'));
+  set('creds', s('nats-creds'));
   set('ca', s('nats-ca'));
   set('cert', s('nats-cert'));
   set('key', s('nats-key'));
@@ -57,13 +68,14 @@ export function natsAuthFromFlags(v: AuthValues): NatsAuth {
   return auth;
 }
 
-/** Options for nats.js `connect()`: user, pass, token, tls and inboxPrefix. */
+/** Options for nats.js `connect()`: user, pass, token, credentials, tls and inboxPrefix. */
 export function natsConnectOptions(auth: NatsAuth = {}): Partial<ConnectionOptions> {
   const o: Partial<ConnectionOptions> = {};
   if (auth.user) o.user = auth.user;
   const pass = auth.password ?? (auth.passwordFile ? readFileSync(auth.passwordFile, 'utf8').trim() : undefined);
   if (pass !== undefined) o.pass = pass;
   if (auth.token) o.token = auth.token;
+  if (auth.creds) o.authenticator = credsAuthenticator(readFileSync(auth.creds));
   if (auth.ca || auth.cert || auth.key || auth.tls) {
     o.tls = {
       ...(auth.ca ? { caFile: auth.ca } : {}),

@@ -1,0 +1,269 @@
+// Fleet identity with NATS's decentralised authentication: an operator and two accounts (the system account and
+// CASCADE), a user JWT per device whose permissions follow from its identity, and revocation pushed to the running
+// servers. nats-server's files never change after `cascade auth init`: devices are added and revoked by command.
+import { ConfigError } from '@cascade/proto';
+import {
+  createAccount,
+  createOperator,
+  createUser,
+  decode,
+  encodeAccount,
+  encodeOperator,
+  encodeUser,
+  fmtCreds,
+  fromSeed,
+  type Account,
+  type KeyPair,
+  type Permissions,
+} from '@nats-io/jwt';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** A device: an edge agent at a site, `<site>.<agent>`; its cameras are `<site>.<agent>.<camera>`. */
+export const DEVICE_ID = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The bucket of issued devices: public keys and dates, never a secret. */
+export const DEVICES_BUCKET = 'cascade-devices';
+
+export interface DeviceEntry {
+  id: string;
+  public_key: string;
+  issued_unix_ms: number;
+  revoked_unix_ms?: number;
+}
+
+/** What a device may do, from its identity: its cameras' results and inboxes, nothing of another agent or site. */
+export function devicePermissions(id: string): Permissions {
+  if (!DEVICE_ID.test(id)) throw new ConfigError(`device id "${id}" must be <site>.<agent>, e.g. site-a.agent-1`);
+  const cams = `${id}.*`;
+  return {
+    pub: {
+      allow: [
+        'cascade.v1.infer.>',
+        `cascade.v1.results.${cams}`,
+        '$JS.API.STREAM.INFO.CASCADE_RESULTS',
+        `$JS.API.DIRECT.GET.CASCADE_RESULTS.cascade.v1.results.${cams}`,
+        '$JS.API.STREAM.INFO.KV_cascade-config',
+        '$JS.API.STREAM.INFO.KV_cascade-edges',
+        `$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.edges.${cams}`,
+        '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.edges.default',
+        '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.models.>',
+        '$JS.API.CONSUMER.DELETE.KV_cascade-config.*',
+        '$JS.FC.KV_cascade-config.>',
+        `$KV.cascade-edges.${cams}`,
+        '$JS.API.STREAM.INFO.OBJ_cascade-models',
+        '$JS.API.DIRECT.GET.OBJ_cascade-models.>',
+        '$JS.API.STREAM.MSG.GET.OBJ_cascade-models',
+        '$JS.API.CONSUMER.CREATE.OBJ_cascade-models.>',
+        '$JS.API.CONSUMER.DELETE.OBJ_cascade-models.>',
+        '$JS.FC.OBJ_cascade-models.>',
+      ],
+    },
+    sub: { allow: [`_INBOX.${id}.>`] },
+  };
+}
+
+/** The roles `cascade auth init` issues besides devices (the same as deploy/nats/nats.conf's for passwords). */
+export const ROLE_PERMISSIONS: Record<'worker' | 'monitor', Permissions> = {
+  worker: {
+    pub: {
+      allow: [
+        '$SRV.>',
+        '$JS.API.INFO',
+        '$JS.API.STREAM.INFO.CASCADE_RESULTS',
+        '$JS.API.STREAM.CREATE.CASCADE_RESULTS',
+        '$JS.API.STREAM.UPDATE.CASCADE_RESULTS',
+        '$JS.API.STREAM.INFO.KV_cascade-config',
+        '$JS.API.STREAM.CREATE.KV_cascade-config',
+        '$JS.API.STREAM.INFO.KV_cascade-edges',
+        '$JS.API.STREAM.CREATE.KV_cascade-edges',
+        '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.models.>',
+        '$JS.API.CONSUMER.DELETE.KV_cascade-config.*',
+        '$JS.FC.KV_cascade-config.>',
+        '$JS.API.STREAM.INFO.OBJ_cascade-models',
+        '$JS.API.DIRECT.GET.OBJ_cascade-models.>',
+        '$JS.API.STREAM.MSG.GET.OBJ_cascade-models',
+        '$JS.API.CONSUMER.CREATE.OBJ_cascade-models.>',
+        '$JS.API.CONSUMER.DELETE.OBJ_cascade-models.>',
+        '$JS.FC.OBJ_cascade-models.>',
+      ],
+    },
+    sub: { allow: ['cascade.v1.infer.>', '$SRV.>', '_INBOX_worker.>'] },
+    resp: { max: 8 },
+  },
+  monitor: {
+    pub: {
+      allow: [
+        '$SRV.>',
+        '$JS.API.>',
+        '$JS.ACK.CASCADE_RESULTS.>',
+        '$JS.FC.>',
+        '$KV.cascade-config.>',
+        `$KV.${DEVICES_BUCKET}.>`,
+        '$O.cascade-models.>',
+      ],
+    },
+    sub: { allow: ['cascade.v1.results.>', '_INBOX_monitor.>'] },
+  },
+};
+
+const ENC = new TextEncoder();
+
+/** The keys and JWTs `cascade auth init` made, read from its directory. */
+export class AuthDir {
+  private constructor(
+    readonly dir: string,
+    readonly operator: KeyPair,
+    readonly system: KeyPair,
+    readonly account: KeyPair,
+    readonly signer: KeyPair,
+  ) {}
+
+  static open(dir: string): AuthDir {
+    const seed = (name: string) => {
+      const file = join(dir, `${name}.nk`);
+      if (!existsSync(file)) throw new ConfigError(`${file} is missing: run cascade auth init ${dir} first`);
+      return fromSeed(readFileSync(file));
+    };
+    return new AuthDir(dir, seed('operator'), seed('system'), seed('account'), seed('account-signing'));
+  }
+
+  /**
+   * Makes the operator, the system account and the CASCADE account (JetStream on, one signing key for users), the
+   * nats-server configuration that trusts them (`server.conf`: include it) and the credentials of the system user,
+   * the workers and the operators (`sys.creds`, `worker.creds`, `monitor.creds`). Seeds are written 0600.
+   */
+  static async init(dir: string): Promise<AuthDir> {
+    if (existsSync(join(dir, 'operator.nk'))) throw new ConfigError(`${dir} holds keys already; refusing to replace them`); // prettier-ignore
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const a = new AuthDir(dir, createOperator(), createAccount(), createAccount(), createAccount());
+    for (const [name, kp] of [
+      ['operator', a.operator],
+      ['system', a.system],
+      ['account', a.account],
+      ['account-signing', a.signer],
+    ] as const)
+      // prettier-ignore
+      a.secret(`${name}.nk`, kp.getSeed());
+    const sys = a.system.getPublicKey();
+    const operatorJwt = await encodeOperator('cascade', a.operator, { system_account: sys });
+    const open = { subs: -1, data: -1, payload: -1, conn: -1, leaf: -1, imports: -1, exports: -1, wildcards: true };
+    const sysJwt = await encodeAccount('SYS', a.system, { limits: open }, { signer: a.operator });
+    const accountJwt = await a.accountJwt({});
+    a.public('operator.jwt', operatorJwt);
+    a.public('account.jwt', accountJwt);
+    const jwtDir = resolve(dir, 'jwt');
+    a.public(
+      'server.conf',
+      [
+        '# Cascade in operator mode (decentralised authentication), from cascade auth init. Include it in the server',
+        '# configuration. Devices are added and revoked with `cascade device`; this file does not change.',
+        `operator: "${operatorJwt}"`,
+        `system_account: "${sys}"`,
+        `resolver: { type: full, dir: "${jwtDir}", allow_delete: false, interval: "2m", timeout: "2s" }`,
+        `resolver_preload: { "${sys}": "${sysJwt}", "${a.account.getPublicKey()}": "${accountJwt}" }`,
+        '',
+      ].join('\n'),
+    );
+    const sysUser = createUser();
+    a.secret('sys.creds', fmtCreds(await encodeUser('sys', sysUser, a.system), sysUser));
+    for (const role of ['worker', 'monitor'] as const) a.secret(`${role}.creds`, await a.userCreds(role, ROLE_PERMISSIONS[role]).then((c) => c.creds)); // prettier-ignore
+    return a;
+  }
+
+  /** Credentials of a new user of the CASCADE account with these permissions, signed by the account's signing key. */
+  async userCreds(name: string, permissions: Permissions): Promise<{ creds: Uint8Array; publicKey: string }> {
+    const user = createUser();
+    const jwt = await encodeUser(name, user, this.signer, {
+      issuer_account: this.account.getPublicKey(),
+      ...permissions,
+    });
+    return { creds: fmtCreds(jwt, user), publicKey: user.getPublicKey() };
+  }
+
+  /** The CASCADE account's JWT, signed by the operator, with these revocations (user key: revoked at, seconds). */
+  async accountJwt(revocations: Record<string, number>): Promise<string> {
+    const account: Partial<Account> = {
+      limits: { subs: -1, data: -1, payload: -1, conn: -1, leaf: -1, imports: -1, exports: -1, wildcards: true, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 }, // prettier-ignore
+      signing_keys: [this.signer.getPublicKey()],
+      revocations,
+    };
+    return encodeAccount('CASCADE', this.account, account, { signer: this.operator });
+  }
+
+  /** The revocations in force (from the account JWT last written here). */
+  revocations(): Record<string, number> {
+    const file = join(this.dir, 'account.jwt');
+    return { ...(decode<Account>(readFileSync(file, 'utf8').trim()).nats.revocations ?? {}) };
+  }
+
+  /** Writes the account JWT and returns it (for the servers' resolver). */
+  writeAccount(jwt: string): void {
+    this.public('account.jwt', jwt);
+  }
+
+  private secret(name: string, data: Uint8Array | string): void {
+    const file = join(this.dir, name);
+    writeFileSync(file, typeof data === 'string' ? ENC.encode(data) : data, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
+
+  private public(name: string, text: string): void {
+    writeFileSync(join(this.dir, name), text);
+  }
+}
+
+/** Issues a device's credentials and records it (public key and date) in the devices bucket. */
+export async function addDevice(
+  nc: NatsConnection,
+  auth: AuthDir,
+  id: string,
+): Promise<{ entry: DeviceEntry; creds: Uint8Array }> {
+  const permissions = devicePermissions(id);
+  const kv = await new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+  const old = await kv.get(id);
+  if (old?.operation === 'PUT' && !(old.json<DeviceEntry>().revoked_unix_ms !== undefined))
+    throw new ConfigError(`device ${id} exists: revoke it first (cascade device revoke ${id})`);
+  const { creds, publicKey } = await auth.userCreds(id, permissions);
+  const entry: DeviceEntry = { id, public_key: publicKey, issued_unix_ms: Date.now() };
+  await kv.put(id, JSON.stringify(entry));
+  return { entry, creds };
+}
+
+export async function listDevices(nc: NatsConnection): Promise<DeviceEntry[]> {
+  const kv = await new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+  const out: DeviceEntry[] = [];
+  for await (const key of await kv.keys()) {
+    const e = await kv.get(key);
+    if (e?.operation === 'PUT') out.push(e.json<DeviceEntry>());
+  }
+  return out.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/**
+ * Revokes a device: its public key goes into the CASCADE account's revocations, and the account JWT, signed again
+ * by the operator, is pushed to the servers' resolver through the system account (`sys`); a server then closes the
+ * device's connections and refuses it. Returns when the servers have taken the update.
+ */
+export async function revokeDevice(
+  nc: NatsConnection,
+  sys: NatsConnection,
+  auth: AuthDir,
+  id: string,
+): Promise<DeviceEntry> {
+  const kv = await new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+  const e = await kv.get(id);
+  if (!e || e.operation !== 'PUT') throw new ConfigError(`no device ${id} (cascade device ls lists them)`);
+  const entry = e.json<DeviceEntry>();
+  const revocations = { ...auth.revocations(), [entry.public_key]: Math.floor(Date.now() / 1000) };
+  const jwt = await auth.accountJwt(revocations);
+  const reply = await sys.request('$SYS.REQ.CLAIMS.UPDATE', ENC.encode(jwt), { timeout: 5000 });
+  const answer = reply.json<{ error?: { description?: string }; data?: { code?: number } }>();
+  if (answer.error) throw new ConfigError(`the servers refused the account update: ${answer.error.description}`);
+  auth.writeAccount(jwt);
+  const revoked = { ...entry, revoked_unix_ms: Date.now() };
+  await kv.put(id, JSON.stringify(revoked));
+  return revoked;
+}
