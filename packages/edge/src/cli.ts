@@ -15,7 +15,7 @@ import {
   type Flag,
 } from '@cascade/service';
 import { exitStatus, redactSecrets } from '@cascade/proto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { EdgeAgent } from './agent.js';
@@ -31,6 +31,11 @@ const CLI_FLAGS = {
     type: 'string',
     env: 'CASCADE_SOURCE',
     help: 'CIFAR .bin[.gz], a folder of PNG/JPEG, a video file, rtsp:// URL or /dev/videoN (required)',
+  },
+  'source-password-file': {
+    type: 'string',
+    env: 'CASCADE_SOURCE_PASSWORD_FILE',
+    help: "file holding the camera's password (a mounted secret), for an rtsp://USER@HOST/... source; never logged",
   },
   fps: {
     type: 'string',
@@ -78,6 +83,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   return {
     options: o,
     source: f.source,
+    ...(f['source-password-file'] ? { password: readSecret('source-password-file', f['source-password-file']) } : {}),
     fps: numberFlag('fps', f.fps),
     limit: numberFlag('limit', f.limit),
     maxFps: numberFlag('max-fps', f['max-fps']),
@@ -85,6 +91,17 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     out: f.out,
     summary: Boolean(f.summary),
   };
+}
+
+/** A secret from a file (a mounted Kubernetes or Compose secret): its first line; a FlagError names the flag. */
+function readSecret(flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n')[0]!.trim();
+  } catch (err) {
+    throw new FlagError(
+      `--${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
 }
 
 /** `cascade-edge web`: serves the browser edge until stopped. */
@@ -141,6 +158,7 @@ async function main(): Promise<void> {
     const open = () =>
       openSource(args.source, {
         size,
+        ...(args.password !== undefined ? { password: args.password } : {}),
         ...(args.fps ? { fps: args.fps } : {}),
         ...(args.limit ? { limit: args.limit } : {}),
       });

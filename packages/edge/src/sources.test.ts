@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileEdgeOptions } from './options.js';
-import { openSource, SourceError, Tail, toPlanar, type Frame } from './sources.js';
+import { openSource, SourceError, Tail, toPlanar, withPassword, type Frame } from './sources.js';
 
 const SAMPLES = new URL('../../../samples/cifar10-test-1000.bin', import.meta.url).pathname;
 const records = readFileSync(SAMPLES);
@@ -143,5 +143,27 @@ describe('sources - what a failing camera leaves in memory and in logs', () => {
     expect(err).toBeInstanceOf(SourceError);
     expect((err as Error).message).toContain(`rtsp://admin:***@127.0.0.1:${port}/Streaming/101`);
     expect((err as Error).message).not.toContain('hunter2');
+  });
+});
+
+describe('camera passwords from a secret', () => {
+  it('go into an rtsp:// URL that names the user, never into what the source says of itself', async () => {
+    expect(withPassword('rtsp://viewer@cam-1.local:554/live', 's3cr/t@x')).toBe('rtsp://viewer:s3cr%2Ft%40x@cam-1.local:554/live'); // prettier-ignore
+    expect(withPassword('rtsp://viewer@cam-1.local/live', undefined)).toBe('rtsp://viewer@cam-1.local/live');
+    expect(() => withPassword('rtsp://cam-1.local/live', 'p')).toThrow(/name the camera's user in the URL/);
+    expect(() => withPassword('rtsp://viewer:old@cam-1.local/live', 'p')).toThrow(/has a password already/);
+    await expect(openSource(SAMPLES, { size: 32, password: 'p' })).rejects.toThrow(
+      /a password applies to rtsp:\/\/ sources only/,
+    );
+  });
+
+  it('an unreachable camera fails naming its URL without the password', async () => {
+    const source = await openSource('rtsp://viewer@127.0.0.1:1/live', { size: 32, password: 'hunter2', limit: 1 });
+    const err = await (async () => {
+      for await (const _ of source) return undefined;
+      return undefined;
+    })().catch((e: Error) => e);
+    expect(String(err)).not.toContain('hunter2');
+    expect(String(err)).toContain('rtsp://viewer:***@127.0.0.1:1/live');
   });
 });

@@ -14,12 +14,27 @@ export interface SourceOptions {
   fps?: number;
   /** Stop after this many frames. */
   limit?: number;
+  /**
+   * The camera's password, resolved from a secret (a file, a variable, a Kubernetes Secret), put into an rtsp://
+   * URL that names only the user; it never appears in frame ids, logs or the fleet's settings.
+   */
+  password?: string;
 }
 
 export class SourceError extends CascadeError {
   constructor(message: string, options?: ErrorOptions) {
     super(ERROR_CODES.SOURCE, message, options);
   }
+}
+
+/** `url` with `password` in its user info (`rtsp://user@host` becomes `rtsp://user:password@host`). */
+export function withPassword(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
+  const u = new URL(url);
+  if (!u.username) throw new SourceError(`source ${redactSecrets(url)}: name the camera's user in the URL (rtsp://USER@HOST/...) to give it a password`); // prettier-ignore
+  if (u.password) throw new SourceError(`source ${redactSecrets(url)}: the URL has a password already; give it once, by the URL or by a secret`); // prettier-ignore
+  u.password = password;
+  return u.toString();
 }
 
 const CIFAR_RECORD = 1 + 3 * 32 * 32;
@@ -30,9 +45,11 @@ const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
  * images, an `rtsp://` URL, a V4L2 camera (`/dev/videoN` or `v4l2:/dev/videoN`), or any video file ffmpeg reads.
  */
 export async function openSource(spec: string, options: SourceOptions): Promise<AsyncIterable<Frame>> {
+  if (options.password !== undefined && !/^rtsps?:\/\//.test(spec))
+    throw new SourceError(`source ${redactSecrets(spec)}: a password applies to rtsp:// sources only`);
   if (spec.startsWith('cifar:') || /\.bin(\.gz)?$/.test(spec)) return cifarFrames(spec.replace(/^cifar:/, ''), options);
   if (spec.startsWith('rtsp://') || spec.startsWith('rtsps://'))
-    return ffmpegFrames(spec, ['-rtsp_transport', 'tcp'], options);
+    return ffmpegFrames(withPassword(spec, options.password), ['-rtsp_transport', 'tcp'], options);
   if (spec.startsWith('v4l2:') || spec.startsWith('/dev/video')) {
     return ffmpegFrames(spec.replace(/^v4l2:/, ''), ['-f', 'v4l2'], options);
   }
