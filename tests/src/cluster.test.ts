@@ -298,3 +298,63 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     expect(heard).toEqual([]);
   }, 60_000);
 });
+
+/** What a peer speaking plain text gets from a port: the server's INFO, then whether it answered a PING. */
+async function plainText(port: number): Promise<{ info: { tls_required?: boolean }; answered: boolean }> {
+  const { createConnection } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let text = '';
+    let info: { tls_required?: boolean } | undefined;
+    const done = () => {
+      socket.destroy();
+      resolve({ info: info ?? {}, answered: /PONG/.test(text.slice(text.indexOf('\n') + 1)) });
+    };
+    socket.on('data', (d) => {
+      text += d.toString('latin1');
+      if (!info && text.includes('\r\n')) {
+        info = JSON.parse(text.slice(text.indexOf('{'), text.indexOf('\r\n'))) as { tls_required?: boolean };
+        socket.write('CONNECT {"verbose":false}\r\nPING\r\n');
+      }
+    });
+    socket.on('error', () => done());
+    socket.on('close', () => done());
+    socket.setTimeout(3000, () => done());
+    socket.on('timeout', () => reject(new Error('no answer')));
+  });
+}
+
+describe('links that leave a machine are encrypted', () => {
+  it('routes and leaf links are TLS only (mutual, with the CA of the certificates): a plain-text peer is refused; the cascade crosses them', async () => {
+    const c = await cloud();
+    const varz = (await fetch(`http://127.0.0.1:${c.nodes[0]!.monitorPort}/varz`).then((r) => r.json())) as {
+      cluster: { cluster_port: number };
+      leaf: { port: number };
+    };
+    for (const [name, port] of [
+      ['route', varz.cluster.cluster_port],
+      ['leaf', varz.leaf.port],
+    ] as const) {
+      const r = await plainText(port);
+      // Nothing in plain text but, at most, an INFO that asks for TLS; a plain-text CONNECT and PING get no answer.
+      if (Object.keys(r.info).length > 0) expect(r.info.tls_required, `${name} port ${port}`).toBe(true);
+      expect(r.answered, `${name} port ${port} answered a plain-text PING`).toBe(false);
+    }
+    // The three nodes routed to each other and the site joined (startSite waits for its leaf link), so over TLS,
+    // the only way these ports take; the site's cameras get answers from the cloud's workers.
+    const routez = (await fetch(`http://127.0.0.1:${c.nodes[0]!.monitorPort}/routez`).then((r) => r.json())) as {
+      num_routes: number;
+    };
+    expect(routez.num_routes).toBeGreaterThanOrEqual(2);
+    await workers(c.urls);
+    const site = await startSite(
+      'site-a',
+      c.nodes.map((n) => `127.0.0.1:${n.leafPort}`),
+    );
+    cleanup.push(() => site.stop('SIGKILL'));
+    const cam = await connect({ servers: site.url, user: 'camera', pass: SITE_CAMERA_PASSWORD, inboxPrefix: '_INBOX.site-a.cam-1' }); // prettier-ignore
+    cleanup.push(() => cam.close());
+    const reply = await cam.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]), { timeout: 5000 });
+    expect(reply.data.length).toBeGreaterThan(0); // a worker's coded refusal of a malformed request: it crossed
+  }, 60_000);
+});

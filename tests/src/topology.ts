@@ -2,8 +2,8 @@
 // (cluster.conf, which includes nats.conf) and camera sites joined to it as leaf nodes (site.conf). Only the
 // addresses and ports are overridden; users, permissions, JetStream and the cluster and leaf settings are the files'.
 import { stopChild, track } from '@cascade/demo';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, REPO, requireProgram } from './harness.js';
@@ -18,6 +18,41 @@ export const PASSWORDS = {
   CASCADE_ROUTE_PASSWORD: 'route-secret-a2f4',
 };
 export const SITE_CAMERA_PASSWORD = 'site-camera-secret-3e8b';
+
+/** A CA, and a certificate and key it signed (for loopback and Compose's service names), for this test process. */
+export interface TestPki {
+  dir: string;
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+let pki: TestPki | undefined;
+
+/**
+ * Makes (once per process) a test CA and one certificate it signed, good as server and client, for `127.0.0.1`,
+ * `localhost` and the Compose services' names (nats, nats-2, nats-3, site-a); into `dir` when given.
+ */
+export function testPki(dir?: string): TestPki {
+  if (pki && !dir) return pki;
+  requireProgram('openssl');
+  const where = dir ?? mkdtempSync(join(tmpdir(), 'cascade-pki-'));
+  mkdirSync(where, { recursive: true });
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: where, stdio: 'ignore' });
+  if (!existsSync(join(where, 'ca.pem')))
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cascade-test-ca'); // prettier-ignore
+  writeFileSync(join(where, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:nats,DNS:nats-2,DNS:nats-3,DNS:site-a\n'); // prettier-ignore
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=cascade-node'); // prettier-ignore
+  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext'); // prettier-ignore
+  const made = {
+    dir: where,
+    ca: join(where, 'ca.pem'),
+    cert: join(where, 'server.pem'),
+    key: join(where, 'server.key'),
+  };
+  if (!dir) pki = made;
+  return made;
+}
 
 /** Flags that log a worker into the shipped config. */
 export const WORKER_LOGIN = ['--nats-user', 'worker', '--nats-password', PASSWORDS.CASCADE_WORKER_PASSWORD];
@@ -179,6 +214,7 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
 
 async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> {
   const dir = configCopy();
+  const tls = testPki();
   const ports = await Promise.all(
     [0, 1, 2].map(async () => ({
       client: await freePort(),
@@ -202,13 +238,7 @@ async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> 
     const conf = join(dir, `${name}.conf`);
     writeFileSync(
       conf,
-      [
-        'include ./cluster.conf',
-        'host: 127.0.0.1',
-        `port: ${p.client}`,
-        `http_port: ${p.monitor}`,
-        `leafnodes {\n  listen: 127.0.0.1:${p.leaf}\n  advertise: $CASCADE_NATS_LEAF_ADVERTISE\n}`,
-      ].join('\n'),
+      ['include ./cluster.conf', 'host: 127.0.0.1', `port: ${p.client}`, `http_port: ${p.monitor}`].join('\n'),
     );
     const store = join(dir, `${name}-jetstream`);
     mkdirSync(store);
@@ -221,6 +251,10 @@ async function launchCloud(options: CloudOptions): Promise<Promise<NatsNode>[]> 
         CASCADE_NATS_NAME: name,
         CASCADE_NATS_STORE_DIR: store,
         CASCADE_NATS_LEAF_ADVERTISE: advertised[i]!,
+        CASCADE_NATS_LEAF_LISTEN: `127.0.0.1:${p.leaf}`,
+        CASCADE_NATS_TLS_CERT: tls.cert,
+        CASCADE_NATS_TLS_KEY: tls.key,
+        CASCADE_NATS_TLS_CA: tls.ca,
         CASCADE_NATS_WS_PORT: String(p.ws),
       },
       p.client,
@@ -265,6 +299,9 @@ async function launchSite(name: string, hubs: string[]): Promise<NatsNode> {
       CASCADE_SITE_HUB_1: urls[0]!,
       CASCADE_SITE_HUB_2: urls[1]!,
       CASCADE_SITE_HUB_3: urls[2]!,
+      CASCADE_SITE_TLS_CERT: testPki().cert,
+      CASCADE_SITE_TLS_KEY: testPki().key,
+      CASCADE_SITE_TLS_CA: testPki().ca,
     },
     port,
     monitor,
