@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO, requireProgram, until } from './harness.js';
+import { testPki } from './topology.js';
 
 const run = promisify(execFile);
 const DIR = join(REPO, 'deploy/compose');
@@ -32,12 +33,12 @@ const CLUSTER_FILES = [
 ];
 
 const composeOf =
-  (project: string, files: string[]) =>
+  (project: string, files: string[], env: Record<string, string> = {}) =>
   async (...args: string[]) =>
     (
       await run('docker-compose', ['-p', project, ...files, '--env-file', '.env.example', ...args], {
         cwd: DIR,
-        env: engine(),
+        env: { ...engine(), ...env },
         maxBuffer: 64 * 1024 * 1024,
       })
     ).stdout;
@@ -157,7 +158,8 @@ describe('compose - the stack a user brings up, on a container engine', () => {
   }, 420_000);
 
   it('with the cluster and site overlays: three NATS nodes, a camera behind the site answered by the cloud, every result stored once on three copies', async () => {
-    const cluster = composeOf(CLUSTER, CLUSTER_FILES);
+    // Routes and leaf links are mutual TLS: a test CA and a certificate for the services' names, mounted read-only.
+    const cluster = composeOf(CLUSTER, CLUSTER_FILES, { CASCADE_CERTS_DIR: testPki().dir });
     try {
       await cluster('up', '-d', 'nats', 'nats-2', 'nats-3', 'worker-1', 'worker-2', 'site-a', 'edge-agent');
       // The camera behind the site offloads hard frames to the cloud's workers over the leaf link.

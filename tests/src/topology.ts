@@ -3,7 +3,7 @@
 // addresses and ports are overridden; users, permissions, JetStream and the cluster and leaf settings are the files'.
 import { stopChild, track } from '@cascade/demo';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, REPO, requireProgram } from './harness.js';
