@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { devicePermissions, ROLE_PERMISSIONS } from '@cascade/ctl';
 import { REPO, requireProgram } from './harness.js';
 
 const K8S = join(REPO, 'deploy/k8s');
@@ -372,5 +373,35 @@ describe('images', () => {
       await new Promise((r) => proc.once('exit', r));
       await nats.stop();
     }
+  });
+});
+
+/** The publish and subscribe allow lists of a block of deploy/nats/nats.conf, from where `start` matches. */
+function natsConfPermissions(start: RegExp): { pub: string[]; sub: string[] } {
+  const text = readFileSync(join(REPO, 'deploy/nats/nats.conf'), 'utf8').replace(/#.*$/gm, '');
+  const from = text.search(start);
+  expect(from, String(start)).toBeGreaterThanOrEqual(0);
+  const list = (kind: string) => {
+    const m = new RegExp(`${kind}:\\s*\\{\\s*allow:\\s*\\[([^\\]]*)\\]`).exec(text.slice(from))!;
+    return [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!).sort();
+  };
+  return { pub: list('publish'), sub: list('subscribe') };
+}
+
+describe('one set of permissions per role, for passwords and for operator mode', () => {
+  it("cascade's worker and monitor JWTs allow what nats.conf's roles do; a device what nats.conf's camera block does, for its cameras", () => {
+    for (const [role, start] of [
+      ['worker', /WORKER = \{/],
+      ['monitor', /MONITOR = \{/],
+    ] as const) {
+      const p = ROLE_PERMISSIONS[role];
+      expect({ pub: [...p.pub!.allow!].sort(), sub: [...p.sub!.allow!].sort() }, role).toEqual(
+        natsConfPermissions(start),
+      );
+    }
+    // A device's wildcard over its cameras, read for one camera, is the camera block of nats.conf.
+    const d = devicePermissions('site-a.agent-1');
+    const one = (xs: string[]) => xs.map((x) => x.replace('site-a.agent-1.*', 'cam-1').replace('site-a.agent-1', 'cam-1')).sort(); // prettier-ignore
+    expect({ pub: one(d.pub!.allow!), sub: one(d.sub!.allow!) }).toEqual(natsConfPermissions(/user: cam-1\b/));
   });
 });

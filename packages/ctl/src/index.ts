@@ -2,3 +2,14 @@
 export { getSettings, keyOf, listFleet, parseAssignments, removeSettings, setSettings } from './fleet.js';
 export { formatFleet, formatModels } from './format.js';
 export { parseModelRef } from './models.js';
+export {
+  addDevice,
+  AuthDir,
+  DEVICE_ID,
+  devicePermissions,
+  DEVICES_BUCKET,
+  listDevices,
+  revokeDevice,
+  ROLE_PERMISSIONS,
+  type DeviceEntry,
+} from './devices.js';
