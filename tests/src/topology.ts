@@ -44,6 +44,9 @@ export function testPki(dir?: string): TestPki {
   writeFileSync(join(where, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:nats,DNS:nats-2,DNS:nats-3,DNS:site-a\n'); // prettier-ignore
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=cascade-node'); // prettier-ignore
   ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext'); // prettier-ignore
+  // Test keys only: readable by the containers' users too (the Compose test mounts them).
+  for (const f of ['ca.pem', 'server.pem', 'server.key']) chmodSync(join(where, f), 0o644);
+  chmodSync(where, 0o755);
   const made = {
     dir: where,
     ca: join(where, 'ca.pem'),
