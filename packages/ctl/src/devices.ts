@@ -34,6 +34,23 @@ export interface DeviceEntry {
   revoked_unix_ms?: number;
 }
 
+/** Reading the model registry (an object store): its info, an object's description, its chunks. */
+const READ_MODELS = [
+  '$JS.API.STREAM.INFO.OBJ_cascade-models',
+  '$JS.API.DIRECT.GET.OBJ_cascade-models.>',
+  '$JS.API.STREAM.MSG.GET.OBJ_cascade-models',
+  '$JS.API.CONSUMER.CREATE.OBJ_cascade-models.>',
+  '$JS.API.CONSUMER.DELETE.OBJ_cascade-models.>',
+  '$JS.FC.OBJ_cascade-models.>',
+];
+
+/** Watching the models' rollouts (`models.<name>` in the settings bucket). */
+const WATCH_ROLLOUTS = [
+  '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.models.>',
+  '$JS.API.CONSUMER.DELETE.KV_cascade-config.*',
+  '$JS.FC.KV_cascade-config.>',
+];
+
 /** What a device may do, from its identity: its cameras' results and inboxes, nothing of another agent or site. */
 export function devicePermissions(id: string): Permissions {
   if (!DEVICE_ID.test(id)) throw new ConfigError(`device id "${id}" must be <site>.<agent>, e.g. site-a.agent-1`);
@@ -49,16 +66,9 @@ export function devicePermissions(id: string): Permissions {
         '$JS.API.STREAM.INFO.KV_cascade-edges',
         `$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.edges.${cams}`,
         '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.edges.default',
-        '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.models.>',
-        '$JS.API.CONSUMER.DELETE.KV_cascade-config.*',
-        '$JS.FC.KV_cascade-config.>',
+        ...WATCH_ROLLOUTS,
         `$KV.cascade-edges.${cams}`,
-        '$JS.API.STREAM.INFO.OBJ_cascade-models',
-        '$JS.API.DIRECT.GET.OBJ_cascade-models.>',
-        '$JS.API.STREAM.MSG.GET.OBJ_cascade-models',
-        '$JS.API.CONSUMER.CREATE.OBJ_cascade-models.>',
-        '$JS.API.CONSUMER.DELETE.OBJ_cascade-models.>',
-        '$JS.FC.OBJ_cascade-models.>',
+        ...READ_MODELS,
       ],
     },
     sub: { allow: [`_INBOX.${id}.>`] },
@@ -79,15 +89,8 @@ export const ROLE_PERMISSIONS: Record<'worker' | 'monitor', Permissions> = {
         '$JS.API.STREAM.CREATE.KV_cascade-config',
         '$JS.API.STREAM.INFO.KV_cascade-edges',
         '$JS.API.STREAM.CREATE.KV_cascade-edges',
-        '$JS.API.CONSUMER.CREATE.KV_cascade-config.*.$KV.cascade-config.models.>',
-        '$JS.API.CONSUMER.DELETE.KV_cascade-config.*',
-        '$JS.FC.KV_cascade-config.>',
-        '$JS.API.STREAM.INFO.OBJ_cascade-models',
-        '$JS.API.DIRECT.GET.OBJ_cascade-models.>',
-        '$JS.API.STREAM.MSG.GET.OBJ_cascade-models',
-        '$JS.API.CONSUMER.CREATE.OBJ_cascade-models.>',
-        '$JS.API.CONSUMER.DELETE.OBJ_cascade-models.>',
-        '$JS.FC.OBJ_cascade-models.>',
+        ...WATCH_ROLLOUTS,
+        ...READ_MODELS,
       ],
     },
     sub: { allow: ['cascade.v1.infer.>', '$SRV.>', '_INBOX_worker.>'] },
