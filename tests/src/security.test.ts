@@ -1,13 +1,12 @@
 import { startWorker } from '@cascade/demo';
 import { readResults, type EdgeResult } from '@cascade/edge';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, requireProgram, runEdge } from './harness.js';
-import { PASSWORDS, startShippedNats, type NatsNode } from './topology.js';
+import { MODEL, runEdge } from './harness.js';
+import { PASSWORDS, startShippedNats, testPki, type NatsNode, type TestPki } from './topology.js';
 
 function secretFile(dir: string, name: string, value: string): string {
   const path = join(dir, name);
@@ -130,63 +129,14 @@ describe('nats security - shipped config with per-role credentials', () => {
 
 describe('nats security - TLS with a test CA', () => {
   let server: NatsNode;
-  const pki = join(dir, 'pki');
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'ignore' });
+  let pki: TestPki;
 
   beforeAll(async () => {
-    requireProgram('openssl');
-    execFileSync('mkdir', ['-p', pki]);
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=cascade-test-ca',
-    );
-    writeFileSync(join(pki, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    for (const name of ['server', 'client']) {
-      ssl(
-        'req',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.csr`,
-        '-subj',
-        `/CN=${name}`,
-      );
-      ssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.pem',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${name}.pem`,
-        '-days',
-        '2',
-        '-extfile',
-        'san.ext',
-      );
-    }
+    pki = testPki();
     server = await startShippedNats('nats-tls.conf', {
-      CASCADE_NATS_TLS_CERT: join(pki, 'server.pem'),
-      CASCADE_NATS_TLS_KEY: join(pki, 'server.key'),
-      CASCADE_NATS_TLS_CA: join(pki, 'ca.pem'),
+      CASCADE_NATS_TLS_CERT: pki.cert,
+      CASCADE_NATS_TLS_KEY: pki.key,
+      CASCADE_NATS_TLS_CA: pki.ca,
     });
   });
   afterAll(async () => {
@@ -206,14 +156,7 @@ describe('nats security - TLS with a test CA', () => {
   });
 
   it('edge and worker talk over TLS', async () => {
-    const tls = [
-      '--nats-ca',
-      join(pki, 'ca.pem'),
-      '--nats-cert',
-      join(pki, 'client.pem'),
-      '--nats-key',
-      join(pki, 'client.key'),
-    ];
+    const tls = ['--nats-ca', pki.ca, '--nats-cert', pki.clientCert, '--nats-key', pki.clientKey];
     const w = await startWorker({
       model: MODEL,
       nats: server.url,
@@ -224,9 +167,9 @@ describe('nats security - TLS with a test CA', () => {
       const results = await runCamera(server.url, {
         user: 'cam-1',
         password: PASSWORDS.CASCADE_EDGE_CAM_1_PASSWORD,
-        ca: join(pki, 'ca.pem'),
-        cert: join(pki, 'client.pem'),
-        key: join(pki, 'client.key'),
+        ca: pki.ca,
+        cert: pki.clientCert,
+        key: pki.clientKey,
       });
       expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(5);
       expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);

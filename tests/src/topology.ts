@@ -19,19 +19,23 @@ export const PASSWORDS = {
 };
 export const SITE_CAMERA_PASSWORD = 'site-camera-secret-3e8b';
 
-/** A CA, and a certificate and key it signed (for loopback and Compose's service names), for this test process. */
+/** A CA and certificates it signed (for loopback and Compose's service names), for this test process. */
 export interface TestPki {
   dir: string;
   ca: string;
+  /** A node's certificate and key: good as server and client (routes and leaf links use it both ways). */
   cert: string;
   key: string;
+  /** A client's certificate and key, for mutual TLS from a client. */
+  clientCert: string;
+  clientKey: string;
 }
 
 let pki: TestPki | undefined;
 
 /**
- * Makes (once per process) a test CA and one certificate it signed, good as server and client, for `127.0.0.1`,
- * `localhost` and the Compose services' names (nats, nats-2, nats-3, site-a); into `dir` when given.
+ * Makes (once per process) a test CA and the certificates it signed, for `127.0.0.1`, `localhost` and the Compose
+ * services' names (nats, nats-2, nats-3, site-a); into `dir` when given.
  */
 export function testPki(dir?: string): TestPki {
   if (pki && !dir) return pki;
@@ -42,16 +46,24 @@ export function testPki(dir?: string): TestPki {
   if (!existsSync(join(where, 'ca.pem')))
     ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cascade-test-ca'); // prettier-ignore
   writeFileSync(join(where, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:nats,DNS:nats-2,DNS:nats-3,DNS:site-a\n'); // prettier-ignore
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=cascade-node'); // prettier-ignore
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext'); // prettier-ignore
-  // Test keys only: readable by the containers' users too (the Compose test mounts them).
-  for (const f of ['ca.pem', 'server.pem', 'server.key']) chmodSync(join(where, f), 0o644);
+  const issue = (name: string, cn: string) => {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`); // prettier-ignore
+    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', 'san.ext'); // prettier-ignore
+    // Test keys only: readable by the containers' users too (the Compose test mounts them).
+    for (const f of [`${name}.pem`, `${name}.key`]) chmodSync(join(where, f), 0o644);
+  };
+  issue('server', 'cascade-node');
+  issue('client', 'cascade-client');
+  chmodSync(join(where, 'ca.pem'), 0o644);
   chmodSync(where, 0o755);
+  const file = (f: string) => join(where, f);
   const made = {
     dir: where,
-    ca: join(where, 'ca.pem'),
-    cert: join(where, 'server.pem'),
-    key: join(where, 'server.key'),
+    ca: file('ca.pem'),
+    cert: file('server.pem'),
+    key: file('server.key'),
+    clientCert: file('client.pem'),
+    clientKey: file('client.key'),
   };
   if (!dir) pki = made;
   return made;

@@ -1,7 +1,6 @@
 // `cascade device ...`: argument handling and printing around devices.ts.
 import { ConfigError } from '@cascade/proto';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { credsAuthenticator } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { addDevice, AuthDir, listDevices, revokeDevice } from './devices.js';

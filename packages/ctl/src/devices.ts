@@ -16,7 +16,7 @@ import {
   type KeyPair,
   type Permissions,
 } from '@nats-io/jwt';
-import { Kvm } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -218,6 +218,11 @@ export class AuthDir {
   }
 }
 
+/** The bucket of issued devices, made when it is missing. */
+function devicesBucket(nc: NatsConnection): Promise<KV> {
+  return new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+}
+
 /** Issues a device's credentials and records it (public key and date) in the devices bucket. */
 export async function addDevice(
   nc: NatsConnection,
@@ -225,9 +230,9 @@ export async function addDevice(
   id: string,
 ): Promise<{ entry: DeviceEntry; creds: Uint8Array }> {
   const permissions = devicePermissions(id);
-  const kv = await new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+  const kv = await devicesBucket(nc);
   const old = await kv.get(id);
-  if (old?.operation === 'PUT' && !(old.json<DeviceEntry>().revoked_unix_ms !== undefined))
+  if (old?.operation === 'PUT' && old.json<DeviceEntry>().revoked_unix_ms === undefined)
     throw new ConfigError(`device ${id} exists: revoke it first (cascade device revoke ${id})`);
   const { creds, publicKey } = await auth.userCreds(id, permissions);
   const entry: DeviceEntry = { id, public_key: publicKey, issued_unix_ms: Date.now() };
@@ -236,7 +241,7 @@ export async function addDevice(
 }
 
 export async function listDevices(nc: NatsConnection): Promise<DeviceEntry[]> {
-  const kv = await new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+  const kv = await devicesBucket(nc);
   const out: DeviceEntry[] = [];
   for await (const key of await kv.keys()) {
     const e = await kv.get(key);
@@ -256,7 +261,7 @@ export async function revokeDevice(
   auth: AuthDir,
   id: string,
 ): Promise<DeviceEntry> {
-  const kv = await new Kvm(nc).create(DEVICES_BUCKET, { history: 5 });
+  const kv = await devicesBucket(nc);
   const e = await kv.get(id);
   if (!e || e.operation !== 'PUT') throw new ConfigError(`no device ${id} (cascade device ls lists them)`);
   const entry = e.json<DeviceEntry>();
