@@ -143,13 +143,17 @@ describe('browser edge - offloading to real workers over NATS WebSocket', () => 
     // Both run frames through one frame path (@cascade/edge/path): every field the same, but for what differs by
     // nature (the frame's name, its ground truth, which only the Node source knows, latency, which worker
     // answered) and the confidence, computed by two runtimes (onnxruntime-web and -node).
+    // The size of an offload but for 2 bytes: a frame drawn at random for the accuracy estimate asks for every exit
+    // (the all_exits flag), and each edge draws its own.
     const fields = (r: EdgeResult) => {
-      const { frame: _f, label: _l, latency_ms: _t, worker, confidence: _c, ...rest } = r;
-      return { ...rest, worker: worker === undefined ? 'none' : 'a worker' };
+      const { frame: _f, label: _l, latency_ms: _t, worker, confidence: _c, offload_bytes: bytes, ...rest } = r;
+      return { ...rest, worker: worker === undefined ? 'none' : 'a worker', offloaded: bytes > 0 };
     };
     web.forEach((r, i) => {
-      expect(fields(r), `frame ${i}`).toEqual(fields(node[i]!));
-      expect(Math.abs(r.confidence - node[i]!.confidence), `frame ${i}: confidence`).toBeLessThan(1e-4);
+      const n = node[i]!;
+      expect(fields(r), `frame ${i}`).toEqual(fields(n));
+      expect(Math.abs(r.confidence - n.confidence), `frame ${i}: confidence`).toBeLessThan(1e-4);
+      expect(Math.abs(r.offload_bytes - n.offload_bytes), `frame ${i}: offload bytes`).toBeLessThanOrEqual(2);
     });
     expect(new Set(offloaded.map((r) => r.worker))).toEqual(new Set(['w-web-1', 'w-web-2']));
     // And as Python's reference cascade (python -m ranet cascade: the same model, images and operating point).
