@@ -196,7 +196,7 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     const frames = 1000;
     const e = edge({
       url: site.url,
-      id: 'site-a.cam-1',
+      id: 'site-a.agent-1.cam-1',
       frames,
       fps: 12,
       extra: ['--nats-user', 'camera', '--nats-password', SITE_CAMERA_PASSWORD],
@@ -211,7 +211,7 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     const restored = performance.now();
     expect(await e.exit).toBe(0);
     const rejoinedAfter = e.results.find((x) => x.at > restored && x.r.tier === 'cloud');
-    const stream = await inStream(c.urls, 'site-a.cam-1', MONITOR_LOGIN);
+    const stream = await inStream(c.urls, 'site-a.agent-1.cam-1', MONITOR_LOGIN);
     const row = {
       fault: 'site leaf link cut for 60 s',
       frames_in: framesIn(e),
@@ -255,7 +255,7 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
       servers: site.url,
       user: 'camera',
       pass: SITE_CAMERA_PASSWORD,
-      inboxPrefix: '_INBOX.site-a.cam-9',
+      inboxPrefix: '_INBOX.site-a.agent-1.cam-9',
     });
     cleanup.push(() => cam.close());
     // Inference requests reach the workers and their replies come back (a malformed request gets a coded error).
@@ -263,7 +263,7 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     expect(reply.data.length).toBeGreaterThan(0);
     // Its own results leave the site. The monitor's interest reaches the site's leaf node through the cluster some time
     // after it subscribed, and a leaf node drops what no one is known to want, so publish until the first one arrives.
-    const own = 'cascade.v1.results.site-a.cam-9';
+    const own = 'cascade.v1.results.site-a.agent-1.cam-9';
     const deadline = performance.now() + 20_000;
     for (let i = 0; !seen.some((x) => x.includes(' probe-')); i += 1) {
       expect(performance.now(), 'the monitor never heard the site: interest did not reach its leaf node').toBeLessThan(
@@ -275,7 +275,7 @@ describe('a camera site as a leaf node of the cloud cluster', () => {
     }
     // Now that the leaf node knows the monitor's interest: another site's or a cloud camera's subject does not leave,
     // and the marker published after them arrives alone (one publisher's messages keep their order).
-    for (const subject of ['cascade.v1.results.site-b.cam-1', 'cascade.v1.results.cam-1'])
+    for (const subject of ['cascade.v1.results.site-b.agent-1.cam-1', 'cascade.v1.results.cam-1'])
       cam.publish(subject, 'forbidden');
     cam.publish(own, 'marker');
     await cam.flush();
@@ -352,7 +352,7 @@ describe('links that leave a machine are encrypted', () => {
       c.nodes.map((n) => `127.0.0.1:${n.leafPort}`),
     );
     cleanup.push(() => site.stop('SIGKILL'));
-    const cam = await connect({ servers: site.url, user: 'camera', pass: SITE_CAMERA_PASSWORD, inboxPrefix: '_INBOX.site-a.cam-1' }); // prettier-ignore
+    const cam = await connect({ servers: site.url, user: 'camera', pass: SITE_CAMERA_PASSWORD, inboxPrefix: '_INBOX.site-a.agent-1.cam-1' }); // prettier-ignore
     cleanup.push(() => cam.close());
     const reply = await cam.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]), { timeout: 5000 });
     expect(reply.data.length).toBeGreaterThan(0); // a worker's coded refusal of a malformed request: it crossed

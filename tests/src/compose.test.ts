@@ -170,11 +170,11 @@ describe('compose - the stack a user brings up, on a container engine', () => {
       );
       await cluster('stop', 'edge-agent');
       const lines = await frameLines(cluster);
-      const stats = await streamStats('site-a.cam-1');
+      const stats = await streamStats('site-a.agent-1.cam-1');
       console.log(
         `compose cluster figures: ${JSON.stringify({ frames_in: lines.length, cloud: lines.filter((l) => l.includes('"tier":"cloud"')).length, ...stats })}`,
       );
-      expect(lines.every((l) => l.includes('"edge":"site-a.cam-1"'))).toBe(true);
+      expect(lines.every((l) => l.includes('"edge":"site-a.agent-1.cam-1"'))).toBe(true);
       expect(stats).toMatchObject({ messages: lines.length, unique: lines.length, duplicates: 0 });
       // The results stream lives on all three nodes, as the workers were told (CASCADE_RESULTS_REPLICAS=3).
       const nc = await connect({

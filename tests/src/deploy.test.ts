@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { devicePermissions, ROLE_PERMISSIONS } from '@cascade/ctl';
+import { devicePermissions, ROLE_PERMISSIONS, sitePermissions } from '@cascade/ctl';
 import { REPO, requireProgram } from './harness.js';
 
 const K8S = join(REPO, 'deploy/k8s');
@@ -313,7 +313,7 @@ describe('compose', () => {
     expect(c.services['edge-agent'].environment).toMatchObject({
       NATS_URL: 'nats://site-a:4222',
       NATS_USER: 'camera',
-      CASCADE_EDGE_ID: 'site-a.cam-1',
+      CASCADE_EDGE_ID: 'site-a.agent-1.cam-1',
     });
   });
 
@@ -389,7 +389,7 @@ function natsConfPermissions(start: RegExp): { pub: string[]; sub: string[] } {
 }
 
 describe('one set of permissions per role, for passwords and for operator mode', () => {
-  it("cascade's worker and monitor JWTs allow what nats.conf's roles do; a device what nats.conf's camera block does, for its cameras", () => {
+  it("cascade's worker and monitor JWTs allow what nats.conf's roles do; a device what nats.conf's camera block does, for its cameras; a site what its site block does", () => {
     for (const [role, start] of [
       ['worker', /WORKER = \{/],
       ['monitor', /MONITOR = \{/],
@@ -403,5 +403,8 @@ describe('one set of permissions per role, for passwords and for operator mode',
     const d = devicePermissions('site-a.agent-1');
     const one = (xs: string[]) => xs.map((x) => x.replace('site-a.agent-1.*', 'cam-1').replace('site-a.agent-1', 'cam-1')).sort(); // prettier-ignore
     expect({ pub: one(d.pub!.allow!), sub: one(d.sub!.allow!) }).toEqual(natsConfPermissions(/user: cam-1\b/));
+    // A site's leaf link in operator mode may carry what the site user of nats.conf may.
+    const site = sitePermissions('site-a');
+    expect({ pub: [...site.pub!.allow!].sort(), sub: [...site.sub!.allow!].sort() }).toEqual(natsConfPermissions(/user: site-a\b/)); // prettier-ignore
   });
 });

@@ -10,7 +10,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cascadeCommand, MODEL, REPO, SAMPLES, until } from './harness.js';
+import { cascadeCommand, freePort, MODEL, REPO, SAMPLES, until } from './harness.js';
+import { startEdge } from './edge-process.js';
+import { testPki } from './topology.js';
 
 const NATS_SERVER = join(REPO, '.tools/bin/nats-server-current');
 const dir = mkdtempSync(join(tmpdir(), 'cascade-auth-'));
@@ -29,13 +31,28 @@ async function as(url: string, file: string, inbox: string): Promise<{ nc: NatsC
 describe('fleet identity: devices issued and revoked by command (operator mode, nats-server 2.15)', () => {
   let server: LocalNats;
   let worker: WorkerProcess;
+  let leafPort: number;
   beforeAll(async () => {
     if (!existsSync(NATS_SERVER)) throw new Error(`${NATS_SERVER} is missing: run scripts/setup test`);
     const init = await cascadeCommand('nats://127.0.0.1:1', ['auth', 'init', dir]);
     expect(init.code, init.stderr).toBe(0);
+    // The cloud's server: deploy/nats/operator.conf as shipped, beside the server.conf init wrote, on free ports, with
+    // a leaf port for camera sites: TLS only, each side showing a certificate of the CA.
+    leafPort = await freePort();
+    const pki = testPki();
     server = await startNatsServer({
       binary: NATS_SERVER,
-      extraConfig: readFileSync(join(dir, 'server.conf'), 'utf8'),
+      files: {
+        'operator.conf': readFileSync(join(REPO, 'deploy/nats/operator.conf'), 'utf8'),
+        'server.conf': readFileSync(join(dir, 'server.conf'), 'utf8'),
+      },
+      env: { CASCADE_NATS_STORE_DIR: join(dir, 'jetstream') },
+      extraConfig: [
+        'include ./operator.conf',
+        'listen: 127.0.0.1:-1',
+        'http_port: -1',
+        `leafnodes { listen: "127.0.0.1:${leafPort}", tls { cert_file: "${pki.cert}", key_file: "${pki.key}", ca_file: "${pki.ca}", verify: true, timeout: 2 } }`, // prettier-ignore
+      ].join('\n'),
     });
     worker = await startWorker({ model: MODEL, nats: server.url, id: 'w-auth', extra: ['--nats-creds', creds('worker.creds'), '--threads', '1'] }); // prettier-ignore
   }, 60_000);
@@ -97,6 +114,17 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
     await monitor.nc.close();
   }, 120_000);
 
+  it("cascade-edge with a device's credentials runs as one of its cameras: --id cam-7 is site-b.agent-1.cam-7; another device's camera is refused before connecting", async () => {
+    const deviceCreds = creds('devices/site-b.agent-1.creds');
+    const e = startEdge({ url: server.url, id: 'cam-7', frames: 60, fps: 100, extra: ['--nats-creds', deviceCreds] });
+    expect(await e.exit, e.stderr()).toBe(0);
+    expect(new Set(e.results.map((x) => x.r.edge))).toEqual(new Set(['site-b.agent-1.cam-7']));
+    expect(e.results.map((x) => x.r.outcome).filter((o) => o !== 'exited'), e.stderr()).toContain('offloaded');
+    const other = startEdge({ url: server.url, id: 'site-a.agent-1.cam-1', frames: 1, fps: 100, extra: ['--nats-creds', deviceCreds] }); // prettier-ignore
+    expect(await other.exit).toBe(2);
+    expect(other.stderr()).toMatch(/--id site-a.agent-1.cam-1 is not a camera of device site-b.agent-1/);
+  }, 60_000);
+
   it('a revoked device is refused within 5 s, without a restart, while another keeps streaming; no secret in the registry', async () => {
     const a = await as(server.url, creds('devices/site-a.agent-1.creds'), '_INBOX.site-a.agent-1.cam-1');
     const b = await as(server.url, creds('devices/site-b.agent-1.creds'), '_INBOX.site-b.agent-1.cam-1');
@@ -135,4 +163,81 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
     }
     await monitor.nc.close();
   }, 60_000);
+  it('a camera site in operator mode: its devices log in there with their own credentials and rights, and one revoked in the cloud is refused at the site within 5 s', async () => {
+    const made = await cascadeCommand(server.url, ['auth', 'site', 'site-a', '--auth', dir]);
+    expect(made.code, made.stderr).toBe(0);
+    for (const f of ['leaf.creds', 'leaf-sys.creds']) expect(statSync(creds(`sites/site-a/${f}`)).mode & 0o777, f).toBe(0o600); // prettier-ignore
+    for (const id of ['site-a.agent-2', 'site-a.agent-3']) {
+      const r = await cascadeCommand(server.url, ['device', 'add', id, '--auth', dir]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    // The site's logins are for its leaf links only.
+    for (const f of ['leaf.creds', 'leaf-sys.creds'])
+      await expect(as(server.url, creds(`sites/site-a/${f}`), '_INBOX.site-a')).rejects.toThrow(/Authorization/i);
+    // The site's server: its generated configuration as it is, on free ports, its hubs the cloud's leaf port.
+    const hub = `nats-leaf://127.0.0.1:${leafPort}`;
+    const pki = testPki();
+    const site = await startNatsServer({
+      binary: NATS_SERVER,
+      jetstream: false,
+      extraConfig: [readFileSync(creds('sites/site-a/site.conf'), 'utf8'), 'listen: 127.0.0.1:-1', 'http_port: -1'].join('\n'), // prettier-ignore
+      env: { CASCADE_SITE_HUB_1: hub, CASCADE_SITE_HUB_2: hub, CASCADE_SITE_HUB_3: hub, CASCADE_SITE_TLS_CERT: pki.cert, CASCADE_SITE_TLS_KEY: pki.key, CASCADE_SITE_TLS_CA: pki.ca }, // prettier-ignore
+    });
+    try {
+      // A device at the site: once the leaf link is up, its requests reach the cloud's worker (a malformed one gets
+      // a coded error back).
+      const agent2 = creds('devices/site-a.agent-2.creds');
+      const probe = await as(site.url, agent2, '_INBOX.site-a.agent-2.probe');
+      await until('the leaf link', async () => {
+        try {
+          return (await probe.nc.request('cascade.v1.infer.ranet-cifar10', new Uint8Array([1]), { timeout: 500 })).data.length > 0; // prettier-ignore
+        } catch {
+          return false;
+        }
+      }, 15_000, 200); // prettier-ignore
+      await probe.nc.close();
+      // An agent at the site, with its device's credentials: hard frames answered in the cloud, every result stored
+      // in the cloud's stream.
+      const agent = await EdgeAgent.create({ model: MODEL, nats: site.url, id: 'site-a.agent-2.cam-1', natsAuth: { creds: agent2 }, metricsPort: -1, threads: 1 }, () => undefined); // prettier-ignore
+      const results: EdgeResult[] = [];
+      await agent.run(await openSource(SAMPLES, { size: 32, limit: 60 }), (r) => results.push(r));
+      await agent.shutdown();
+      expect(results).toHaveLength(60);
+      expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(0);
+      expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
+      expect(agent.resultsPending).toBe(0);
+
+      // At the site, a device can do what its identity allows and no more: not another agent's results or inbox.
+      const a = await as(site.url, agent2, '_INBOX.site-a.agent-2.cam-1');
+      const b = await as(site.url, creds('devices/site-a.agent-3.creds'), '_INBOX.site-a.agent-3.cam-1');
+      a.nc.publish('cascade.v1.results.site-a.agent-3.cam-1', new Uint8Array([1]));
+      a.nc.subscribe('_INBOX.site-a.agent-3.>', { callback: () => undefined });
+      await a.nc.flush();
+      await until('the refusals', () => a.errors.length >= 2, 5000, 50);
+      expect(a.errors.join('\n')).toContain('Permissions Violation for Publish to "cascade.v1.results.site-a.agent-3.cam-1"'); // prettier-ignore
+      expect(a.errors.join('\n')).toContain('Permissions Violation for Subscription to "_INBOX.site-a.agent-3.>"');
+
+      // Revoked in the cloud, the device is cut off at its site, and refused there; the other device keeps going.
+      let bSent = 0;
+      const stream = setInterval(() => b.nc.publish('cascade.v1.results.site-a.agent-3.cam-1', new Uint8Array([bSent++ % 256])), 20); // prettier-ignore
+      const closed = a.nc.closed().then(() => performance.now());
+      const started = performance.now();
+      const r = await cascadeCommand(server.url, ['device', 'revoke', 'site-a.agent-2', '--auth', dir]);
+      expect(r.code, r.stderr).toBe(0);
+      const closedAt = await Promise.race([closed, new Promise<number>((res) => setTimeout(() => res(-1), 5000))]);
+      const seconds = (closedAt - started) / 1000;
+      console.log(`device at a site revoked in the cloud: its connection to the site closed ${seconds.toFixed(2)} s after cascade device revoke started`); // prettier-ignore
+      expect(closedAt, 'the site never cut the revoked device off').toBeGreaterThan(0);
+      expect(seconds).toBeLessThan(5);
+      await expect(as(site.url, agent2, '_INBOX.site-a.agent-2.cam-1')).rejects.toThrow(/revoked|Authorization/i);
+      const before = bSent;
+      await new Promise((res) => setTimeout(res, 500));
+      clearInterval(stream);
+      expect(b.nc.isClosed()).toBe(false);
+      expect(bSent).toBeGreaterThan(before);
+      await b.nc.close();
+    } finally {
+      await site.stop();
+    }
+  }, 120_000);
 });

@@ -6,6 +6,8 @@
 // Usage: k8s-check PATH...   where PATH is a kustomization directory (rendered as kubectl apply -k does) or a YAML
 // file. It prints one line per object and one per fault; exit 0 when every object passed, 1 when one did not, 2 when
 // a path could not be read or rendered.
+//
+//	k8s-check -render PATH   prints the objects of PATH as they would be sent, one JSON document a line.
 package main
 
 //go:generate go run gen.go
@@ -42,8 +44,19 @@ type object struct {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-render" {
+		objs, err := load(os.Args[2])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "k8s-check: %s: %v\n", os.Args[2], err)
+			os.Exit(2)
+		}
+		for _, o := range objs {
+			fmt.Println(string(o.json))
+		}
+		return
+	}
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
-		fmt.Fprintln(os.Stderr, "usage: k8s-check PATH...  (a kustomization directory or a YAML file)")
+		fmt.Fprintln(os.Stderr, "usage: k8s-check PATH...  (a kustomization directory or a YAML file)\n       k8s-check -render PATH")
 		os.Exit(2)
 	}
 	scheme := runtime.NewScheme()

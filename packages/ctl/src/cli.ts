@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // cascade: the operator command. Lists the fleet, reads and writes its settings in NATS, keeps the model registry and
 // rolls model versions out.
-import { EDGE_SETTINGS, exitStatus, redactSecrets } from '@cascade/proto';
+import { ConfigError, EDGE_SETTINGS, exitStatus, redactSecrets } from '@cascade/proto';
 import { join } from 'node:path';
 import {
   FlagError,
@@ -39,6 +39,14 @@ const FLAGS = {
     env: 'CASCADE_AUTH_DIR',
     help: 'the keys of cascade auth init (operator mode): cascade device needs them, and the command then logs in as monitor',
   },
+  'resolver-dir': {
+    type: 'string',
+    help: "cascade auth init: where the servers' resolver keeps the accounts, on their machines (default DIR/jwt)",
+  },
+  'site-path': {
+    type: 'string',
+    help: "cascade auth site: where the site's folder will be on its machine (default: where it is written)",
+  },
   out: { type: 'string', help: 'cascade device add: where to write the credentials (default AUTH/devices/ID.creds)' },
   help: { type: 'boolean', help: 'show this help' },
 } as const satisfies Record<string, Flag>;
@@ -63,6 +71,8 @@ const COMMANDS = `commands:
   cascade rollout status NAME            the stored rollout, and what each worker serves and edge runs
   cascade auth init DIR                  operator mode: an operator, its accounts, server.conf for nats-server,
                                          and the credentials of the system user, workers and operators
+  cascade auth site SITE                 a camera site in operator mode (--auth DIR): its nats-server's
+                                         configuration and leaf-link credentials; devices log in there too
   cascade device add SITE.AGENT          credentials for an edge agent (--auth DIR): its cameras SITE.AGENT.*
                                          may publish their own results and read their own inboxes, nothing else
   cascade device ls                      the devices issued, and those revoked
@@ -106,10 +116,16 @@ async function main(): Promise<void> {
   }
   if (words[0] === 'auth') {
     try {
-      const a = await AuthDir.init(words[2]!);
-      process.stdout.write(
-        `${a.dir}: server.conf for nats-server (include it), sys.creds, worker.creds, monitor.creds\n`,
-      );
+      if (words[1] === 'site') {
+        if (!f.auth) throw new ConfigError('cascade auth site needs --auth DIR (the keys of cascade auth init)');
+        const out = await AuthDir.open(f.auth).site(words[2]!, f['site-path']);
+        process.stdout.write(`${out}: site.conf for the site's nats-server, leaf.creds, leaf-sys.creds (copy the folder to the site${f['site-path'] ? `, at ${f['site-path']}` : ''})\n`); // prettier-ignore
+      } else {
+        const a = await AuthDir.init(words[2]!, f['resolver-dir']);
+        process.stdout.write(
+          `${a.dir}: server.conf for nats-server (include it), sys.creds, worker.creds, monitor.creds\n`,
+        );
+      }
     } catch (err) {
       process.stderr.write(`cascade: ${redactSecrets((err as Error).message)}\n`);
       process.exit(exitStatus(err));
@@ -176,7 +192,7 @@ function check(words: string[]): void {
     if (sub === 'status' && target && rest.length === 0) return;
     if (sub && sub !== 'status' && !target) return;
   }
-  if (cmd === 'auth' && sub === 'init' && target && rest.length === 0) return;
+  if (cmd === 'auth' && (sub === 'init' || sub === 'site') && target && rest.length === 0) return;
   if (cmd === 'device') {
     if (sub === 'ls' && words.length === 2) return;
     if ((sub === 'add' || sub === 'revoke') && target && rest.length === 0) return;

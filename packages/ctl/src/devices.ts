@@ -15,6 +15,7 @@ import {
   type Account,
   type KeyPair,
   type Permissions,
+  type User,
 } from '@nats-io/jwt';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -72,6 +73,29 @@ export function devicePermissions(id: string): Permissions {
       ],
     },
     sub: { allow: [`_INBOX.${id}.>`] },
+  };
+}
+
+/** A site: the name of a camera site whose leaf nats-server joins the cloud. */
+export const SITE_ID = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * What a site's leaf link may carry, from the cloud's side (the same as the site users of deploy/nats/nats.conf):
+ * it may publish inference requests and its own devices' results (all that leaves the site) and subscribe to its
+ * devices' inboxes (all that reaches the site). The devices' own credentials narrow this again at the site.
+ */
+export function sitePermissions(site: string): Permissions {
+  if (!SITE_ID.test(site)) throw new ConfigError(`site "${site}" must be a name of letters, digits, - and _, e.g. site-a`); // prettier-ignore
+  return {
+    pub: {
+      allow: [
+        'cascade.v1.infer.>',
+        `cascade.v1.results.${site}.>`,
+        '$JS.API.STREAM.INFO.CASCADE_RESULTS',
+        `$JS.API.DIRECT.GET.CASCADE_RESULTS.cascade.v1.results.${site}.>`,
+      ],
+    },
+    sub: { allow: [`_INBOX.${site}.>`] },
   };
 }
 
@@ -135,10 +159,11 @@ export class AuthDir {
 
   /**
    * Makes the operator, the system account and the CASCADE account (JetStream on, one signing key for users), the
-   * nats-server configuration that trusts them (`server.conf`: include it) and the credentials of the system user,
-   * the workers and the operators (`sys.creds`, `worker.creds`, `monitor.creds`). Seeds are written 0600.
+   * nats-server configuration that trusts them (`server.conf`: include it; its resolver keeps accounts in
+   * `resolverDir`, by default DIR/jwt) and the credentials of the system user, the workers and the operators
+   * (`sys.creds`, `worker.creds`, `monitor.creds`). Seeds are written 0600.
    */
-  static async init(dir: string): Promise<AuthDir> {
+  static async init(dir: string, resolverDir?: string): Promise<AuthDir> {
     if (existsSync(join(dir, 'operator.nk'))) throw new ConfigError(`${dir} holds keys already; refusing to replace them`); // prettier-ignore
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const a = new AuthDir(dir, createOperator(), createAccount(), createAccount(), createAccount());
@@ -156,8 +181,9 @@ export class AuthDir {
     const sysJwt = await encodeAccount('SYS', a.system, { limits: open }, { signer: a.operator });
     const accountJwt = await a.accountJwt({});
     a.public('operator.jwt', operatorJwt);
+    a.public('system.jwt', sysJwt);
     a.public('account.jwt', accountJwt);
-    const jwtDir = resolve(dir, 'jwt');
+    const jwtDir = resolverDir ?? resolve(dir, 'jwt');
     a.public(
       'server.conf',
       [
@@ -177,13 +203,89 @@ export class AuthDir {
   }
 
   /** Credentials of a new user of the CASCADE account with these permissions, signed by the account's signing key. */
-  async userCreds(name: string, permissions: Permissions): Promise<{ creds: Uint8Array; publicKey: string }> {
+  async userCreds(
+    name: string,
+    permissions: Permissions,
+    more: Partial<User> = {},
+  ): Promise<{ creds: Uint8Array; publicKey: string }> {
     const user = createUser();
     const jwt = await encodeUser(name, user, this.signer, {
       issuer_account: this.account.getPublicKey(),
       ...permissions,
+      ...more,
     });
     return { creds: fmtCreds(jwt, user), publicKey: user.getPublicKey() };
+  }
+
+  /**
+   * A camera site in operator mode: `sites/<site>/` holds the site's nats-server configuration (`site.conf`) and
+   * the two logins of its leaf links, valid only as leaf links: `leaf.creds` (CASCADE account, the site's
+   * permissions) and `leaf-sys.creds` (system account: the site's server looks accounts up in the cloud and hears
+   * their updates, so a device revoked in the cloud is refused at its site too). Devices connect to the site's
+   * server with their own credentials, as they would to the cloud. `path` is where the folder will be on the site's
+   * machine (default: where it is written).
+   */
+  async site(site: string, path?: string): Promise<string> {
+    const permissions = sitePermissions(site);
+    const out = join(this.dir, 'sites', site);
+    if (existsSync(join(out, 'leaf.creds'))) throw new ConfigError(`${out} exists: site ${site} was made already`);
+    mkdirSync(out, { recursive: true, mode: 0o700 });
+    const leafOnly: Partial<User> = { allowed_connection_types: ['LEAFNODE'] };
+    const leaf = await this.userCreds(`site ${site}`, permissions, leafOnly);
+    this.secret(join('sites', site, 'leaf.creds'), leaf.creds);
+    const sysUser = createUser();
+    const sysJwt = await encodeUser(`site ${site} resolver`, sysUser, this.system, leafOnly);
+    this.secret(join('sites', site, 'leaf-sys.creds'), fmtCreds(sysJwt, sysUser));
+    const at = resolve(path ?? out);
+    const trust = this.trust();
+    const hubs = '[$CASCADE_SITE_HUB_1, $CASCADE_SITE_HUB_2, $CASCADE_SITE_HUB_3]';
+    const tls = [
+      '      tls { cert_file: $CASCADE_SITE_TLS_CERT, key_file: $CASCADE_SITE_TLS_KEY, ca_file: $CASCADE_SITE_TLS_CA, timeout: 2 }', // prettier-ignore
+    ];
+    this.public(
+      join('sites', site, 'site.conf'),
+      [
+        `# The nats-server of camera site ${site} in operator mode, from cascade auth site. Devices at the site log in`,
+        '# with their own credentials (cascade device add), as in the cloud; a device revoked in the cloud is refused',
+        '# here too, within seconds. The site joins the cloud as a leaf node over TLS, with two links: one for the',
+        "# site's traffic (leaf.creds) and one through which it looks accounts up and hears their updates",
+        '# (leaf-sys.creds). While the link is down the site keeps serving the devices it knows.',
+        '#   CASCADE_SITE_HUB_1 .. _3       the cloud nodes\' leaf URLs, nats-leaf://<node>:7422 (no password)',
+        "#   CASCADE_SITE_TLS_CERT, _KEY    the site's certificate and key (PEM), signed by the cloud's CA",
+        "#   CASCADE_SITE_TLS_CA            the cloud's CA (it signed the cloud nodes' certificates)",
+        `server_name: ${site}`,
+        'port: 4222',
+        'http_port: 8222',
+        `operator: "${trust.operator}"`,
+        `system_account: "${trust.sys}"`,
+        `resolver: { type: cache, dir: "${join(at, 'jwt')}", ttl: "1h", timeout: "2s" }`,
+        `resolver_preload: ${trust.preload}`,
+        'leafnodes {',
+        '  reconnect: 1',
+        '  remotes: [',
+        `    { urls: ${hubs}, account: "${this.account.getPublicKey()}", credentials: "${join(at, 'leaf.creds')}",`,
+        ...tls,
+        '    }',
+        `    { urls: ${hubs}, account: "${trust.sys}", credentials: "${join(at, 'leaf-sys.creds')}",`,
+        ...tls,
+        '    }',
+        '  ]',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    return out;
+  }
+
+  /** The operator's JWT, the system account and the preload of both accounts' JWTs, as servers are given them. */
+  private trust(): { operator: string; sys: string; preload: string } {
+    const read = (name: string) => readFileSync(join(this.dir, name), 'utf8').trim();
+    const sys = this.system.getPublicKey();
+    return {
+      operator: read('operator.jwt'),
+      sys,
+      preload: `{ "${sys}": "${read('system.jwt')}", "${this.account.getPublicKey()}": "${read('account.jwt')}" }`,
+    };
   }
 
   /** The CASCADE account's JWT, signed by the operator, with these revocations (user key: revoked at, seconds). */
@@ -267,7 +369,10 @@ export async function revokeDevice(
   const entry = e.json<DeviceEntry>();
   const revocations = { ...auth.revocations(), [entry.public_key]: Math.floor(Date.now() / 1000) };
   const jwt = await auth.accountJwt(revocations);
-  const reply = await sys.request('$SYS.REQ.CLAIMS.UPDATE', ENC.encode(jwt), { timeout: 5000 });
+  // The account's own update subject, which every resolver listens on: the cloud's, and the sites' (cache
+  // resolvers) through their system-account leaf links.
+  const subject = `$SYS.REQ.ACCOUNT.${auth.account.getPublicKey()}.CLAIMS.UPDATE`;
+  const reply = await sys.request(subject, ENC.encode(jwt), { timeout: 5000 });
   const answer = reply.json<{ error?: { description?: string }; data?: { code?: number } }>();
   if (answer.error) throw new ConfigError(`the servers refused the account update: ${answer.error.description}`);
   auth.writeAccount(jwt);

@@ -11,5 +11,7 @@ export {
   listDevices,
   revokeDevice,
   ROLE_PERMISSIONS,
+  SITE_ID,
+  sitePermissions,
   type DeviceEntry,
 } from './devices.js';

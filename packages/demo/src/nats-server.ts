@@ -29,6 +29,12 @@ export interface NatsServerOptions {
   extraConfig?: string;
   /** The nats-server program. @default nats-server on PATH */
   binary?: string;
+  /** Whether it runs JetStream (a camera site's leaf server does not: the cloud keeps the streams). @default true */
+  jetstream?: boolean;
+  /** Environment variables its configuration reads, besides this process's. */
+  env?: Record<string, string>;
+  /** Files written beside its configuration (name: text), for `include ./name` in `extraConfig`. */
+  files?: Record<string, string>;
 }
 
 export class NatsServerMissingError extends CascadeError {
@@ -52,16 +58,18 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const dir = mkdtempSync(join(tmpdir(), 'cascade-nats-'));
   const storeDir = options.storeDir ?? join(dir, 'jetstream');
   const conf = join(dir, 'nats.conf');
+  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), text);
   writeFileSync(
     conf,
     [
       `listen: 127.0.0.1:${options.port ?? -1}`,
-      `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
+      options.jetstream === false ? '' : `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
       options.maxPayload ? `max_payload: ${options.maxPayload}` : '',
       options.extraConfig ?? '',
     ].join('\n'),
   );
-  const proc = track(spawn(options.binary ?? 'nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const env = { ...process.env, ...options.env };
+  const proc = track(spawn(options.binary ?? 'nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env }));
   const port = await new Promise<number>((resolve, reject) => {
     let log = '';
     const timer = setTimeout(

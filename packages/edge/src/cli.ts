@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // cascade-edge: run the edge stages over a source; one JSON line per frame on stdout (or --out), a summary on stderr.
 import {
+  credsName,
   FlagError,
   flagSource,
   flagTable,
@@ -77,6 +78,10 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   const o: EdgeOptions = { model: '', ...optionsFromFlags(EDGE_OPTIONS, f) };
   if (o.nats) o.natsVia = flagSource(FLAGS, 'nats', argv, env);
   o.natsAuth = natsAuthFromFlags(f);
+  if (o.natsAuth.creds) {
+    const id = cameraOfDevice(o.natsAuth.creds, o.id);
+    if (id !== undefined) o.id = id;
+  }
   // The outbox is on disk by default for the command (in memory for the library): results survive a restart.
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
   o.outboxDir ??= join(stateHome, 'cascade', 'outbox', o.id ?? hostname());
@@ -91,6 +96,25 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     out: f.out,
     summary: Boolean(f.summary),
   };
+}
+
+/**
+ * With a device's credentials (its user is named by its id, `<site>.<agent>`), the edge id is one of the device's
+ * cameras: `--id cam-1` stands for `<site>.<agent>.cam-1`, and an id outside the device is refused here, before
+ * the server would refuse its every message.
+ */
+function cameraOfDevice(creds: string, id: string | undefined): string | undefined {
+  let device: string | undefined;
+  try {
+    device = credsName(creds);
+  } catch (err) {
+    throw new FlagError(`--nats-creds: cannot read ${creds}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); // prettier-ignore
+  }
+  if (!device || !/^[\w-]+\.[\w-]+$/.test(device)) return id; // a role's credentials, or not cascade's
+  if (id === undefined) throw new FlagError(`--id is required with the credentials of device ${device}: its camera, e.g. --id cam-1 for ${device}.cam-1`); // prettier-ignore
+  if (!id.includes('.')) return `${device}.${id}`;
+  if (id.startsWith(`${device}.`) && id.split('.').length === 3) return id;
+  throw new FlagError(`--id ${id} is not a camera of device ${device}, whose credentials these are: --id cam-1 or --id ${device}.cam-1`); // prettier-ignore
 }
 
 /** A secret from a file (a mounted Kubernetes or Compose secret): its first line; a FlagError names the flag. */

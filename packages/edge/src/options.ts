@@ -39,11 +39,11 @@ export const EDGE_OPTIONS = {
   id: {
     type: 'string',
     pattern: EDGE_ID,
-    means: 'letters, digits, "-" or "_", in dot-separated parts such as site-a.cam-1 (it ends NATS subjects)',
+    means: 'letters, digits, "-" or "_", in dot-separated parts such as site-a.agent-1.cam-1 (it ends NATS subjects)',
     flag: 'id',
     env: 'CASCADE_EDGE_ID',
     defaultDoc: 'the hostname',
-    help: 'edge id: its results go to cascade.v1.results.<id> and its replies to _INBOX.<id>; a camera behind a site leaf node is <site>.<camera>',
+    help: "camera id, <site>.<agent>.<camera> in a fleet: its results go to cascade.v1.results.<id> and its replies to _INBOX.<id>; with a device's --nats-creds, the camera's name alone (cam-1)",
   },
   split: {
     type: 'int',

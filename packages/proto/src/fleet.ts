@@ -17,8 +17,9 @@ export const FLEET = {
 } as const;
 
 /**
- * An edge id: one NATS subject token (`cam-1`), or several joined by dots (`site-a.cam-1`) so that one permission
- * such as `cascade.v1.results.site-a.>` covers every camera of a site.
+ * An edge id: one NATS subject token (`cam-1`, on one machine), or several joined by dots, in a fleet
+ * `<site>.<agent>.<camera>` (`site-a.agent-1.cam-1`), so that one permission such as
+ * `cascade.v1.results.site-a.agent-1.*` covers every camera of an agent, and `cascade.v1.results.site-a.>` a site.
  */
 export const EDGE_ID = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 

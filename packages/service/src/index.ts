@@ -26,7 +26,7 @@ export {
   type MetricsServer,
   type Route,
 } from './metrics.js';
-export { NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';
+export { credsName, NATS_AUTH_FLAGS, natsAuthFromFlags, natsConnectOptions, type NatsAuth } from './nats-auth.js';
 export {
   DEFAULT_RESULTS_LIMITS,
   ensureResultsStream,

@@ -86,3 +86,18 @@ export function natsConnectOptions(auth: NatsAuth = {}): Partial<ConnectionOptio
   if (auth.inboxPrefix) o.inboxPrefix = auth.inboxPrefix;
   return o;
 }
+
+/**
+ * The name in a credentials file's user JWT (`cascade device add` names a device's user by its id, `<site>.<agent>`);
+ * undefined when the file holds no JWT with a name. Read, not verified: the server verifies it.
+ */
+export function credsName(file: string): string | undefined {
+  const m = /-----BEGIN NATS USER JWT-----\s*([\w-]+)\.([\w-]+)\.([\w-]+)/.exec(readFileSync(file, 'utf8'));
+  if (!m) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(m[2]!, 'base64url').toString('utf8')) as { name?: unknown };
+    return typeof claims.name === 'string' ? claims.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
