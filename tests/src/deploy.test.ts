@@ -48,11 +48,12 @@ const containers = workloads.flatMap((w) => (w.spec.template.spec.containers as 
 
 describe('kubernetes manifests', () => {
   it('kustomization lists every manifest of its folder, and the files exist', () => {
-    for (const dir of ['base', 'hpa']) {
+    for (const dir of ['base', 'hpa', 'fleet']) {
       const k = parseAllDocuments(readFileSync(join(K8S, dir, 'kustomization.yaml'), 'utf8'))[0]!.toJS();
-      for (const r of k.resources as string[]) expect(existsSync(join(K8S, dir, r)), r).toBe(true);
+      const listed = [...(k.resources as string[]), ...((k.patches ?? []) as { path?: string }[]).flatMap((p) => p.path ?? [])]; // prettier-ignore
+      for (const r of listed) expect(existsSync(join(K8S, dir, r)), r).toBe(true);
       const files = readdirSync(join(K8S, dir)).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
-      expect(files.filter((f) => !(k.resources as string[]).includes(f))).toEqual([]);
+      expect(files.filter((f) => !listed.includes(f))).toEqual([]);
     }
   });
 
@@ -195,6 +196,14 @@ describe('kubernetes manifests', () => {
   });
 });
 
+/** The objects of a kustomization as kubectl apply -k would send them (k8s-check -render). */
+function rendered(dir: string): Doc[] {
+  const bin = join(REPO, '.tools/bin/k8s-check');
+  const r = spawnSync(bin, ['-render', join(K8S, dir)], { cwd: REPO, encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Doc);
+}
+
 /** deploy/k8s/check, built by scripts/setup test: the manifests against the API's Go types. */
 function k8sCheck(...paths: string[]): { status: number | null; out: string } {
   const bin = join(REPO, '.tools/bin/k8s-check');
@@ -206,7 +215,7 @@ function k8sCheck(...paths: string[]): { status: number | null; out: string } {
 
 describe('kubernetes manifests against the API schema (k8s-check: Kubernetes 1.37, KEDA 2.21)', () => {
   it('every object kubectl apply -k would send, of both kustomizations, passes: no unknown field, wrong type or missing required one', () => {
-    const { status, out } = k8sCheck('deploy/k8s/base', 'deploy/k8s/hpa');
+    const { status, out } = k8sCheck('deploy/k8s/base', 'deploy/k8s/hpa', 'deploy/k8s/fleet');
     expect(out).toMatch(/Kubernetes API v0\.37\.\d+, KEDA v2\.21\.\d+/);
     expect(out, out).not.toContain('FAIL');
     expect(status, out).toBe(0);
@@ -217,6 +226,49 @@ describe('kubernetes manifests against the API schema (k8s-check: Kubernetes 1.3
     expect(checked('hpa')).toHaveLength(base.length); // less the ScaledObject, plus the HPA
     expect(checked('hpa').some((l) => l.includes('ScaledObject'))).toBe(false);
     expect(checked('hpa').some((l) => l.includes('autoscaling/v2 HorizontalPodAutoscaler'))).toBe(true);
+    expect(checked('fleet')).toHaveLength(base.length - 4); // less the four Secrets of passwords
+  });
+
+  it('in every kustomization, an environment variable refers only to variables listed above it (else $(X) stays as is)', () => {
+    for (const dir of ['base', 'hpa', 'fleet']) {
+      for (const o of rendered(dir).filter((d) => d.spec?.template?.spec?.containers)) {
+        for (const c of o.spec.template.spec.containers as { name: string; env?: { name: string; value?: string }[] }[]) {
+          const seen = new Set<string>();
+          for (const e of c.env ?? []) {
+            for (const [, ref] of (e.value ?? '').matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g))
+              expect(seen.has(ref!), `${dir} ${o.kind} ${o.metadata.name}: ${e.name} refers to ${ref}, not above it`).toBe(true); // prettier-ignore
+            seen.add(e.name);
+          }
+        }
+      }
+    }
+  });
+
+  it('operator mode (fleet): NATS runs deploy/nats/operator.conf beside the server.conf of cascade auth init; workers and agents log in with credentials; no password is left', () => {
+    const fleet = rendered('fleet');
+    const cm = fleet.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'nats-config')!;
+    expect(cm.data['nats.conf']).toBe(readFileSync(join(REPO, 'deploy/nats/operator.conf'), 'utf8'));
+    expect(cm.data['cluster.conf']).toBe(readFileSync(join(REPO, 'deploy/nats/cluster.conf'), 'utf8'));
+    const pod = (kind: string) => fleet.find((d) => d.kind === kind)!.spec.template.spec;
+    const nats = pod('StatefulSet');
+    const config = nats.volumes.find((v: any) => v.name === 'config');
+    expect(config.projected.sources.map((x: any) => x.configMap.name)).toEqual(['nats-config', 'nats-operator']);
+    const env = (spec: any) => Object.fromEntries(spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    const secret = (spec: any, mount: string) => {
+      const m = spec.containers[0].volumeMounts.find((v: any) => mount.startsWith(`${v.mountPath}/`));
+      return spec.volumes.find((v: any) => v.name === m.name).secret.secretName;
+    };
+    expect(env(pod('Deployment')).NATS_CREDS).toBe('/var/run/secrets/nats/worker.creds');
+    expect(secret(pod('Deployment'), '/var/run/secrets/nats/worker.creds')).toBe('cascade-worker');
+    const edge = env(pod('DaemonSet'));
+    expect(edge.NATS_CREDS).toBe('/var/run/secrets/nats/$(NODE_NAME).creds');
+    expect(edge.CASCADE_EDGE_ID).toBe('cam-1'); // the camera: the device comes from the credentials
+    expect(secret(pod('DaemonSet'), edge.NATS_CREDS)).toBe('cascade-devices');
+    // Nothing asks for a password: no variable, Secret or login of the base's.
+    const text = JSON.stringify(fleet);
+    for (const gone of ['NATS_USER', 'NATS_PASSWORD', 'nats-worker', 'nats-monitor', 'nats-edges', 'nats-sites'])
+      expect(text.includes(gone), gone).toBe(false);
+    expect(Object.keys(env(nats)).filter((k) => k.endsWith('_PASSWORD'))).toEqual(['CASCADE_ROUTE_PASSWORD']);
   });
 
   it('a broken manifest fails, naming the object, the field and what is wrong', () => {
