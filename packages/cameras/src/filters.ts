@@ -27,15 +27,19 @@ export function fitFilters(fit: Fit, size: number): string[] {
   }
 }
 
-/** The filter graph from input 0 to the label [out]: one fitted square per region, stacked top to bottom. */
-export function filterGraph(c: Pick<CameraSpec, 'fit' | 'regions'>, size: number): string {
+/**
+ * The filter graph from input 0 to the label [out]: one fitted square per region, stacked top to bottom; `pre`
+ * filters run first, on the whole frame (a file source samples its rate there).
+ */
+export function filterGraph(c: Pick<CameraSpec, 'fit' | 'regions'>, size: number, pre: string[] = []): string {
   const chain = (r?: Region) => [...(r ? [cropFilter(r)] : []), ...fitFilters(c.fit, size), 'format=rgb24'].join(',');
-  if (c.regions.length <= 1) return `[0:v]${chain(c.regions[0])}[out]`;
+  const input = pre.length ? `[0:v]${pre.join(',')}` : '[0:v]';
+  if (c.regions.length <= 1) return `${input}${pre.length ? ',' : ''}${chain(c.regions[0])}[out]`;
   const n = c.regions.length;
   const ins = c.regions.map((_, i) => `[s${i}]`).join('');
   const parts = c.regions.map((r, i) => `[s${i}]${chain(r)}[r${i}]`);
   const stacked = c.regions.map((_, i) => `[r${i}]`).join('');
-  return [`[0:v]split=${n}${ins}`, ...parts, `${stacked}vstack=inputs=${n}[out]`].join(';');
+  return [`${input}${pre.length ? ',' : ''}split=${n}${ins}`, ...parts, `${stacked}vstack=inputs=${n}[out]`].join(';');
 }
 
 /** Whether a source is a live stream (reopened when it drops) rather than a file, which ends at its end. */

@@ -18,7 +18,7 @@ import { toFrameResult } from './delivery.js';
 import { FleetClient } from './fleet.js';
 import { liveRoutes } from './live.js';
 import { EdgeMetrics } from './metrics.js';
-import { EdgeModel, type EdgeEnv } from './model.js';
+import { EdgeModel, type EdgeEnv, type ExecutorPool } from './model.js';
 import { compileEdgeOptions, type CompiledEdgeOptions, type EdgeOptions } from './options.js';
 import { Outbox } from './outbox.js';
 import type { EdgeResult, Frame } from './path.js';
@@ -26,6 +26,16 @@ import { ResultsPublisher } from './results.js';
 import { Slots } from './slots.js';
 
 export type { EdgeResult, Outcome } from './path.js';
+
+/**
+ * What an agent may share with the other agents of its process (one per camera, CameraHost): the NATS connection
+ * (the agent then neither opens nor closes one), the stage sessions, and the process's metrics (reported once).
+ */
+export interface SharedEdge {
+  link?: NatsLink;
+  executors?: ExecutorPool;
+  processMetrics?: boolean;
+}
 
 /** `running` until close(); `closing` while it finishes offloads and flushes results; then `closed`. */
 export type EdgeState = Extract<Lifecycle, 'running' | 'draining' | 'stopped'>;
@@ -61,6 +71,8 @@ export class EdgeAgent {
     private readonly log: Log,
     readonly metrics: EdgeMetrics,
     private readonly env: EdgeEnv,
+    /** Whether the NATS connection is this agent's own, to close (not a shared one). */
+    private readonly ownsLink: boolean,
   ) {
     this.slots = new Slots(options.maxInflight);
   }
@@ -96,15 +108,15 @@ export class EdgeAgent {
     return this.current.model.manifest.version;
   }
 
-  static async create(options: EdgeOptions, log: Log = stderrLog): Promise<EdgeAgent> {
+  static async create(options: EdgeOptions, log: Log = stderrLog, shared: SharedEdge = {}): Promise<EdgeAgent> {
     const o = compileEdgeOptions(options);
     const dir = await resolveModel(o.model, { ...(o.nats ? { servers: o.nats } : {}), auth: o.natsAuth, ...(o.modelCache ? { cache: o.modelCache } : {}), log }); // prettier-ignore
     const model = await loadModelDir(dir);
     const m = model.manifest;
-    const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend });
-    let link: NatsLink | undefined;
+    const metrics = new EdgeMetrics({ edge: o.id, model: m.name, modelVersion: m.version, backend: o.backend }, shared.processMetrics ?? true); // prettier-ignore
+    let link: NatsLink | undefined = shared.link;
     let publisher: ResultsPublisher | undefined;
-    if (o.nats) {
+    if (o.nats && !link) {
       const name = `cascade-edge ${o.id}`;
       link = await NatsLink.open({
         servers: o.nats,
@@ -118,6 +130,8 @@ export class EdgeAgent {
       if (!(await link.waitConnected(o.connectWaitMs))) {
         log('edge_starting_without_nats', { nats: o.nats, waited_ms: o.connectWaitMs });
       }
+    }
+    if (link) {
       const outbox = Outbox.open(
         { ...o.outbox },
         (reason, n) => {
@@ -144,16 +158,17 @@ export class EdgeAgent {
       metrics.probe.pending = () => publisher!.pending;
     }
     let reachable = 0; // 1 after a reply from a worker, 0 after a timeout, no responders or a disconnection
-    const env: EdgeEnv = { o, metrics, log, link, reachable: (up) => (reachable = up ? 1 : 0) };
+    const env: EdgeEnv = { o, metrics, log, link, reachable: (up) => (reachable = up ? 1 : 0), ...(shared.executors ? { executors: shared.executors } : {}) }; // prettier-ignore
+    const ownsLink = link !== undefined && link !== shared.link;
     let current: EdgeModel;
     try {
       current = await EdgeModel.load(model, {}, env);
     } catch (err) {
       publisher?.close();
-      await link?.close();
+      if (ownsLink) await link?.close();
       throw err;
     }
-    const agent = new EdgeAgent(o, current, link, publisher, log, metrics, env);
+    const agent = new EdgeAgent(o, current, link, publisher, log, metrics, env, ownsLink);
     current.start();
     if (link && o.fleet) {
       agent.fleet = new FleetClient(link, o.id, agent, {
@@ -333,7 +348,7 @@ export class EdgeAgent {
         }
         this.publisher.close();
       }
-      await this.link?.close();
+      if (this.ownsLink) await this.link?.close();
       await Promise.all(this.retiring);
       await this.current.close();
       await this.metricsServer?.close();

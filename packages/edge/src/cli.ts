@@ -12,14 +12,17 @@ import {
   optionFlags,
   optionsFromFlags,
   parseFlags,
+  stderrLog,
   usage,
   type Flag,
 } from '@cascade/service';
+import { checkFit, parseCameraFlag, parseRegion } from '@cascade/cameras';
 import { exitStatus, redactSecrets } from '@cascade/proto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { EdgeAgent } from './agent.js';
+import { CameraHost } from './host.js';
 import { EDGE_OPTIONS, type EdgeOptions } from './options.js';
 import { openSource, paced } from './sources.js';
 import type { Frame } from './sources.js';
@@ -31,7 +34,47 @@ const CLI_FLAGS = {
   source: {
     type: 'string',
     env: 'CASCADE_SOURCE',
-    help: 'CIFAR .bin[.gz], a folder of PNG/JPEG, a video file, rtsp:// URL or /dev/videoN (required)',
+    help: 'CIFAR .bin[.gz], a folder of PNG/JPEG, a video file, rtsp:// URL or /dev/videoN (this or cameras)',
+  },
+  camera: {
+    type: 'string',
+    multiple: true,
+    env: 'CASCADE_CAMERAS',
+    help: 'a camera of this agent, ID=SOURCE [fit=F] [fps=N] [roi=[NAME:]x,y,w,h]... [substream=URL] [hwaccel=H]; repeatable (the variable: one a line); each is an edge of its own, <agent id>.<ID>',
+  },
+  cameras: {
+    type: 'string',
+    env: 'CASCADE_CAMERAS_FILE',
+    help: 'a file of cameras, one ID=SOURCE ... a line as --camera takes it (# starts a comment)',
+  },
+  'camera-password-dir': {
+    type: 'string',
+    env: 'CASCADE_CAMERA_PASSWORD_DIR',
+    help: "a directory of cameras' passwords, a file named by camera (a mounted secret), for rtsp://USER@HOST/... sources",
+  },
+  fit: {
+    type: 'string',
+    env: 'CASCADE_FIT',
+    defaultDoc: 'crop',
+    help: "how a frame that is not square becomes the model's input: crop (the centre square), squash, or letterbox",
+  },
+  roi: {
+    type: 'string',
+    multiple: true,
+    env: 'CASCADE_ROI',
+    help: 'a region of interest, [NAME:]x,y,w,h in pixels or fractions, classified as its own frame (results name it); repeatable',
+  },
+  'stall-s': {
+    type: 'string',
+    env: 'CASCADE_STALL_S',
+    defaultDoc: '5',
+    help: 'a camera with no frame for this long is stalled: reopened, with backoff (1 s doubling to 30 s)',
+  },
+  hwaccel: {
+    type: 'string',
+    env: 'CASCADE_HWACCEL',
+    defaultDoc: 'none (CPU)',
+    help: "ffmpeg's hardware decoder for cameras and video (cuda, vaapi, qsv, ...)",
   },
   'source-password-file': {
     type: 'string',
@@ -74,13 +117,36 @@ const USAGE = `${usage('cascade-edge --model DIR|NAME@VERSION --source SPEC [opt
 export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
   const f = parseFlags(FLAGS, argv, env);
   if (f.help) return 'help' as const;
-  if (!f.source) throw new FlagError('--source is required');
+  const flagged = <T>(flag: string, read: () => T): T => {
+    try {
+      return read();
+    } catch (err) {
+      throw new FlagError(`--${flag}: ${(err as Error).message}`);
+    }
+  };
+  const fps = numberFlag('fps', f.fps);
+  const fit = f.fit === undefined ? undefined : flagged('fit', () => checkFit(f.fit!));
+  const regions = f.roi === undefined ? [] : f.roi.split('\n').map((t, i) => flagged('roi', () => parseRegion(t, i + 1))); // prettier-ignore
+  const stallS = numberFlag('stall-s', f['stall-s']);
+  if (stallS !== undefined && !(stallS > 0)) throw new FlagError(`--stall-s must be above 0, got ${stallS}`);
+  const look = { ...(fps ? { fps } : {}), ...(fit ? { fit } : {}), regions, ...(f.hwaccel ? { hwaccel: f.hwaccel } : {}) }; // prettier-ignore
+  const lines = [
+    ...(f.camera?.split('\n').map((t) => ({ flag: 'camera', t })) ?? []),
+    ...(f.cameras ? readCamerasFile(f.cameras).map((t) => ({ flag: 'cameras', t })) : []),
+  ];
+  const cameras = lines.filter(({ t }) => t.trim()).map(({ flag, t }) => flagged(flag, () => parseCameraFlag(t, look)));
+  if (!f.source && cameras.length === 0) throw new FlagError('--source or a camera (--camera, --cameras) is required');
+  if (f.source && cameras.length) throw new FlagError('give --source, or cameras (--camera, --cameras), not both');
   const o: EdgeOptions = { model: '', ...optionsFromFlags(EDGE_OPTIONS, f) };
   if (o.nats) o.natsVia = flagSource(FLAGS, 'nats', argv, env);
   o.natsAuth = natsAuthFromFlags(f);
   if (o.natsAuth.creds) {
-    const id = cameraOfDevice(o.natsAuth.creds, o.id);
-    if (id !== undefined) o.id = id;
+    const device = deviceOf(o.natsAuth.creds);
+    if (cameras.length && device) {
+      // Several cameras: the agent's id is the device, and each camera is one of its own.
+      if (o.id !== undefined && o.id !== device) throw new FlagError(`--id ${o.id}: with cameras and the credentials of device ${device}, the agent is ${device} (leave --id out)`); // prettier-ignore
+      o.id = device;
+    } else if (device) o.id = cameraOfDevice(device, o.id);
   }
   // The outbox is on disk by default for the command (in memory for the library): results survive a restart.
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
@@ -88,8 +154,12 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   return {
     options: o,
     source: f.source,
+    cameras,
+    look,
+    ...(stallS ? { stallMs: stallS * 1000 } : {}),
+    ...(f['camera-password-dir'] ? { passwordDir: f['camera-password-dir'] } : {}),
     ...(f['source-password-file'] ? { password: readSecret('source-password-file', f['source-password-file']) } : {}),
-    fps: numberFlag('fps', f.fps),
+    fps,
     limit: numberFlag('limit', f.limit),
     maxFps: numberFlag('max-fps', f['max-fps']),
     repeat: nonNegativeInt('repeat', numberFlag('repeat', f.repeat) ?? 1),
@@ -98,19 +168,34 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
   };
 }
 
-/**
- * With a device's credentials (its user is named by its id, `<site>.<agent>`), the edge id is one of the device's
- * cameras: `--id cam-1` stands for `<site>.<agent>.cam-1`, and an id outside the device is refused here, before
- * the server would refuse its every message.
- */
-function cameraOfDevice(creds: string, id: string | undefined): string | undefined {
-  let device: string | undefined;
+/** The device a credentials file is for (its user is named by its id, `<site>.<agent>`); none for a role's. */
+function deviceOf(creds: string): string | undefined {
+  let name: string | undefined;
   try {
-    device = credsName(creds);
+    name = credsName(creds);
   } catch (err) {
     throw new FlagError(`--nats-creds: cannot read ${creds}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); // prettier-ignore
   }
-  if (!device || !/^[\w-]+\.[\w-]+$/.test(device)) return id; // a role's credentials, or not cascade's
+  return name && /^[\w-]+\.[\w-]+$/.test(name) ? name : undefined;
+}
+
+/** The lines of a cameras file, comments and blank lines left out. */
+function readCamerasFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FlagError(`--cameras: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); // prettier-ignore
+  }
+  return text.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean);
+}
+
+/**
+ * With a device's credentials, the edge id is one of the device's cameras: `--id cam-1` stands for
+ * `<site>.<agent>.cam-1`, and an id outside the device is refused here, before the server would refuse its every
+ * message.
+ */
+function cameraOfDevice(device: string, id: string | undefined): string {
   if (id === undefined) throw new FlagError(`--id is required with the credentials of device ${device}: its camera, e.g. --id cam-1 for ${device}.cam-1`); // prettier-ignore
   if (!id.includes('.')) return `${device}.${id}`;
   if (id.startsWith(`${device}.`) && id.split('.').length === 3) return id;
@@ -161,6 +246,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (args.cameras.length) return cameras(args);
   let agent: EdgeAgent;
   try {
     agent = await EdgeAgent.create(args.options);
@@ -180,11 +266,13 @@ async function main(): Promise<void> {
   try {
     const size = agent.model.manifest.input.shape[1]!;
     const open = () =>
-      openSource(args.source, {
+      openSource(args.source!, {
         size,
+        ...args.look,
         ...(args.password !== undefined ? { password: args.password } : {}),
-        ...(args.fps ? { fps: args.fps } : {}),
         ...(args.limit ? { limit: args.limit } : {}),
+        ...(args.stallMs ? { stallMs: args.stallMs } : {}),
+        log: stderrLog,
       });
     const source = repeated(open, args.repeat);
     frames = await agent.run(untilAborted(paced(source, args.maxFps, stop.signal), stop.signal), (r) => {
@@ -205,6 +293,34 @@ async function main(): Promise<void> {
       : (args.options.operatingPoint ?? agent.model.manifest.default_operating_point ?? '');
     process.stderr.write(`${formatSummary(summary.summary(frames, op))}\n`);
   }
+}
+
+type Args = Exclude<ReturnType<typeof parseEdgeArgs>, 'help'>;
+
+/** Several cameras in one agent: each an edge of its own, until stopped (or every camera's file has ended). */
+async function cameras(args: Args): Promise<void> {
+  const sink = args.out ? createWriteStream(args.out) : process.stdout;
+  let host: CameraHost;
+  try {
+    host = await CameraHost.create(
+      {
+        edge: args.options,
+        ...(args.stallMs ? { stallMs: args.stallMs } : {}),
+        ...(args.passwordDir ? { passwordDir: args.passwordDir } : {}),
+      },
+      (r) => sink.write(`${JSON.stringify(r)}\n`),
+    );
+    for (const c of args.cameras) await host.add(c);
+  } catch (err) {
+    process.stderr.write(`cascade-edge: ${redactSecrets((err as Error).message)}\n`);
+    process.exit(exitStatus(err));
+  }
+  const stopped = new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  });
+  await Promise.race([stopped, host.whenIdle()]);
+  await host.shutdown();
+  if (sink !== process.stdout) await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
 }
 
 /** The frames of `times` fresh openings of a source, one after the other (0: forever). */

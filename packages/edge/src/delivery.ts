@@ -60,6 +60,7 @@ export function toFrameResult(
     modelVersion: r.model_version,
     capturedUnixMs,
     error: r.error ?? r.fallback_reason ?? '',
+    region: r.region ?? '',
   }).finish();
   return { id: resultMessageId(r.edge, runId, r.sequence), subject: subjects.results(r.edge), data };
 }

@@ -1,5 +1,6 @@
 /** @cascade/edge: the edge agent. */
-export { EdgeAgent, type EdgeResult, type EdgeState, type Outcome } from './agent.js';
+export { EdgeAgent, type EdgeResult, type EdgeState, type Outcome, type SharedEdge } from './agent.js';
+export { CameraHost, type HostOptions } from './host.js';
 export { FramePath, type FrameObserver, type Policy } from './path.js';
 export { NatsTransport, type Transport } from './transport.js';
 export { liveRoutes, type LiveSummary } from './live.js';

@@ -41,7 +41,11 @@ export class EdgeMetrics {
     outbox: (): OutboxUse | undefined => undefined,
   };
 
-  constructor(labels: { edge: string; model: string; modelVersion: string; backend: string }) {
+  constructor(
+    labels: { edge: string; model: string; modelVersion: string; backend: string },
+    /** The process's metrics too (off for one of several cameras in a process: the host reports them once). */
+    processMetrics = true,
+  ) {
     this.build = {
       component: 'edge',
       version: CASCADE_VERSION,
@@ -49,7 +53,7 @@ export class EdgeMetrics {
       model_version: labels.modelVersion,
       ep: labels.backend,
     };
-    this.registry = createRegistry({ edge: labels.edge }, this.build);
+    this.registry = createRegistry({ edge: labels.edge }, this.build, processMetrics);
     const registers = [this.registry];
     this.frames = new Counter({
       name: 'cascade_edge_frames_total',

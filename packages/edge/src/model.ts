@@ -27,6 +27,51 @@ export interface EdgeEnv {
   link: NatsLink | undefined;
   /** Told after each offload whether a worker answered (or the cloud was unreachable). */
   reachable: (up: boolean) => void;
+  /** Stage sessions shared with the other agents of the process (its other cameras); none: the agent's own. */
+  executors?: ExecutorPool;
+}
+
+type Made = Awaited<ReturnType<typeof createExecutor>>;
+
+/**
+ * The edge stages' sessions of one process, shared by its agents (one per camera): one session per model version,
+ * split and runtime settings, opened by the first agent that needs it and closed after the last lets it go.
+ */
+export class ExecutorPool {
+  private readonly entries = new Map<string, { made: Promise<Made>; users: number }>();
+
+  async acquire(model: ModelDir, options: Parameters<typeof createExecutor>[1]): Promise<Made> {
+    const m = model.manifest;
+    const key = JSON.stringify([m.name, m.version, options.last, options.threads, options.backend, options.thread]);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { made: createExecutor(model, options), users: 0 };
+      this.entries.set(key, entry);
+      entry.made.catch(() => this.entries.delete(key));
+    }
+    const e = entry;
+    e.users++; // before the wait: a release meanwhile must not close it under this user
+    let made: Made;
+    try {
+      made = await e.made;
+    } catch (err) {
+      e.users--;
+      throw err;
+    }
+    let released = false;
+    const executor: StageExecutor = {
+      run: (stage, feeds) => made.executor.run(stage, feeds),
+      close: async () => {
+        if (released) return;
+        released = true;
+        if (--e.users === 0) {
+          this.entries.delete(key);
+          await made.executor.close();
+        }
+      },
+    };
+    return { ...made, executor };
+  }
 }
 
 /** What a request says besides the frame, from the agent's options (Brotli packing when asked for). */
@@ -107,13 +152,16 @@ export class EdgeModel {
     const split = o.split ?? m.default_split ?? 1;
     if (split > m.stages.length) throw new ConfigError(`split ${split}: the model has ${m.stages.length} stages`);
     const point = fleetPoint(m, o, settings); // settings that do not fit the model fail here, before the stages start
-    const { executor, thread, medianMs } = await createExecutor(model, {
+    const sessions: Parameters<typeof createExecutor>[1] = {
       last: split - 1,
       threads: o.threads,
       backend: o.backend,
       thread: o.inferenceThread,
       probe: () => ({ image: { data: new Uint8Array(elementCount(m.input.shape)), dims: [1, ...m.input.shape] } }),
-    });
+    };
+    const { executor, thread, medianMs } = env.executors
+      ? await env.executors.acquire(model, sessions)
+      : await createExecutor(model, sessions);
     try {
       return new EdgeModel(model, split, executor, thread, medianMs, point, env);
     } catch (err) {

@@ -160,6 +160,7 @@ export class FramePath {
     return {
       frame: at.frame.id,
       edge: this.request.edgeId,
+      ...(at.frame.region !== undefined ? { region: at.frame.region } : {}),
       sequence: at.sequence,
       ...(at.frame.label !== undefined ? { label: at.frame.label } : {}),
       class: d.classIndex,

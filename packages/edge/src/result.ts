@@ -8,6 +8,8 @@ export interface Frame {
   /** Ground truth, when the source has it (CIFAR files). */
   label?: number;
   capturedUnixMs: number;
+  /** The camera's region of interest it was cut from; none for the whole frame. */
+  region?: string;
 }
 
 export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
@@ -16,6 +18,8 @@ export type Outcome = 'exited' | 'offloaded' | 'fallback' | 'error';
 export interface EdgeResult {
   frame: string;
   edge: string;
+  /** The camera's region of interest the frame was cut from, when the camera has regions. */
+  region?: string;
   /** n-th frame this edge took in (from 1); with the edge's run id it names the result in the results stream. */
   sequence: number;
   /** Ground truth, when the source has it. */

@@ -87,6 +87,7 @@ export function frameResultJson(r: FrameResult): Record<string, unknown> {
   return {
     frame_id: r.frameId,
     edge_id: r.edgeId,
+    ...(r.region ? { region: r.region } : {}),
     run_id: r.runId,
     sequence: Number(r.sequence),
     class_index: r.classIndex,

@@ -1,11 +1,23 @@
+import {
+  Camera,
+  filterGraph,
+  frameBytes,
+  isLive,
+  SourceError,
+  toPlanar,
+  withPassword,
+  type Fit,
+  type Region,
+} from '@cascade/cameras';
+import { redactSecrets } from '@cascade/proto';
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { CascadeError, ERROR_CODES, redactSecrets } from '@cascade/proto';
 import type { Frame } from './path.js';
 
 export type { Frame } from './path.js';
+export { SourceError, toPlanar, withPassword } from '@cascade/cameras';
 
 export interface SourceOptions {
   /** Model input height and width. */
@@ -19,22 +31,16 @@ export interface SourceOptions {
    * URL that names only the user; it never appears in frame ids, logs or the fleet's settings.
    */
   password?: string;
-}
-
-export class SourceError extends CascadeError {
-  constructor(message: string, options?: ErrorOptions) {
-    super(ERROR_CODES.SOURCE, message, options);
-  }
-}
-
-/** `url` with `password` in its user info (`rtsp://user@host` becomes `rtsp://user:password@host`). */
-export function withPassword(url: string, password: string | undefined): string {
-  if (password === undefined) return url;
-  const u = new URL(url);
-  if (!u.username) throw new SourceError(`source ${redactSecrets(url)}: name the camera's user in the URL (rtsp://USER@HOST/...) to give it a password`); // prettier-ignore
-  if (u.password) throw new SourceError(`source ${redactSecrets(url)}: the URL has a password already; give it once, by the URL or by a secret`); // prettier-ignore
-  u.password = password;
-  return u.toString();
+  /** How a frame that is not square becomes the model's input. @default crop */
+  fit?: Fit;
+  /** Regions of interest, each classified as its own frame (the result names it); none: the whole frame. */
+  regions?: Region[];
+  /** A live source with no frame for this long is reopened. @default 5000 */
+  stallMs?: number;
+  /** ffmpeg's -hwaccel for decoding. */
+  hwaccel?: string;
+  /** Where a live source says it dropped, stalled or came back. */
+  log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
 const CIFAR_RECORD = 1 + 3 * 32 * 32;
@@ -48,16 +54,45 @@ export async function openSource(spec: string, options: SourceOptions): Promise<
   if (options.password !== undefined && !/^rtsps?:\/\//.test(spec))
     throw new SourceError(`source ${redactSecrets(spec)}: a password applies to rtsp:// sources only`);
   if (spec.startsWith('cifar:') || /\.bin(\.gz)?$/.test(spec)) return cifarFrames(spec.replace(/^cifar:/, ''), options);
-  if (spec.startsWith('rtsp://') || spec.startsWith('rtsps://'))
-    return ffmpegFrames(withPassword(spec, options.password), ['-rtsp_transport', 'tcp'], options);
-  if (spec.startsWith('v4l2:') || spec.startsWith('/dev/video')) {
-    return ffmpegFrames(spec.replace(/^v4l2:/, ''), ['-f', 'v4l2'], options);
-  }
+  if (isLive(spec)) return liveFrames(spec, options);
   const info = await stat(spec).catch(() => {
     throw new SourceError(`source ${redactSecrets(spec)}: no such file or directory`);
   });
   if (info.isDirectory()) return imageDirFrames(spec, options);
   return ffmpegFrames(spec, [], options);
+}
+
+/**
+ * An RTSP camera or a V4L2 device as one camera of @cascade/cameras: reopened with backoff when it drops or stalls,
+ * until the frame limit or the reader stops.
+ */
+async function* liveFrames(url: string, o: SourceOptions): AsyncIterable<Frame> {
+  if (o.password !== undefined) withPassword(url, o.password); // refuse a bad URL here, before the first opening
+  const camera = new Camera(
+    {
+      id: basename(redactSecrets(url)) || 'camera',
+      url,
+      fps: o.fps ?? 5,
+      fit: o.fit ?? 'crop',
+      regions: o.regions ?? [],
+      ...(o.hwaccel ? { hwaccel: o.hwaccel } : {}),
+    },
+    {
+      size: o.size,
+      ...(o.stallMs ? { stallMs: o.stallMs } : {}),
+      ...(o.password !== undefined ? { password: o.password } : {}),
+      ...(o.log ? { log: o.log } : {}),
+    },
+  ).start();
+  let n = 0;
+  try {
+    for await (const f of camera.frames()) {
+      yield f;
+      if (++n >= (o.limit ?? Infinity)) return;
+    }
+  } finally {
+    await camera.stop();
+  }
 }
 
 async function* cifarFrames(path: string, o: SourceOptions): AsyncIterable<Frame> {
@@ -90,7 +125,10 @@ async function* imageDirFrames(dir: string, o: SourceOptions): AsyncIterable<Fra
   }
 }
 
-/** Decodes with ffmpeg to rgb24 at the model's size (and, for streams, the sampling rate), then to planar CHW. */
+/**
+ * Decodes a file with ffmpeg, as fast as it reads, at the sampling rate (stills: once), each frame fitted and cut
+ * into its regions in ffmpeg's filters, then to planar CHW.
+ */
 async function* ffmpegFrames(
   input: string,
   inputArgs: string[],
@@ -98,22 +136,12 @@ async function* ffmpegFrames(
   still = false,
 ): AsyncIterable<Frame> {
   const size = o.size;
-  const filters = [...(still ? [] : [`fps=${o.fps ?? 5}`]), `scale=${size}:${size}`];
+  const cut = { fit: o.fit ?? 'crop', regions: o.regions ?? [] };
   const args = [
-    '-hide_banner',
-    '-loglevel',
-    'error',
-    ...inputArgs,
-    '-i',
-    input,
-    '-vf',
-    filters.join(','),
-    '-f',
-    'rawvideo',
-    '-pix_fmt',
-    'rgb24',
-    'pipe:1',
-  ];
+    '-hide_banner', '-loglevel', 'error', ...(o.hwaccel ? ['-hwaccel', o.hwaccel] : []), ...inputArgs, '-i', input,
+    '-filter_complex', filterGraph(cut, size, still ? [] : [`fps=${o.fps ?? 5}`]), '-map', '[out]',
+    '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1',
+  ]; // prettier-ignore
   const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr = new Tail(STDERR_TAIL_CHARS); // a lossy stream may warn on every frame, for as long as it runs
   proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
@@ -122,17 +150,24 @@ async function* ffmpegFrames(
     proc.on('error', (err) => reject(new SourceError(`ffmpeg could not start (${err.message}): install ffmpeg`)));
     proc.on('close', (code) => resolve(code ?? 1));
   });
-  const frameBytes = size * size * 3;
+  const bytes = frameBytes(cut, size);
+  const one = size * size * 3;
+  const regions = cut.regions.length ? cut.regions : [undefined];
   let pending: Buffer = Buffer.alloc(0);
   let count = 0;
   const limit = o.limit ?? Infinity;
   try {
     for await (const chunk of proc.stdout as AsyncIterable<Buffer>) {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      while (pending.length >= frameBytes && count < limit) {
-        const hwc = pending.subarray(0, frameBytes);
-        pending = pending.subarray(frameBytes);
-        yield { id: `${basename(name)}#${count}`, pixels: toPlanar(hwc, size), capturedUnixMs: Date.now() };
+      while (pending.length >= bytes && count < limit) {
+        const frame = pending.subarray(0, bytes);
+        pending = pending.subarray(bytes);
+        const id = `${basename(name)}#${count}`;
+        const capturedUnixMs = Date.now();
+        for (const [i, r] of regions.entries()) {
+          const pixels = toPlanar(frame.subarray(i * one, (i + 1) * one), size);
+          yield { id, pixels, capturedUnixMs, ...(r ? { region: r.name } : {}) };
+        }
         count++;
       }
       if (count >= limit) break;
@@ -161,18 +196,6 @@ export class Tail {
   text(): string {
     return this.buf.length > this.max ? this.buf.slice(-this.max) : this.buf;
   }
-}
-
-/** Interleaved RGB [H, W, 3] to planar [3, H, W]. */
-export function toPlanar(hwc: Uint8Array, size: number): Uint8Array {
-  const plane = size * size;
-  const out = new Uint8Array(plane * 3);
-  for (let i = 0; i < plane; i++) {
-    out[i] = hwc[i * 3]!;
-    out[plane + i] = hwc[i * 3 + 1]!;
-    out[2 * plane + i] = hwc[i * 3 + 2]!;
-  }
-  return out;
 }
 
 /** The frames of `source` at `fps` (unpaced when undefined), until `signal` aborts. */

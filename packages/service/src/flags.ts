@@ -24,6 +24,8 @@ export function isMain(url: string): boolean {
 /** One command-line flag, declared once: its type, the environment variable that may set it, and its help. */
 export interface Flag {
   type: 'string' | 'boolean';
+  /** May be given more than once: its values, in order, joined by newlines (its variable: one per line). */
+  multiple?: boolean;
   env?: string;
   help: string;
 }
@@ -40,7 +42,7 @@ export function parseFlags<T extends Record<string, Flag>>(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string } {
-  const options = Object.fromEntries(Object.entries(table).map(([k, f]) => [k, { type: f.type }]));
+  const options = Object.fromEntries(Object.entries(table).map(([k, f]) => [k, { type: f.type, multiple: f.multiple ?? false }])); // prettier-ignore
   // `--metrics-port -1`: parseArgs takes a value that starts with a dash for another flag; join negative numbers.
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -61,7 +63,8 @@ export function parseFlags<T extends Record<string, Flag>>(
   }
   const out: Record<string, string | boolean> = {};
   for (const [k, f] of Object.entries(table)) {
-    const v = values[k] ?? (f.env ? env[f.env] : undefined);
+    const given = values[k] as string | boolean | string[] | undefined;
+    const v = Array.isArray(given) ? given.join('\n') : (given ?? (f.env ? env[f.env] : undefined));
     if (v !== undefined) out[k] = v;
   }
   return out as never;

@@ -17,10 +17,15 @@ export const BUCKETS = {
 } as const;
 
 /** A registry with process metrics and `cascade_build_info`, labelled with the part's identity. */
-export function createRegistry(defaultLabels: Record<string, string>, build: Record<string, string>): Registry {
+export function createRegistry(
+  defaultLabels: Record<string, string>,
+  build: Record<string, string>,
+  /** The process's own metrics (CPU, memory, event loop); off for a registry that shares its process with others. */
+  processMetrics = true,
+): Registry {
   const registry = new Registry();
   registry.setDefaultLabels(defaultLabels);
-  collectDefaultMetrics({ register: registry });
+  if (processMetrics) collectDefaultMetrics({ register: registry });
   const info = new Gauge({
     name: 'cascade_build_info',
     help: 'Always 1; labels say what runs: component, version, model, model version, execution provider.',
@@ -99,7 +104,8 @@ export function healthRoutes(checks: {
 }
 
 export async function serveMetrics(
-  registry: Registry,
+  /** A registry, or anything that writes metrics as one (several registries merged). */
+  registry: Pick<Registry, 'contentType' | 'metrics'>,
   port: number,
   host = '0.0.0.0',
   routes: Record<string, Route> = {},
