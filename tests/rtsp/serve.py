@@ -1,7 +1,8 @@
 """An RTSP camera for the tests: GStreamer's RTSP server sends an H.264 file (encoded once, never again here) to
 every reader of rtsp://127.0.0.1:PORT/cam, optionally behind basic authentication. Prints "ready PORT" when it serves.
 
-Run with the system Python (python3-gi, gir1.2-gst-rtsp-server-1.0): serve.py FILE [--port N] [--user U --password P]
+Run with the system Python (python3-gi, gir1.2-gst-rtsp-server-1.0):
+serve.py FILE [--codec h264|h265] [--port N] [--user U --password P]
 """
 
 import argparse
@@ -17,6 +18,7 @@ from gi.repository import GLib, Gst, GstRtspServer
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("file")
+    p.add_argument("--codec", choices=["h264", "h265"], default="h264")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--user")
     p.add_argument("--password")
@@ -28,7 +30,7 @@ def main() -> None:
     factory = GstRtspServer.RTSPMediaFactory()
     # The file as it is: no decoding or encoding here, so a 2-core machine can afford it.
     factory.set_launch(
-        f'( filesrc location="{a.file}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )'
+        f'( filesrc location="{a.file}" ! qtdemux ! {a.codec}parse config-interval=-1 ! rtp{a.codec}pay name=pay0 pt=96 )'
     )
     factory.set_shared(True)
     if a.user:

@@ -18,6 +18,16 @@ export interface CameraFrame {
   region?: string;
 }
 
+/** What a camera did since it started: its metrics' values, also without a registry. */
+export interface CameraFigures {
+  decoded: number;
+  taken: number;
+  dropped: number;
+  missed: number;
+  reconnects: number;
+  decode_errors: number;
+}
+
 /** connecting: first opening; up: frames arrive; down: dropped, stalled or refused, reopened after a backoff. */
 export type CameraState = 'connecting' | 'up' | 'down' | 'ended' | 'failed' | 'stopped';
 
@@ -69,6 +79,7 @@ export class Camera {
   private downSince: number | undefined;
   private nextTake = 0;
   private count = 0;
+  readonly figures: CameraFigures = { decoded: 0, taken: 0, dropped: 0, missed: 0, reconnects: 0, decode_errors: 0 };
 
   constructor(
     readonly spec: CameraSpec,
@@ -81,7 +92,10 @@ export class Camera {
     this.stallMs = o.stallMs ?? 5000;
     this.backoff = o.backoff ?? new Backoff();
     const capacity = (o.queue ?? 2) * Math.max(1, spec.regions.length);
-    this.queue = new FrameQueue(capacity, () => o.metrics?.dropped.inc({ edge: this.edge }));
+    this.queue = new FrameQueue(capacity, () => {
+      this.figures.dropped++;
+      o.metrics?.dropped.inc({ edge: this.edge });
+    });
     o.metrics?.add(this.edge, () => (performance.now() - this.lastFrameAt) / 1000);
   }
 
@@ -140,7 +154,10 @@ export class Camera {
         this.lastError = end.reason;
         this.o.metrics?.up.set({ edge: this.edge }, 0);
         await this.sleep(wait);
-        if (!this.stopped) this.o.metrics?.reconnects.inc({ edge: this.edge });
+        if (!this.stopped) {
+          this.figures.reconnects++;
+          this.o.metrics?.reconnects.inc({ edge: this.edge });
+        }
       }
     } finally {
       if (this.downSince !== undefined) this.countMissed(performance.now());
@@ -164,6 +181,7 @@ export class Camera {
   private countMissed(now: number): number {
     const missed = Math.floor((now - this.downSince!) / this.periodMs);
     this.downSince = undefined;
+    this.figures.missed += missed;
     if (missed > 0) this.o.metrics?.missed.inc({ edge: this.edge }, missed);
     return missed;
   }
@@ -192,6 +210,7 @@ export class Camera {
         stderr = (stderr + text).slice(-STDERR_KEEP);
         if (frames > 0) {
           const errors = text.split('\n').filter((l) => DECODE_ERROR.test(l)).length;
+          this.figures.decode_errors += errors;
           if (errors) this.o.metrics?.decodeErrors.inc({ edge: this.edge }, errors);
         }
       });
@@ -214,7 +233,10 @@ export class Camera {
         const said = redactSecrets(stderr.trim().split('\n').filter(Boolean).slice(-2).join('; '));
         let reason: string;
         if (stalled) reason = frames ? `stalled: no frame for ${this.stallMs / 1000} s` : `no frame within ${this.stallMs / 1000} s of opening`; // prettier-ignore
-        else reason = said || (signal ? `ffmpeg killed (${signal})` : `ffmpeg exited with code ${code}`);
+        else if (said) reason = said;
+        else if (signal) reason = `ffmpeg killed (${signal})`;
+        else if (code === 0) reason = this.live ? 'the camera ended the stream' : 'the file ended before its first frame';
+        else reason = `ffmpeg exited with code ${code}`;
         if (!this.live && !stalled && code === 0 && frames > 0) resolve({ kind: 'ended', reason: 'end of file', frames });
         else resolve({ kind: 'dropped', reason, frames });
       });
@@ -224,6 +246,7 @@ export class Camera {
   /** A decoded frame: counted; taken when the camera's next frame is due, cut into its regions, queued. */
   private decoded(frame: Buffer, now: number): void {
     const m = this.o.metrics;
+    this.figures.decoded++;
     m?.decoded.inc({ edge: this.edge });
     this.lastFrameAt = now;
     if (this.state !== 'up') {
@@ -238,6 +261,7 @@ export class Camera {
     // On the camera's own grid, a tenth of a period early at most; after a gap, start again from now.
     if (now < this.nextTake - this.periodMs / 10) return;
     this.nextTake = this.nextTake + this.periodMs > now - this.periodMs ? this.nextTake + this.periodMs : now + this.periodMs; // prettier-ignore
+    this.figures.taken++;
     m?.taken.inc({ edge: this.edge });
     const n = this.count++;
     const size = this.o.size;

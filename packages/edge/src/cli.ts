@@ -273,6 +273,7 @@ async function main(): Promise<void> {
         ...(args.limit ? { limit: args.limit } : {}),
         ...(args.stallMs ? { stallMs: args.stallMs } : {}),
         log: stderrLog,
+        signal: stop.signal,
       });
     const source = repeated(open, args.repeat);
     frames = await agent.run(untilAborted(paced(source, args.maxFps, stop.signal), stop.signal), (r) => {

@@ -79,6 +79,7 @@ export class CameraHost {
         }),
       );
     }
+    log('camera_host_started', { id: o.edge.id ?? null, nats: c.nats ?? null, metrics_port: host.metricsPort ?? null });
     return host;
   }
 
@@ -145,14 +146,18 @@ export class CameraHost {
       ...(password !== undefined ? { password } : {}),
     }).start();
     const running: Running = { spec, camera, agent, done: Promise.resolve() };
+    let results = 0;
     running.done = agent
-      .run(camera.frames(), this.onResult)
+      .run(camera.frames(), (r) => {
+        results++;
+        this.onResult(r);
+      })
       .catch((err: Error) => this.log('camera_error', { edge: id, error: err.message }))
       .then(async () => {
         if (this.cameras.get(id) === running) this.cameras.delete(id);
         await camera.stop();
         await agent.shutdown();
-        this.log('camera_removed', { edge: id, state: camera.state });
+        this.log('camera_removed', { edge: id, state: camera.state, ...camera.figures, results });
         if (this.cameras.size === 0) this.idle?.();
       });
     this.cameras.set(id, running);

@@ -41,6 +41,8 @@ export interface SourceOptions {
   hwaccel?: string;
   /** Where a live source says it dropped, stalled or came back. */
   log?: (event: string, fields: Record<string, unknown>) => void;
+  /** Stops a live source (also while it waits for its camera to come back). */
+  signal?: AbortSignal;
 }
 
 const CIFAR_RECORD = 1 + 3 * 32 * 32;
@@ -84,6 +86,8 @@ async function* liveFrames(url: string, o: SourceOptions): AsyncIterable<Frame> 
       ...(o.log ? { log: o.log } : {}),
     },
   ).start();
+  const stop = () => void camera.stop();
+  o.signal?.addEventListener('abort', stop, { once: true });
   let n = 0;
   try {
     for await (const f of camera.frames()) {
@@ -91,6 +95,7 @@ async function* liveFrames(url: string, o: SourceOptions): AsyncIterable<Frame> 
       if (++n >= (o.limit ?? Infinity)) return;
     }
   } finally {
+    o.signal?.removeEventListener('abort', stop);
     await camera.stop();
   }
 }
