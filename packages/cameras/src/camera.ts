@@ -276,7 +276,8 @@ export class Camera {
 }
 
 /** `url` with `password` in its user info (`rtsp://user@host` becomes `rtsp://user:password@host`). */
-export function withPassword(url: string, password: string): string {
+export function withPassword(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
   const u = new URL(url);
   if (!/^rtsps?:$/.test(u.protocol)) throw new SourceError(`source ${redactSecrets(url)}: a password applies to rtsp:// sources only`); // prettier-ignore
   if (!u.username) throw new SourceError(`source ${redactSecrets(url)}: name the camera's user in the URL (rtsp://USER@HOST/...) to give it a password`); // prettier-ignore

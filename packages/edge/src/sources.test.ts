@@ -130,7 +130,7 @@ describe('sources - what a failing camera leaves in memory and in logs', () => {
     expect((tail as unknown as { buf: string }).buf.length).toBeLessThanOrEqual(200);
   });
 
-  it("an RTSP camera that cannot be reached fails with the URL's password hidden, in the message and the frame ids", async () => {
+  it("an RTSP camera that cannot be reached is said to be down, with the URL's password hidden, and retried", async () => {
     ffmpeg(['-version']);
     const port = await new Promise<number>((resolve) => {
       const srv = createServer().listen(0, '127.0.0.1', () => {
@@ -138,13 +138,24 @@ describe('sources - what a failing camera leaves in memory and in logs', () => {
         srv.close(() => resolve(p)); // nothing listens there now: the connection is refused
       });
     });
-    const url = `rtsp://admin:hunter2@127.0.0.1:${port}/Streaming/101`;
-    const err = await collect(await openSource(url, { size: 32, limit: 1 })).catch((e: Error) => e);
-    expect(err).toBeInstanceOf(SourceError);
-    expect((err as Error).message).toContain(`rtsp://admin:***@127.0.0.1:${port}/Streaming/101`);
-    expect((err as Error).message).not.toContain('hunter2');
+    const down = await firstDown(`rtsp://admin:hunter2@127.0.0.1:${port}/Streaming/101`);
+    expect(down.source).toBe(`rtsp://admin:***@127.0.0.1:${port}/Streaming/101`);
+    expect(down.error).toMatch(/Connection refused/);
+    expect(JSON.stringify(down)).not.toContain('hunter2');
   });
 });
+
+/** The first camera_down a live source logs; then the source is stopped. */
+async function firstDown(url: string, o: { password?: string } = {}): Promise<Record<string, unknown>> {
+  const stop = new AbortController();
+  const events: Record<string, unknown>[] = [];
+  const source = await openSource(url, { size: 32, limit: 1, signal: stop.signal, log: (event, f) => void events.push({ event, ...f }), ...o }); // prettier-ignore
+  const done = collect(source);
+  for (let i = 0; i < 200 && !events.some((e) => e.event === 'camera_down'); i++) await new Promise((r) => setTimeout(r, 50)); // prettier-ignore
+  stop.abort();
+  expect(await done).toEqual([]);
+  return events.find((e) => e.event === 'camera_down')!;
+}
 
 describe('camera passwords from a secret', () => {
   it('go into an rtsp:// URL that names the user, never into what the source says of itself', async () => {
@@ -157,13 +168,9 @@ describe('camera passwords from a secret', () => {
     );
   });
 
-  it('an unreachable camera fails naming its URL without the password', async () => {
-    const source = await openSource('rtsp://viewer@127.0.0.1:1/live', { size: 32, password: 'hunter2', limit: 1 });
-    const err = await (async () => {
-      for await (const _ of source) return undefined;
-      return undefined;
-    })().catch((e: Error) => e);
-    expect(String(err)).not.toContain('hunter2');
-    expect(String(err)).toContain('rtsp://viewer:***@127.0.0.1:1/live');
+  it('an unreachable camera is said to be down naming its URL without the password', async () => {
+    const down = await firstDown('rtsp://viewer@127.0.0.1:1/live', { password: 'hunter2' });
+    expect(down.source).toBe('rtsp://viewer@127.0.0.1:1/live');
+    expect(JSON.stringify(down)).not.toContain('hunter2');
   });
 });
