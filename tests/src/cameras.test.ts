@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, MODEL, REPO, until } from './harness.js';
+import { cascadeCommand, freePort, MODEL, REPO, until } from './harness.js';
 import { cameraFile, startCamera, type Camera } from './rtsp.js';
 
 const run = promisify(execFile);
@@ -186,4 +186,43 @@ describe('four RTSP cameras on one agent, with a worker', () => {
     expect(metrics).toMatch(/cascade_edge_frames_total\{[^}]*edge="site-a.agent-1.cam-1"/);
     expect(metrics.match(/^process_cpu_seconds_total/gm)).toHaveLength(1);
   }, 180_000);
+  it('cameras added, changed and removed through cascade config set while another streams, untouched', async () => {
+    const a = agent(['--nats', nats.url, '--id', 'site-b.agent-1', '--fps', '5', '--metrics-port', '-1', '--fleet', 'on', '--camera', `cam-1=${cams[0]!.url}`]); // prettier-ignore
+    const id = (n: string) => `site-b.agent-1.${n}`;
+    const of = (edge: string) => a.results.filter((r) => r.edge === edge);
+    await until('cam-1 answering', () => of(id('cam-1')).length >= 5, 30_000, 100);
+    const set = async (camera: string, value: string) => {
+      const r = await cascadeCommand(nats.url, ['config', 'set', id(camera), `camera=${value}`]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await set('cam-5', `${cams[0]!.url} fps=2`);
+    await set('cam-6', `${cams[2]!.url} roi=left:0,0,0.5,1 roi=right:0.5,0,0.5,1`);
+    await until('cam-5 and cam-6 answering', () => of(id('cam-5')).length >= 3 && of(id('cam-6')).length >= 6, 30_000, 100); // prettier-ignore
+    expect(new Set(of(id('cam-6')).map((r) => r.region))).toEqual(new Set(['left', 'right']));
+    // Changed: cam-5 at another rate restarts; removed: cam-6 stops and says so.
+    await set('cam-6', '');
+    await until('cam-6 removed', () => a.events.some((e) => e.event === 'camera_removed' && e.edge === id('cam-6')), 20_000, 100); // prettier-ignore
+    const removedAt = performance.now();
+    await set('cam-5', `${cams[0]!.url} fps=1`);
+    await until('cam-5 restarted at 1 frame/s', () => a.events.filter((e) => e.event === 'camera_added' && e.edge === id('cam-5')).length === 2, 20_000, 100); // prettier-ignore
+    expect(a.events.filter((e) => e.event === 'camera_added' && e.edge === id('cam-5')).map((e) => e.fps)).toEqual([2, 1]);
+    // A password in the fleet's settings, or a camera that does not parse, is refused by the command.
+    const secret = await cascadeCommand(nats.url, ['config', 'set', id('cam-7'), 'camera=rtsp://viewer:hunter2@10.0.0.7/live']); // prettier-ignore
+    expect(secret.code).toBe(2);
+    expect(secret.stderr).toMatch(/a password does not go into the fleet's settings/);
+    expect(secret.stderr).not.toContain('hunter2');
+    const typo = await cascadeCommand(nats.url, ['config', 'set', id('cam-7'), 'camera=rtsp://10.0.0.7/live fit=zoom']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/fit "zoom" is not one of crop, squash, letterbox/);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(of(id('cam-6')).filter((r) => r.at > removedAt + 500)).toEqual([]);
+    // cam-1 was never touched: not restarted, no gap in its answers.
+    const times = of(id('cam-1')).map((r) => r.at);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    console.log(`fleet cameras: cam-1 ${times.length} results, longest gap ${Math.round(Math.max(...gaps))} ms; cam-5 ${of(id('cam-5')).length}, cam-6 ${of(id('cam-6')).length} before its removal`); // prettier-ignore
+    expect(Math.max(...gaps)).toBeLessThan(1000);
+    expect(a.events.filter((e) => e.event === 'camera_added' && e.edge === id('cam-1'))).toHaveLength(1);
+    await stopChild(a.proc as ChildProcess, 'SIGTERM');
+    expect(await a.exit).toBe(0);
+  }, 120_000);
 });

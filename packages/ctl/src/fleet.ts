@@ -1,4 +1,5 @@
 // What the `cascade` command does with the fleet's buckets, as functions (the CLI formats their results).
+import { parseCamera } from '@cascade/cameras';
 import {
   checkEdgeSettings,
   ConfigError,
@@ -88,6 +89,8 @@ export async function setSettings(
   const next: Record<string, unknown> = { ...current.settings, ...set };
   for (const name of unset) delete next[name];
   const settings = checkEdgeSettings(next, key);
+  // A camera is checked as the agent will read it, so a typo is refused here and not on the camera's site.
+  if (settings.camera !== undefined) parseCamera(target.split('.').pop()!, settings.camera);
   const kv = await openBucket(nc, FLEET.configBucket);
   const text = JSON.stringify(settings);
   const revision = current.revision ? await kv.update(key, text, current.revision) : await kv.create(key, text);

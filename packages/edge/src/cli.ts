@@ -135,9 +135,12 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     ...(f.cameras ? readCamerasFile(f.cameras).map((t) => ({ flag: 'cameras', t })) : []),
   ];
   const cameras = lines.filter(({ t }) => t.trim()).map(({ flag, t }) => flagged(flag, () => parseCameraFlag(t, look)));
-  if (!f.source && cameras.length === 0) throw new FlagError('--source or a camera (--camera, --cameras) is required');
   if (f.source && cameras.length) throw new FlagError('give --source, or cameras (--camera, --cameras), not both');
   const o: EdgeOptions = { model: '', ...optionsFromFlags(EDGE_OPTIONS, f) };
+  // With NATS and the fleet on, an agent may start with no camera and take its cameras from the fleet's settings.
+  const fleetCameras = !f.source && Boolean(o.nats) && o.fleet !== false;
+  if (!f.source && cameras.length === 0 && !fleetCameras)
+    throw new FlagError('--source or a camera (--camera, --cameras; with --nats, also from the fleet) is required');
   if (o.nats) o.natsVia = flagSource(FLAGS, 'nats', argv, env);
   o.natsAuth = natsAuthFromFlags(f);
   if (o.natsAuth.creds) {
@@ -155,6 +158,7 @@ export function parseEdgeArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     options: o,
     source: f.source,
     cameras,
+    fleetCameras,
     look,
     ...(stallS ? { stallMs: stallS * 1000 } : {}),
     ...(f['camera-password-dir'] ? { passwordDir: f['camera-password-dir'] } : {}),
@@ -246,7 +250,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  if (args.cameras.length) return cameras(args);
+  if (!args.source) return cameras(args);
   let agent: EdgeAgent;
   try {
     agent = await EdgeAgent.create(args.options);
@@ -308,10 +312,12 @@ async function cameras(args: Args): Promise<void> {
         edge: args.options,
         ...(args.stallMs ? { stallMs: args.stallMs } : {}),
         ...(args.passwordDir ? { passwordDir: args.passwordDir } : {}),
+        look: args.look,
       },
       (r) => sink.write(`${JSON.stringify(r)}\n`),
     );
-    for (const c of args.cameras) await host.add(c);
+    await host.start(args.cameras);
+    if (args.fleetCameras) host.watchFleet();
   } catch (err) {
     process.stderr.write(`cascade-edge: ${redactSecrets((err as Error).message)}\n`);
     process.exit(exitStatus(err));

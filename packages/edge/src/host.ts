@@ -2,9 +2,18 @@
 // registry and the controller), and they share what is costly: one NATS connection, one session per model version,
 // one /metrics endpoint. Each camera feeds its agent from its own bounded queue and each agent runs one frame at a
 // time in the shared session, so the cameras take turns: a fast or stalled camera cannot starve the others.
-import { Camera, CameraMetrics, sameCamera, type CameraSpec } from '@cascade/cameras';
-import { CascadeError, ERROR_CODES } from '@cascade/proto';
-import { healthRoutes, NatsLink, serveMetrics, stderrLog, type Log, type MetricsServer } from '@cascade/service';
+import { Camera, CameraMetrics, formatCamera, parseCamera, sameCamera, type CameraSpec } from '@cascade/cameras';
+import { CascadeError, clip, configKey, ERROR_CODES, FLEET, parseEdgeSettings } from '@cascade/proto';
+import {
+  healthRoutes,
+  KeyWatch,
+  NatsLink,
+  serveMetrics,
+  stderrLog,
+  type Log,
+  type MetricsServer,
+} from '@cascade/service';
+import type { KvWatchEntry } from '@nats-io/kv';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
@@ -22,6 +31,8 @@ export interface HostOptions {
   queue?: number;
   /** A directory of cameras' passwords, a file named by camera (a mounted secret), read when a camera starts. */
   passwordDir?: string;
+  /** What a camera from the fleet takes where it says nothing (the command's --fit, --fps, --roi, --hwaccel). */
+  look?: Partial<Omit<CameraSpec, 'id' | 'url'>>;
 }
 
 interface Running {
@@ -40,6 +51,12 @@ export class CameraHost {
   private closed = false;
   /** Resolves when no camera is left (their files ended) and none can be added. */
   private idle: (() => void) | undefined;
+  /** The command line's cameras, by id; the fleet's, by camera name (their text); cameras whose file ended. */
+  private readonly own = new Map<string, CameraSpec>();
+  private readonly fromFleet = new Map<string, string>();
+  private readonly ended = new Map<string, string>();
+  private watch: KeyWatch | undefined;
+  private syncing: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly o: HostOptions,
@@ -114,6 +131,65 @@ export class CameraHost {
   }
 
   /**
+   * Watches the agent's cameras in the fleet's settings (`edges.<agent>.<camera>`, setting `camera`): a camera
+   * set there starts, a changed one restarts, a removed one stops (a command-line camera of that name comes back),
+   * each without touching the others. Needs NATS and the agent's id.
+   */
+  watchFleet(): boolean {
+    const prefix = this.o.edge.id;
+    if (!this.link || !prefix || this.watch) return false;
+    this.watch = new KeyWatch(this.link, FLEET.configBucket, [`${configKey.edge(prefix)}.*`], (e) => this.take(e), this.log); // prettier-ignore
+    this.watch.start();
+    return true;
+  }
+
+  /** Cameras of the command line: started now (an error is thrown), and kept as the fleet's changes come and go. */
+  async start(cameras: CameraSpec[]): Promise<void> {
+    for (const c of cameras) {
+      this.own.set(this.idOf(c.id), c);
+      await this.add(c);
+    }
+  }
+
+  private take(e: KvWatchEntry): void {
+    const name = e.key.slice(configKey.edge(this.o.edge.id!).length + 1);
+    let text: string | undefined;
+    if (e.operation === 'PUT') {
+      try {
+        text = parseEdgeSettings(e.string(), e.key).camera;
+      } catch (err) {
+        this.log('camera_refused', { key: e.key, revision: e.revision, error: clip((err as Error).message, 300) });
+        return;
+      }
+    }
+    if (text === undefined) this.fromFleet.delete(name);
+    else this.fromFleet.set(name, text);
+    this.syncing = this.syncing.then(() => this.sync());
+  }
+
+  /** Makes the running cameras what the command line and the fleet say, camera by camera. */
+  private async sync(): Promise<void> {
+    if (this.closed) return;
+    const wanted = new Map(this.own);
+    for (const [name, text] of this.fromFleet) {
+      try {
+        wanted.set(this.idOf(name), parseCamera(name, text, this.o.look));
+      } catch (err) {
+        this.log('camera_refused', { edge: this.idOf(name), error: clip((err as Error).message, 300) });
+      }
+    }
+    for (const id of [...this.cameras.keys()]) if (!wanted.has(id)) await this.remove(id);
+    for (const [id, spec] of wanted) {
+      if (this.ended.get(id) === formatCamera(spec)) continue; // its file ended: not again until it changes
+      try {
+        await this.add(spec);
+      } catch (err) {
+        this.log('camera_refused', { edge: id, error: clip((err as Error).message, 300) });
+      }
+    }
+  }
+
+  /**
    * Starts a camera: its agent (model, stages from the shared session, outbox, fleet entry) and its decoding. A
    * camera that is already there with the same spec is left alone; with another spec it is restarted.
    */
@@ -155,10 +231,11 @@ export class CameraHost {
       .catch((err: Error) => this.log('camera_error', { edge: id, error: err.message }))
       .then(async () => {
         if (this.cameras.get(id) === running) this.cameras.delete(id);
+        if (camera.state === 'ended' || camera.state === 'failed') this.ended.set(id, formatCamera(spec));
         await camera.stop();
         await agent.shutdown();
         this.log('camera_removed', { edge: id, state: camera.state, ...camera.figures, results });
-        if (this.cameras.size === 0) this.idle?.();
+        if (this.cameras.size === 0 && !this.watch) this.idle?.();
       });
     this.cameras.set(id, running);
     this.log('camera_added', { edge: id, source: camera.name, fit: spec.fit, fps: spec.fps, regions: spec.regions.map((r) => r.name) }); // prettier-ignore
@@ -184,6 +261,7 @@ export class CameraHost {
 
   /** Resolves once every camera has ended (files at their end) or been removed. */
   whenIdle(): Promise<void> {
+    if (this.watch) return new Promise(() => undefined); // the fleet may add cameras at any time
     if (this.cameras.size === 0) return Promise.resolve();
     return new Promise((resolve) => (this.idle = resolve));
   }
@@ -192,6 +270,8 @@ export class CameraHost {
   async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.watch?.close();
+    await this.syncing;
     await Promise.all([...this.cameras.keys()].map((id) => this.remove(id)));
     await this.link?.close();
     await this.metricsServer?.close();

@@ -106,13 +106,20 @@ type LiveOf<T> = {
   -readonly [K in keyof T as T[K] extends { live: infer L extends string } ? L : never]?: OptionValue<T[K]>;
 };
 
-/** What an operator may set for an edge (or the fleet): every field optional, a missing one keeps the edge's own. */
-export type EdgeSettings = LiveOf<typeof EDGE_LIVE_OPTIONS>;
+/**
+ * What an operator may set for an edge (or the fleet): every field optional, a missing one keeps the edge's own.
+ * `camera` is no option of the agent's but the camera itself, on a camera's key of an agent that runs cameras:
+ * its source and cut as `--camera` takes them after `ID=` (the agent starts, changes or stops the camera).
+ */
+export type EdgeSettings = LiveOf<typeof EDGE_LIVE_OPTIONS> & { camera?: string };
+
+/** The setting that is a camera (checked in full by @cascade/cameras where it is set and where it runs). */
+export const CAMERA_SETTING = 'camera';
 
 const LIVE = liveOptions(EDGE_LIVE_OPTIONS);
 
 /** The setting names, in the order they are documented. */
-export const EDGE_SETTINGS = Object.keys(LIVE) as (keyof EdgeSettings)[];
+export const EDGE_SETTINGS = [...Object.keys(LIVE), CAMERA_SETTING] as (keyof EdgeSettings)[];
 
 /** A key's value as JSON, or a ConfigError naming the key. */
 function parseValue(text: string, key: string): unknown {
@@ -132,6 +139,10 @@ export function parseEdgeSettings(text: string, key: string): EdgeSettings {
 export function checkEdgeSettings(v: unknown, key: string): EdgeSettings {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${key}: must be a JSON object`);
   for (const [name, value] of Object.entries(v)) {
+    if (name === CAMERA_SETTING) {
+      checkCameraSetting(value, key);
+      continue;
+    }
     const live = LIVE[name];
     if (!live) throw new ConfigError(`${key}: unknown setting "${name}"; the settings are ${EDGE_SETTINGS.join(', ')}`);
     try {
@@ -141,6 +152,15 @@ export function checkEdgeSettings(v: unknown, key: string): EdgeSettings {
     }
   }
   return v as EdgeSettings;
+}
+
+/** A camera setting: text, on one camera's key, and no password in it (passwords come from the agent's secrets). */
+function checkCameraSetting(value: unknown, key: string): void {
+  if (typeof value !== 'string' || !value.trim() || value.length > 4096)
+    throw new ConfigError(`${key}: camera must be its source and cut as text, e.g. "rtsp://viewer@10.0.0.5/live fps=5"`); // prettier-ignore
+  if (key === configKey.default) throw new ConfigError(`${key}: a camera is set on its own key (edges.<agent>.<camera>), not for the fleet`); // prettier-ignore
+  if (/:\/\/[^/@\s:]+:[^/@\s]*@/.test(value))
+    throw new ConfigError(`${key}: camera: a password does not go into the fleet's settings; name the user only (rtsp://USER@HOST/...) and give the agent the password as a secret (--camera-password-dir)`); // prettier-ignore
 }
 
 /** An edge's entry in the registry, refreshed every `FLEET.heartbeatMs`. */

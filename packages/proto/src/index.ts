@@ -57,6 +57,7 @@ export {
   edgeVersion,
   EDGE_ID,
   EDGE_LIVE_OPTIONS,
+  CAMERA_SETTING,
   EDGE_SETTINGS,
   FLEET,
   parseEdgeSettings,
