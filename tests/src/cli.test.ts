@@ -31,6 +31,22 @@ describe('cli - exit statuses follow the error code, and messages say what was w
       status: 2,
       stderr: expect.stringMatching(/no such file/),
     });
+    expect(edge(['--model', MODEL, '--camera', 'cam-1'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/--camera: --camera "cam-1": give ID=SOURCE/),
+    });
+    expect(edge(['--model', MODEL, '--camera', 'cam-1=a.mp4 roi=0,0,2.5,1'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/region "0,0,2.5,1": in pixels, every value must be a whole number/),
+    });
+    expect(edge(['--model', MODEL, '--source', SAMPLES, '--camera', 'cam-1=a.mp4'])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/give --source, or cameras/),
+    });
+    expect(edge(['--model', MODEL])).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/--source or a camera \(--camera, --cameras; with --nats, also from the fleet\) is required/), // prettier-ignore
+    });
     expect(cli('cloud', 'cli.js', ['--model', MODEL, '--max-batch', '0'])).toMatchObject({
       status: 2,
       stderr: expect.stringMatching(/--max-batch must be an integer from 1 to 1024, got 0/),
