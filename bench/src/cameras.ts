@@ -282,7 +282,9 @@ function report(r: { date: string; machine: string; seconds: number; runs: Camer
     '|---|---|---|---|---|---|---|---|',
     ...many.map((x) => `| ${x.cameras} | ${f(x.decoded_fps.min)} / ${f(x.decoded_fps.mean)} | ${f(x.taken_fps.min, 2)} | ${x.answered} / ${x.taken} | ${x.dropped} | ${pct(x.cores_per_camera.total)} of a core | ${f(x.latency_ms.p50, 0)} / ${f(x.latency_ms.p99, 0)} ms | ${x.served ? 'yes' : '**no**'} |`), // prettier-ignore
     '',
-    best ? `One core served ${best.cameras} cameras (the most tried that passed).` : 'One core served none of the counts tried.',
+    best
+      ? `One core served ${best.cameras} cameras (the most tried that passed).`
+      : 'One core served none of the counts tried.',
     '',
   ].join('\n');
 }

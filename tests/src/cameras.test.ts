@@ -103,7 +103,7 @@ describe('four RTSP cameras on one agent, with a worker', () => {
     await nats?.stop();
   });
 
-  it("one camera killed for 10 s and one stalled: the others answer every frame they take; the dropped one comes back within its backoff, its missed frames counted; the stall is seen within --stall-s; cameras that cannot be read each say why", async () => {
+  it('one camera killed for 10 s and one stalled: the others answer every frame they take; the dropped one comes back within its backoff, its missed frames counted; the stall is seen within --stall-s; cameras that cannot be read each say why', async () => {
     const notVideo = join(mkdtempSync(join(tmpdir(), 'cascade-cam-')), 'notes.mp4');
     writeFileSync(notVideo, 'not a video\n'.repeat(100));
     const closed = await freePort();
@@ -205,7 +205,9 @@ describe('four RTSP cameras on one agent, with a worker', () => {
     const removedAt = performance.now();
     await set('cam-5', `${cams[0]!.url} fps=1`);
     await until('cam-5 restarted at 1 frame/s', () => a.events.filter((e) => e.event === 'camera_added' && e.edge === id('cam-5')).length === 2, 20_000, 100); // prettier-ignore
-    expect(a.events.filter((e) => e.event === 'camera_added' && e.edge === id('cam-5')).map((e) => e.fps)).toEqual([2, 1]);
+    expect(a.events.filter((e) => e.event === 'camera_added' && e.edge === id('cam-5')).map((e) => e.fps)).toEqual([
+      2, 1,
+    ]);
     // A password in the fleet's settings, or a camera that does not parse, is refused by the command.
     const secret = await cascadeCommand(nats.url, ['config', 'set', id('cam-7'), 'camera=rtsp://viewer:hunter2@10.0.0.7/live']); // prettier-ignore
     expect(secret.code).toBe(2);

@@ -201,7 +201,10 @@ function rendered(dir: string): Doc[] {
   const bin = join(REPO, '.tools/bin/k8s-check');
   const r = spawnSync(bin, ['-render', join(K8S, dir)], { cwd: REPO, encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
-  return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Doc);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Doc);
 }
 
 /** deploy/k8s/check, built by scripts/setup test: the manifests against the API's Go types. */
@@ -232,7 +235,10 @@ describe('kubernetes manifests against the API schema (k8s-check: Kubernetes 1.3
   it('in every kustomization, an environment variable refers only to variables listed above it (else $(X) stays as is)', () => {
     for (const dir of ['base', 'hpa', 'fleet']) {
       for (const o of rendered(dir).filter((d) => d.spec?.template?.spec?.containers)) {
-        for (const c of o.spec.template.spec.containers as { name: string; env?: { name: string; value?: string }[] }[]) {
+        for (const c of o.spec.template.spec.containers as {
+          name: string;
+          env?: { name: string; value?: string }[];
+        }[]) {
           const seen = new Set<string>();
           for (const e of c.env ?? []) {
             for (const [, ref] of (e.value ?? '').matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g))
@@ -253,7 +259,8 @@ describe('kubernetes manifests against the API schema (k8s-check: Kubernetes 1.3
     const nats = pod('StatefulSet');
     const config = nats.volumes.find((v: any) => v.name === 'config');
     expect(config.projected.sources.map((x: any) => x.configMap.name)).toEqual(['nats-config', 'nats-operator']);
-    const env = (spec: any) => Object.fromEntries(spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    const env = (spec: any) =>
+      Object.fromEntries(spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
     const secret = (spec: any, mount: string) => {
       const m = spec.containers[0].volumeMounts.find((v: any) => mount.startsWith(`${v.mountPath}/`));
       return spec.volumes.find((v: any) => v.name === m.name).secret.secretName;

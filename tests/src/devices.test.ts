@@ -119,7 +119,10 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
     const e = startEdge({ url: server.url, id: 'cam-7', frames: 60, fps: 100, extra: ['--nats-creds', deviceCreds] });
     expect(await e.exit, e.stderr()).toBe(0);
     expect(new Set(e.results.map((x) => x.r.edge))).toEqual(new Set(['site-b.agent-1.cam-7']));
-    expect(e.results.map((x) => x.r.outcome).filter((o) => o !== 'exited'), e.stderr()).toContain('offloaded');
+    expect(
+      e.results.map((x) => x.r.outcome).filter((o) => o !== 'exited'),
+      e.stderr(),
+    ).toContain('offloaded');
     const other = startEdge({ url: server.url, id: 'site-a.agent-1.cam-1', frames: 1, fps: 100, extra: ['--nats-creds', deviceCreds] }); // prettier-ignore
     expect(await other.exit).toBe(2);
     expect(other.stderr()).toMatch(/--id site-a.agent-1.cam-1 is not a camera of device site-b.agent-1/);

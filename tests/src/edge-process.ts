@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { MODEL, REPO, SAMPLES } from './harness.js';
 
 export interface EdgeLine {
+  edge: string;
   sequence: number;
   outcome: string;
   fallback_reason?: string;

@@ -199,12 +199,15 @@ export class Camera {
       let last = performance.now();
       const proc = spawn(this.o.ffmpeg ?? 'ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
       this.proc = proc;
-      const watch = setInterval(() => {
-        if (performance.now() - last > this.stallMs) {
-          stalled = true;
-          proc.kill('SIGKILL');
-        }
-      }, Math.min(500, this.stallMs / 4));
+      const watch = setInterval(
+        () => {
+          if (performance.now() - last > this.stallMs) {
+            stalled = true;
+            proc.kill('SIGKILL');
+          }
+        },
+        Math.min(500, this.stallMs / 4),
+      );
       proc.stderr!.on('data', (d: Buffer) => {
         const text = d.toString();
         stderr = (stderr + text).slice(-STDERR_KEEP);
@@ -232,12 +235,15 @@ export class Camera {
         this.proc = undefined;
         const said = redactSecrets(stderr.trim().split('\n').filter(Boolean).slice(-2).join('; '));
         let reason: string;
-        if (stalled) reason = frames ? `stalled: no frame for ${this.stallMs / 1000} s` : `no frame within ${this.stallMs / 1000} s of opening`; // prettier-ignore
+        if (stalled)
+          reason = frames ? `stalled: no frame for ${this.stallMs / 1000} s` : `no frame within ${this.stallMs / 1000} s of opening`; // prettier-ignore
         else if (said) reason = said;
         else if (signal) reason = `ffmpeg killed (${signal})`;
-        else if (code === 0) reason = this.live ? 'the camera ended the stream' : 'the file ended before its first frame';
+        else if (code === 0)
+          reason = this.live ? 'the camera ended the stream' : 'the file ended before its first frame';
         else reason = `ffmpeg exited with code ${code}`;
-        if (!this.live && !stalled && code === 0 && frames > 0) resolve({ kind: 'ended', reason: 'end of file', frames });
+        if (!this.live && !stalled && code === 0 && frames > 0)
+          resolve({ kind: 'ended', reason: 'end of file', frames });
         else resolve({ kind: 'dropped', reason, frames });
       });
     });

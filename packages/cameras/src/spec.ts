@@ -77,7 +77,11 @@ export function formatRegion(r: Region): string {
  * [hwaccel=NAME]`, words separated by spaces. `defaults` gives what a word does not (the command's --fit, --fps,
  * --roi, --hwaccel). A ConfigError names the camera and the word.
  */
-export function parseCamera(id: string, text: string, defaults: Partial<Omit<CameraSpec, 'id' | 'url'>> = {}): CameraSpec {
+export function parseCamera(
+  id: string,
+  text: string,
+  defaults: Partial<Omit<CameraSpec, 'id' | 'url'>> = {},
+): CameraSpec {
   if (!CAMERA_NAME.test(id)) throw new ConfigError(`camera "${id}": its name must be letters, digits, "-" or "_", in dot-separated parts`); // prettier-ignore
   const words = text.trim().split(/\s+/);
   const url = words.shift();
@@ -98,7 +102,9 @@ export function parseCamera(id: string, text: string, defaults: Partial<Omit<Cam
     const value = word.slice(eq + 1);
     const where = `camera ${id} (${redactSecrets(url)})`;
     if (eq <= 0 || !(FIELDS as readonly string[]).includes(key))
-      throw new ConfigError(`${where}: "${redactSecrets(word)}" is not one of ${FIELDS.map((f) => `${f}=`).join(', ')}`);
+      throw new ConfigError(
+        `${where}: "${redactSecrets(word)}" is not one of ${FIELDS.map((f) => `${f}=`).join(', ')}`,
+      );
     try {
       if (key === 'fit') spec.fit = checkFit(value);
       else if (key === 'fps') spec.fps = checkFps(value);
@@ -142,7 +148,8 @@ export function checkFit(v: string): Fit {
 
 export function checkFps(v: string | number): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 120) throw new ConfigError(`fps "${v}" must be a number above 0, at most 120`);
+  if (!Number.isFinite(n) || n <= 0 || n > 120)
+    throw new ConfigError(`fps "${v}" must be a number above 0, at most 120`);
   return n;
 }
 

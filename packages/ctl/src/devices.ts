@@ -250,7 +250,7 @@ export class AuthDir {
         '# here too, within seconds. The site joins the cloud as a leaf node over TLS, with two links: one for the',
         "# site's traffic (leaf.creds) and one through which it looks accounts up and hears their updates",
         '# (leaf-sys.creds). While the link is down the site keeps serving the devices it knows.',
-        '#   CASCADE_SITE_HUB_1 .. _3       the cloud nodes\' leaf URLs, nats-leaf://<node>:7422 (no password)',
+        "#   CASCADE_SITE_HUB_1 .. _3       the cloud nodes' leaf URLs, nats-leaf://<node>:7422 (no password)",
         "#   CASCADE_SITE_TLS_CERT, _KEY    the site's certificate and key (PEM), signed by the cloud's CA",
         "#   CASCADE_SITE_TLS_CA            the cloud's CA (it signed the cloud nodes' certificates)",
         `server_name: ${site}`,

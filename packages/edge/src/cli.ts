@@ -191,7 +191,10 @@ function readCamerasFile(file: string): string[] {
   } catch (err) {
     throw new FlagError(`--cameras: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); // prettier-ignore
   }
-  return text.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean);
+  return text
+    .split('\n')
+    .map((l) => l.replace(/#.*$/, '').trim())
+    .filter(Boolean);
 }
 
 /**
@@ -327,7 +330,8 @@ async function cameras(args: Args): Promise<void> {
   });
   await Promise.race([stopped, host.whenIdle()]);
   await host.shutdown();
-  if (sink !== process.stdout) await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
+  if (sink !== process.stdout)
+    await new Promise<void>((resolve) => (sink as NodeJS.WritableStream).end(() => resolve()));
 }
 
 /** The frames of `times` fresh openings of a source, one after the other (0: forever). */

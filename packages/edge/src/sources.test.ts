@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileEdgeOptions } from './options.js';
-import { openSource, SourceError, Tail, toPlanar, withPassword, type Frame } from './sources.js';
+import { openSource, Tail, toPlanar, withPassword, type Frame } from './sources.js';
 
 const SAMPLES = new URL('../../../samples/cifar10-test-1000.bin', import.meta.url).pathname;
 const records = readFileSync(SAMPLES);
