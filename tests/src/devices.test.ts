@@ -28,6 +28,18 @@ async function as(url: string, file: string, inbox: string): Promise<{ nc: NatsC
   return { nc, errors };
 }
 
+/** An agent runs as camera `id` with a device's credentials: 60 frames, hard ones answered, every result stored. */
+async function streamsAs(url: string, id: string, deviceCreds: string): Promise<void> {
+  const agent = await EdgeAgent.create({ model: MODEL, nats: url, id, natsAuth: { creds: deviceCreds }, metricsPort: -1, threads: 1 }, () => undefined); // prettier-ignore
+  const results: EdgeResult[] = [];
+  await agent.run(await openSource(SAMPLES, { size: 32, limit: 60 }), (r) => results.push(r));
+  await agent.shutdown();
+  expect(results).toHaveLength(60);
+  expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(0);
+  expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
+  expect(agent.resultsPending).toBe(0);
+}
+
 describe('fleet identity: devices issued and revoked by command (operator mode, nats-server 2.15)', () => {
   let server: LocalNats;
   let worker: WorkerProcess;
@@ -49,7 +61,8 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
       env: { CASCADE_NATS_STORE_DIR: join(dir, 'jetstream') },
       extraConfig: [
         'include ./operator.conf',
-        'listen: 127.0.0.1:-1',
+        'host: 127.0.0.1',
+        'port: -1',
         'http_port: -1',
         `leafnodes { listen: "127.0.0.1:${leafPort}", tls { cert_file: "${pki.cert}", key_file: "${pki.key}", ca_file: "${pki.ca}", verify: true, timeout: 2 } }`, // prettier-ignore
       ].join('\n'),
@@ -75,14 +88,7 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
       expect(r.code, r.stderr).toBe(0);
     }
     // The agent runs as its camera site-a.agent-1.cam-1, with the device's credentials: hard frames reach the worker.
-    const agent = await EdgeAgent.create({ model: MODEL, nats: server.url, id: 'site-a.agent-1.cam-1', natsAuth: { creds: creds('devices/site-a.agent-1.creds') }, metricsPort: -1, threads: 1 }, () => undefined); // prettier-ignore
-    const results: EdgeResult[] = [];
-    await agent.run(await openSource(SAMPLES, { size: 32, limit: 60 }), (r) => results.push(r));
-    await agent.shutdown();
-    expect(results).toHaveLength(60);
-    expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(0);
-    expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
-    expect(agent.resultsPending).toBe(0);
+    await streamsAs(server.url, 'site-a.agent-1.cam-1', creds('devices/site-a.agent-1.creds'));
 
     const { nc, errors } = await as(server.url, creds('devices/site-a.agent-1.creds'), '_INBOX.site-a.agent-1.cam-1');
     const monitor = await as(server.url, creds('monitor.creds'), '_INBOX_monitor');
@@ -183,7 +189,7 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
     const site = await startNatsServer({
       binary: NATS_SERVER,
       jetstream: false,
-      extraConfig: [readFileSync(creds('sites/site-a/site.conf'), 'utf8'), 'listen: 127.0.0.1:-1', 'http_port: -1'].join('\n'), // prettier-ignore
+      extraConfig: [readFileSync(creds('sites/site-a/site.conf'), 'utf8'), 'host: 127.0.0.1', 'port: -1', 'http_port: -1'].join('\n'), // prettier-ignore
       env: { CASCADE_SITE_HUB_1: hub, CASCADE_SITE_HUB_2: hub, CASCADE_SITE_HUB_3: hub, CASCADE_SITE_TLS_CERT: pki.cert, CASCADE_SITE_TLS_KEY: pki.key, CASCADE_SITE_TLS_CA: pki.ca }, // prettier-ignore
     });
     try {
@@ -201,14 +207,7 @@ describe('fleet identity: devices issued and revoked by command (operator mode, 
       await probe.nc.close();
       // An agent at the site, with its device's credentials: hard frames answered in the cloud, every result stored
       // in the cloud's stream.
-      const agent = await EdgeAgent.create({ model: MODEL, nats: site.url, id: 'site-a.agent-2.cam-1', natsAuth: { creds: agent2 }, metricsPort: -1, threads: 1 }, () => undefined); // prettier-ignore
-      const results: EdgeResult[] = [];
-      await agent.run(await openSource(SAMPLES, { size: 32, limit: 60 }), (r) => results.push(r));
-      await agent.shutdown();
-      expect(results).toHaveLength(60);
-      expect(results.filter((r) => r.outcome === 'offloaded').length).toBeGreaterThan(0);
-      expect(results.filter((r) => r.outcome === 'fallback')).toEqual([]);
-      expect(agent.resultsPending).toBe(0);
+      await streamsAs(site.url, 'site-a.agent-2.cam-1', agent2);
 
       // At the site, a device can do what its identity allows and no more: not another agent's results or inbox.
       const a = await as(site.url, agent2, '_INBOX.site-a.agent-2.cam-1');
