@@ -16,7 +16,11 @@ export interface LocalPrometheus {
  * Starts Debian's prometheus with the shipped deploy/prometheus config and rules, its file-discovery targets
  * pointed at the given ports, and a 1 s scrape interval.
  */
-export async function startPrometheus(targets: { edge: number[]; workers: number[] }): Promise<LocalPrometheus> {
+export async function startPrometheus(
+  targets: { edge: number[]; workers: number[] },
+  /** More flags (--web.enable-remote-write-receiver for sites' agents). */
+  extra: string[] = [],
+): Promise<LocalPrometheus> {
   requireProgram('prometheus');
   const dir = mkdtempSync(join(tmpdir(), 'cascade-prom-'));
   cpSync(join(REPO, 'deploy/prometheus'), dir, { recursive: true });
@@ -29,17 +33,36 @@ export async function startPrometheus(targets: { edge: number[]; workers: number
   writeFileSync(join(dir, 'targets/edge.json'), sd(targets.edge));
   writeFileSync(join(dir, 'targets/workers.json'), sd(targets.workers));
   writeFileSync(join(dir, 'targets/nats.json'), '[]');
+  return launchPrometheus(dir, 'prometheus.yml', [`--storage.tsdb.path=${join(dir, 'data')}`, ...extra]);
+}
+
+/**
+ * A camera site's Prometheus agent (deploy/prometheus/site/prometheus-agent.yml, 1 s scrapes) scraping the site's
+ * edges and writing to `cloud` (a Prometheus with the remote-write receiver). It has no query API: agent mode.
+ */
+export async function startSiteAgent(site: string, edges: number[], cloud: string): Promise<LocalPrometheus> {
+  const dir = mkdtempSync(join(tmpdir(), 'cascade-prom-site-'));
+  cpSync(join(REPO, 'deploy/prometheus/site'), dir, { recursive: true });
+  const config = readFileSync(join(dir, 'prometheus-agent.yml'), 'utf8')
+    .replace('scrape_interval: 15s', 'scrape_interval: 1s')
+    .replace(/url: https:\/\/prometheus\.cloud\.example\/api\/v1\/write/, `url: ${cloud}/api/v1/write`);
+  writeFileSync(join(dir, 'prometheus-agent.yml'), config);
+  writeFileSync(join(dir, 'targets/edge.json'), JSON.stringify([{ targets: edges.map((p) => `127.0.0.1:${p}`) }]));
+  return launchPrometheus(dir, 'prometheus-agent.yml', ['--enable-feature=agent,expand-external-labels', `--storage.agent.path=${join(dir, 'wal')}`], { CASCADE_SITE_NAME: site }); // prettier-ignore
+}
+
+async function launchPrometheus(
+  dir: string,
+  file: string,
+  flags: string[],
+  env: Record<string, string> = {},
+): Promise<LocalPrometheus> {
   const port = await freePort();
   const proc = track(
-    spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    ),
+    spawn('prometheus', [`--config.file=${join(dir, file)}`, `--web.listen-address=127.0.0.1:${port}`, ...flags], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...env },
+    }),
   );
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));

@@ -16,6 +16,10 @@ describe('prometheus - shipped config and rules', () => {
     expect(promtool('check', 'config', 'prometheus.yml')).toMatch(/SUCCESS: prometheus.yml is valid/);
   });
 
+  it("promtool check config accepts a site's Prometheus agent", () => {
+    expect(promtool('check', 'config', '--agent', 'site/prometheus-agent.yml')).toMatch(/SUCCESS/);
+  });
+
   it('promtool check rules accepts the recording and alert rules', () => {
     const out = promtool('check', 'rules', 'rules/recording.yml', 'rules/alerts.yml');
     expect(out).toMatch(/recording\.yml\s+SUCCESS: 7 rules found/);
